@@ -1,0 +1,31 @@
+"""tfvae: variational auto-encoders for images with TensorFlow Probability and Keras 2 (tf-keras)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tfvae",
+    version="0.1.0",
+    description="Variational inference in deep latent-variable models of images (TFP + tf-keras).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tfvae", "tfvae.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # TFP's layers need the Keras 2 API: tf-keras, versioned with TensorFlow.
+        "tensorflow>=2.16,<2.22",
+        "tf-keras>=2.16,<2.22",
+        "tensorflow-probability>=0.24,<0.26",
+        "tensorflow-datasets>=4.9",
+        "importlib_resources",  # tensorflow-datasets imports it without declaring it
+        "tensorboard",  # summaries written during training (no longer pulled in by TF 2.21)
+        "absl-py",
+        "ml-collections",
+        "matplotlib",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        # GPU users: pip install -e ".[gpu]" pulls the CUDA libraries TensorFlow needs.
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+    },
+    entry_points={"console_scripts": ["tfvae-train=tfvae.train:run_main"]},
+)

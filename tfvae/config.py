@@ -1,0 +1,100 @@
+"""The base tfvae config (FashionMNIST, MLP, Bernoulli) and its validation.
+
+``configs/*.py`` start from `get_config()` and change what they need; every field is overridable
+on the command line (``--config.model.latent_dim=40``). `validate` checks a whole config and
+raises `ConfigError` naming the field and the fix.
+"""
+import ml_collections
+
+from tfvae.errors import ConfigError
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """FashionMNIST binarised at 0.5, MLP 512-512, latent 20, Bernoulli likelihood, Adam."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = data = ml_collections.ConfigDict()
+    data.source = "tfds"          # 'tfds' (by name) or 'idx' (a folder of official IDX files)
+    data.name = "fashion_mnist"   # TFDS name: 'fashion_mnist', 'mnist', ...
+    data.data_dir = ""            # TFDS data_dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    data.download = True          # let TFDS download and prepare the data set if missing
+    data.idx_dir = ""             # for source='idx': folder of train-/t10k-images-idx3-ubyte[.gz]
+    data.pixels = "binary"        # 'binary' (fixed threshold), 'dynamic', 'continuous'
+    data.threshold = 0.5
+    data.image_size = 0           # resize to image_size x image_size; 0 keeps the native size
+    data.validation_size = 1000   # held out from train
+    data.test_size = 0            # held out from train only if the source has no test split
+    data.train_size = 0           # use only this many training images; 0 = all
+    data.batch_size = 128
+    data.eval_batch_size = 500
+
+    config.model = model = ml_collections.ConfigDict()
+    model.latent_dim = 20
+    model.network = "mlp"         # 'mlp' or 'cnn'
+    model.hidden = (512, 512)     # dense widths (encoder order; the decoder mirrors them)
+    model.conv_channels = (32, 64)  # cnn only: stride-2 conv channels
+    model.kernel_size = 4           # cnn only
+    model.activation = "relu"
+    model.dropout = 0.0
+    model.posterior = "gaussian"
+    model.posterior_scale = "softplus"  # 'softplus' or 'exp'
+    model.prior = "standard_normal"
+    model.likelihood = "bernoulli"  # 'bernoulli' (binary pixels), 'continuous_bernoulli'
+    model.num_samples = 1           # latent samples per example in the training objective
+    model.kl = "auto"               # 'auto', 'analytic', 'mc'
+
+    config.estimator = "reparameterized"
+
+    config.train = train = ml_collections.ConfigDict()
+    train.epochs = 30
+    train.optimizer = "adam"
+    train.learning_rate = 1e-3
+    train.beta = 1.0                # weight of the rate term
+    train.kl_warmup_epochs = 0.0    # linear warm-up of beta from 0 over this many epochs
+    train.early_stopping_patience = 0  # epochs without val ELBO gain before stopping; 0 = off
+    train.steps_per_execution = 32    # train steps per tf.function call (less Python overhead)
+    train.jit_compile = False         # XLA-compile the train step
+    train.checkpoint_every_epoch = True
+
+    config.eval = ev = ml_collections.ConfigDict()
+    ev.iw_samples = 1000          # k of the importance-sampled log-likelihood on the test set
+    ev.iw_examples = 0            # test images for it; 0 = all
+    ev.iw_batch_size = 100
+    ev.plots = True
+    return config
+
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamax")
+
+
+def validate(config) -> None:
+    """Raises `ConfigError` for any value that cannot work, before data is read or a model built."""
+    from tfvae import data, estimators, likelihoods, networks, posteriors, priors
+
+    data.validate(config.data)
+    networks.validate(config.model)
+    posteriors.POSTERIORS.get(config.model.posterior)
+    priors.PRIORS.get(config.model.prior)
+    likelihoods.LIKELIHOODS.get(config.model.likelihood)
+    estimators.ESTIMATORS.get(config.estimator)
+    t, e = config.train, config.eval
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer={t.optimizer!r}; valid optimizers are: "
+                          f"{', '.join(OPTIMIZERS)}")
+    checks = [
+        (t.epochs >= 1, f"train.epochs={t.epochs} must be >= 1"),
+        (t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0"),
+        (t.beta >= 0, f"train.beta={t.beta} must be >= 0"),
+        (t.kl_warmup_epochs >= 0, f"train.kl_warmup_epochs={t.kl_warmup_epochs} must be >= 0"),
+        (t.steps_per_execution >= 1, f"train.steps_per_execution={t.steps_per_execution} must be >= 1"),
+        (t.early_stopping_patience >= 0,
+         f"train.early_stopping_patience={t.early_stopping_patience} must be >= 0 (0 = off)"),
+        (config.model.num_samples >= 1, f"model.num_samples={config.model.num_samples} must be >= 1"),
+        (e.iw_samples >= 1, f"eval.iw_samples={e.iw_samples} must be >= 1"),
+        (e.iw_examples >= 0, f"eval.iw_examples={e.iw_examples} must be >= 0 (0 = all)"),
+        (e.iw_batch_size >= 1, f"eval.iw_batch_size={e.iw_batch_size} must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

@@ -1,0 +1,289 @@
+"""Image data as `tf.data` pipelines: TFDS data sets by name, or a folder of official IDX files.
+
+Every source is read into uint8 arrays `[N, H, W, C]` once, then shared code makes the splits
+(train / validation held out from train / test), the optional resize and the pixel mode:
+
+- ``binary``: ``x > threshold`` (fixed), for every split;
+- ``dynamic``: training pixels are resampled ``x ~ Bernoulli(intensity)`` every time a batch is
+  drawn; validation and test are binarised once with a fixed seed, as in the literature;
+- ``continuous``: intensities in [0, 1].
+
+Pipelines are deterministic under ``seed`` (shuffle order and dynamic binarisation included).
+"""
+import dataclasses
+import glob
+import gzip
+import os
+import zlib
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae.errors import ConfigError, DataError
+
+PIXEL_MODES = ("binary", "dynamic", "continuous")
+SOURCES = ("tfds", "idx")
+# Seed of the one-off binarisation of validation and test images (fixed, as in the literature).
+EVAL_BINARIZATION_SEED = 1
+
+Arrays = Tuple[np.ndarray, np.ndarray]  # images uint8 [N, H, W, C], labels int64 [N]
+
+
+@dataclasses.dataclass
+class Splits:
+    """Batched pipelines of float32 images ``[B, H, W, C]`` (and labels if asked for)."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    image_shape: Tuple[int, int, int]
+    num_train: int
+    num_validation: int
+    num_test: int
+    steps_per_epoch: int
+
+
+# --------------------------------------------------------------------------- IDX files
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Reads an IDX file (optionally gzipped) as distributed by the MNIST/FashionMNIST authors.
+
+    Raises `DataError` naming the file and what is wrong: unreadable gzip stream, bad magic
+    number, or a payload whose length disagrees with the header.
+    """
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (EOFError, OSError, zlib.error) as e:
+        raise DataError(
+            f"{path}: cannot be decompressed ({e}); the file is corrupt or truncated, "
+            "download it again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(
+            f"{path}: not an IDX file (magic bytes {raw[:4].hex() or 'missing'}; expected "
+            "00 00 <type> <ndim>, e.g. 00000803 for images, 00000801 for labels)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    payload = len(raw) - header
+    if payload != expected:
+        raise DataError(
+            f"{path}: header says shape {dims} ({expected} bytes of data) but the file holds "
+            f"{payload} bytes; the file is truncated or corrupt, download it again")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _find_idx(directory: str, prefix: str, kind: str, ndim: int) -> Optional[str]:
+    """Finds e.g. ``train-images-idx3-ubyte[.gz]`` (also the ``train-images.idx3-ubyte`` variant)."""
+    for sep in ("-", "."):
+        for ext in ("", ".gz"):
+            path = os.path.join(directory, f"{prefix}-{kind}{sep}idx{ndim}-ubyte{ext}")
+            if os.path.exists(path):
+                return path
+    return None
+
+
+def load_idx_dir(directory: str) -> Dict[str, Arrays]:
+    """Reads ``train`` (required) and ``t10k`` (test, optional) IDX files from a folder."""
+    if not os.path.isdir(directory):
+        raise DataError(
+            f"IDX folder {directory!r} does not exist; set data.idx_dir to a folder holding "
+            "train-images-idx3-ubyte.gz (and t10k-images-idx3-ubyte.gz for a test split)")
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images_path = _find_idx(directory, prefix, "images", 3)
+        if images_path is None:
+            if split == "train":
+                present = sorted(os.path.basename(p) for p in glob.glob(os.path.join(directory, "*")))
+                raise DataError(
+                    f"no {prefix}-images-idx3-ubyte[.gz] in {directory!r} (it holds: "
+                    f"{', '.join(present) or 'nothing'}); point data.idx_dir at the folder with "
+                    "the official IDX files")
+            continue
+        images = read_idx(images_path)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DataError(f"{images_path}: expected uint8 images [N, H, W], got "
+                            f"{images.dtype} {images.shape}")
+        labels_path = _find_idx(directory, prefix, "labels", 1)
+        if labels_path is None:
+            labels = np.full(len(images), -1, np.int64)
+        else:
+            labels = read_idx(labels_path).astype(np.int64)
+            if labels.shape != (len(images),):
+                raise DataError(
+                    f"{images_path} holds {len(images)} images but {labels_path} holds "
+                    f"{labels.shape[0] if labels.ndim else 0} labels; the two files must come "
+                    "from the same release (re-download the pair)")
+        out[split] = (images[..., None], labels)
+    return out
+
+
+# --------------------------------------------------------------------------- TFDS
+def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, Arrays]:
+    """Loads ``train`` and ``test`` of a TFDS image data set (e.g. ``mnist``, ``fashion_mnist``)."""
+    import tensorflow_datasets as tfds  # slow import, only when used
+
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise ConfigError(f"data.name={name!r} is not a TFDS data set: {e}") from None
+    try:
+        if download:
+            builder.download_and_prepare()
+        data = builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
+    except Exception as e:  # TFDS raises AssertionError, DownloadError, OSError, ... here
+        raise DataError(
+            f"cannot load TFDS data set {name!r} from {where!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). Fix: on a machine with internet run "
+            f"`tfds build {name}` (or train once with data.download=True), then point "
+            f"data.data_dir (or TFDS_DATA_DIR) at the folder that holds `{name}/`; or use "
+            "data.source='idx' with data.idx_dir=<folder of the official *-idx3-ubyte.gz files>"
+        ) from None
+    out = {}
+    for split, (images, labels) in zip(("train", "test"), tfds.as_numpy(data)):
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise DataError(f"TFDS {name!r} images are {images.dtype} {images.shape}; tfvae "
+                            "needs uint8 images [N, H, W, C]")
+        out[split] = (images, labels.astype(np.int64))
+    return out
+
+
+# --------------------------------------------------------------------------- splits and pixels
+def _resize(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    if size <= 0 or images.shape[1:3] == (size, size):
+        return images
+    parts = []
+    for i in range(0, len(images), chunk):
+        x = tf.image.resize(tf.cast(images[i:i + chunk], tf.float32), (size, size),
+                            method="bilinear", antialias=True)
+        parts.append(np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8))
+    return np.concatenate(parts)
+
+
+def _fixed_pixels(images: np.ndarray, pixels: str, threshold: float, seed: int) -> np.ndarray:
+    """Final float32 pixels of an evaluation split (binarised once where the mode says so)."""
+    x = images.astype(np.float32) / 255.0
+    if pixels == "binary":
+        return (x > threshold).astype(np.float32)
+    if pixels == "dynamic":
+        rng = np.random.default_rng(seed)
+        return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+    return x
+
+
+def validate(data_config) -> None:
+    """Raises `ConfigError` for a value of ``config.data`` that cannot work."""
+    c = data_config
+    if c.source not in SOURCES:
+        raise ConfigError(f"data.source={c.source!r}; valid sources are: {', '.join(SOURCES)}")
+    if c.pixels not in PIXEL_MODES:
+        raise ConfigError(f"data.pixels={c.pixels!r}; valid modes are: {', '.join(PIXEL_MODES)}")
+    if not 0.0 < c.threshold < 1.0:
+        raise ConfigError(f"data.threshold={c.threshold} must lie in (0, 1)")
+    for field in ("batch_size", "eval_batch_size"):
+        if c[field] < 1:
+            raise ConfigError(f"data.{field}={c[field]} must be a positive integer")
+    for field in ("validation_size", "test_size", "train_size", "image_size"):
+        if c[field] < 0:
+            raise ConfigError(f"data.{field}={c[field]} must be >= 0")
+    if c.source == "idx" and not c.idx_dir:
+        raise ConfigError("data.source='idx' needs data.idx_dir: the folder of *-idx3-ubyte[.gz] files")
+
+
+def load_arrays(data_config) -> Dict[str, Arrays]:
+    c = data_config
+    if c.source == "idx":
+        return load_idx_dir(os.path.expanduser(c.idx_dir))
+    return load_tfds(c.name, os.path.expanduser(c.data_dir) if c.data_dir else None, c.download)
+
+
+def load(data_config, seed: int = 0, with_labels: bool = False,
+         arrays: Optional[Dict[str, Arrays]] = None) -> Splits:
+    """Builds train / validation / test pipelines from ``config.data``.
+
+    Args:
+      data_config: the ``data`` block of a tfvae config (see ``configs/default.py``).
+      seed: fixes the validation hold-out, the shuffle order and dynamic binarisation.
+      with_labels: pipelines yield ``(images, labels)`` instead of ``images``.
+      arrays: already loaded ``{'train': (x, y), 'test': (x, y)}`` (skips reading the source).
+    """
+    c = data_config
+    validate(c)
+    arrays = arrays if arrays is not None else load_arrays(c)
+    x, y = arrays["train"]
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(x))
+    n_val, n_test_holdout = c.validation_size, c.test_size if "test" not in arrays else 0
+    if "test" not in arrays and c.test_size == 0:
+        raise DataError(
+            "the data source has no test split (e.g. no t10k-images-idx3-ubyte[.gz] in the IDX "
+            "folder); add the test files or set data.test_size=N to hold out N training images")
+    if n_val + n_test_holdout >= len(x):
+        raise ConfigError(
+            f"data.validation_size={n_val} (+ data.test_size={n_test_holdout}) leaves no training "
+            f"images out of {len(x)}; lower them")
+    val_idx = perm[:n_val]
+    test_idx = perm[n_val:n_val + n_test_holdout]
+    train_idx = perm[n_val + n_test_holdout:]
+    if c.train_size:
+        train_idx = train_idx[:c.train_size]
+    x_test, y_test = arrays["test"] if "test" in arrays else (x[test_idx], y[test_idx])
+
+    x_train = _resize(x[train_idx], c.image_size)
+    x_val = _fixed_pixels(_resize(x[val_idx], c.image_size), c.pixels, c.threshold,
+                          EVAL_BINARIZATION_SEED + 1)
+    x_test = _fixed_pixels(_resize(x_test, c.image_size), c.pixels, c.threshold,
+                           EVAL_BINARIZATION_SEED)
+    image_shape = tuple(int(d) for d in x_train.shape[1:])
+    if len(x_train) < c.batch_size:
+        raise ConfigError(f"data.batch_size={c.batch_size} exceeds the {len(x_train)} training "
+                          "images; lower the batch size")
+
+    def eval_pipeline(images, labels):
+        ds = tf.data.Dataset.from_tensor_slices((images, labels) if with_labels else images)
+        return ds.batch(c.eval_batch_size).prefetch(tf.data.AUTOTUNE)
+
+    pixels, threshold = c.pixels, c.threshold
+
+    def to_pixels(batch, seed_pair):
+        images = batch[0] if with_labels else batch
+        images = tf.cast(images, tf.float32) / 255.0
+        if pixels == "binary":
+            images = tf.cast(images > threshold, tf.float32)
+        elif pixels == "dynamic":
+            noise = tf.random.stateless_uniform(tf.shape(images), seed=seed_pair)
+            images = tf.cast(noise < images, tf.float32)
+        return (images, batch[1]) if with_labels else images
+
+    train = tf.data.Dataset.from_tensor_slices(
+        (x_train, y[train_idx]) if with_labels else x_train)
+    train = train.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+    train = train.batch(c.batch_size, drop_remainder=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    train = tf.data.Dataset.zip((train, seeds)).map(to_pixels, num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    train = train.with_options(options)
+
+    return Splits(
+        train=train,
+        validation=eval_pipeline(x_val, y[val_idx]),
+        test=eval_pipeline(x_test, y_test),
+        image_shape=image_shape,
+        num_train=len(x_train),
+        num_validation=len(x_val),
+        num_test=len(x_test),
+        steps_per_epoch=len(x_train) // c.batch_size,
+    )

@@ -1,0 +1,72 @@
+"""Measuring a trained model on a data set: ELBO, D, R, importance-sampled log-likelihood, AU.
+
+All functions are pure functions of a model and a `tf.data` pipeline of image batches (or
+``(images, labels)`` batches); results are averages per example, in nats.
+"""
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+
+
+def _images(batch):
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def elbo(model, dataset) -> Dict[str, float]:
+    """Mean ELBO, distortion D, rate R over a data set (beta = 1)."""
+    step = tf.function(lambda x: model.elbo_terms(x), reduce_retracing=True)
+    totals, n = {"elbo": 0.0, "distortion": 0.0, "rate": 0.0}, 0
+    for batch in dataset:
+        terms = step(_images(batch))
+        for key in totals:
+            totals[key] += float(tf.reduce_sum(getattr(terms, key)))
+        n += int(terms.elbo.shape[0])
+    return {key: value / n for key, value in totals.items()} | {"num_examples": n}
+
+
+def log_likelihood(model, dataset, num_samples: int, num_examples: int = 0,
+                   batch_size: int = 100) -> Dict[str, float]:
+    """Mean importance-sampled bound on log p(x) with k = ``num_samples`` over the first
+    ``num_examples`` examples (0 = all); see `VAE.log_likelihood`."""
+    ds = dataset.unbatch()
+    if num_examples:
+        ds = ds.take(num_examples)
+    total, n = 0.0, 0
+    for batch in ds.batch(batch_size):
+        values = model.log_likelihood(_images(batch), num_samples)
+        total += float(tf.reduce_sum(values))
+        n += int(values.shape[0])
+    return {"log_likelihood": total / n, "iw_samples": int(num_samples), "iw_examples": n}
+
+
+def posterior_means(model, dataset, max_examples: int = 0):
+    """Posterior means ``[N, L]`` (and labels ``[N]`` where the data set has them)."""
+    means, labels, n = [], [], 0
+    for batch in dataset:
+        means.append(model.encode(_images(batch), training=False).mean().numpy())
+        if isinstance(batch, (tuple, list)):
+            labels.append(np.asarray(batch[1]))
+        n += len(means[-1])
+        if max_examples and n >= max_examples:
+            break
+    z = np.concatenate(means)[: max_examples or None]
+    y = np.concatenate(labels)[: max_examples or None] if labels else None
+    return z, y
+
+
+def active_units(model, dataset, threshold: float = 0.01) -> int:
+    """Latent dimensions whose posterior mean varies over the data: Cov_x(E_q[z_d]) > threshold
+    (Burda et al., 2016). Dimensions below it are collapsed onto the prior."""
+    z, _ = posterior_means(model, dataset)
+    return int(np.sum(np.var(z, axis=0) > threshold))
+
+
+def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
+             iw_batch_size: int = 100) -> Dict[str, float]:
+    """ELBO, D, R, active units and (if ``iw_samples``) the importance-sampled log-likelihood."""
+    out = elbo(model, dataset)
+    out["active_units"] = active_units(model, dataset)
+    if iw_samples:
+        out |= log_likelihood(model, dataset, iw_samples, iw_examples, iw_batch_size)
+    return out

@@ -1,0 +1,224 @@
+"""The VAE: a `keras.Model` joining prior p(z), encoder q(z|x) and decoder p(x|z).
+
+Shapes: images ``x`` are ``[B, H, W, C]``; latents carry a leading sample axis ``z: [S, B, L]``;
+``q(z|x)`` has batch shape ``[B]``, ``p(x|z)`` batch shape ``[S, B]``, both with the natural event
+shapes (``[L]`` and ``[H, W, C]``), so every ``log_prob`` broadcasts to ``[S, B]``.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras as keras
+
+from tfvae import estimators as estimators_lib
+from tfvae import likelihoods, networks, posteriors, priors
+from tfvae.errors import ConfigError
+
+tfd = tfp.distributions
+
+KL_MODES = ("auto", "analytic", "mc")
+
+
+class VAE(keras.Model):
+    """Variational auto-encoder trained with `fit` through the chosen estimator.
+
+    Tracked metrics (per epoch; ``val_`` prefixed on validation data): ``loss`` (the objective
+    the optimiser minimises, with the warm-up's beta), ``elbo``, ``distortion`` (D), ``rate`` (R)
+    and ``beta``. Evaluation (`test_step`) uses beta = 1, so ``val_loss = -val_elbo``.
+
+    Args:
+      encoder: images -> posterior parameters ``[B, posterior.params_size]``.
+      decoder: latents ``[N, L]`` -> likelihood logits ``[N, H, W, C]``.
+      posterior: a `posteriors` head; likelihood: a `likelihoods` head; prior: a `priors.Prior`.
+      estimator: an `estimators.Estimator`.
+      num_samples: latent samples S per example in the training objective.
+      beta: weight of the rate term; ``kl_warmup_steps`` ramps it linearly from 0 to ``beta``.
+      kl: 'analytic' (needs a KL registered in TFP), 'mc', or 'auto' (analytic where registered).
+    """
+
+    def __init__(self, encoder, decoder, posterior, likelihood, prior, estimator, image_shape,
+                 num_samples=1, beta=1.0, kl_warmup_steps=0, kl="auto", posterior_name="",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if kl not in KL_MODES:
+            raise ConfigError(f"model.kl={kl!r}; valid modes are: {', '.join(KL_MODES)}")
+        if num_samples < 1:
+            raise ConfigError(f"model.num_samples={num_samples} must be >= 1")
+        if beta < 0:
+            raise ConfigError(f"train.beta={beta} must be >= 0")
+        self.encoder, self.decoder = encoder, decoder
+        self.posterior_head, self.likelihood_head = posterior, likelihood
+        self.prior = prior
+        self.estimator = estimator
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.latent_dim = int(posterior.latent_dim)
+        self.num_samples = int(num_samples)
+        self.beta = float(beta)
+        self.kl_warmup_steps = int(kl_warmup_steps)
+        self.posterior_name = posterior_name
+        self.analytic_kl = self._choose_kl(kl)
+        estimator.check(self)
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in ("loss", "elbo", "distortion", "rate", "beta")}
+
+    # ------------------------------------------------------------------ parts of the model
+    def encode(self, x, training=None) -> tfd.Distribution:
+        """q(z|x), batch shape ``[B]``, event shape ``[L]``."""
+        return self.posterior_head(self.encoder(x, training=training))
+
+    def decode(self, z, training=None):
+        """Likelihood logits ``[..., H, W, C]`` for latents ``[..., L]`` (any leading axes)."""
+        lead = tf.shape(z)[:-1]
+        logits = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)
+        return tf.reshape(logits, tf.concat([lead, self.image_shape], 0))
+
+    def likelihood(self, z, training=None) -> tfd.Distribution:
+        """p(x|z), batch shape ``z.shape[:-1]``, event shape ``[H, W, C]``."""
+        return self.likelihood_head(self.decode(z, training=training))
+
+    def rate(self, q, z):
+        """KL(q(z|x) || p(z)) per example ``[B]``: analytic, or averaged over samples ``z``."""
+        p = self.prior.distribution()
+        if self.analytic_kl:
+            return tfd.kl_divergence(q, p)
+        return tf.reduce_mean(q.log_prob(z) - p.log_prob(z), axis=0)
+
+    def log_prob(self, z, x):
+        """Joint log p(x, z) = log p(z) + log p(x|z), shape ``z.shape[:-1]``."""
+        return self.prior.log_prob(z) + self.likelihood(z).log_prob(x)
+
+    def call(self, x, training=None):
+        """Reconstruction mean E[x | z = mean of q(z|x)], ``[B, H, W, C]``."""
+        return self.likelihood(self.encode(x, training=training).mean(), training=training).mean()
+
+    def _dummy_posterior(self):
+        return self.posterior_head(tf.zeros([1, self.posterior_head.params_size]))
+
+    def posterior_head_reparameterization_type(self):
+        return self._dummy_posterior().reparameterization_type
+
+    def _choose_kl(self, mode):
+        if mode == "mc":
+            return False
+        try:
+            tfd.kl_divergence(self._dummy_posterior(), self.prior.distribution())
+            return True
+        except NotImplementedError:
+            if mode == "analytic":
+                raise ConfigError(
+                    f"model.kl='analytic' but TFP registers no KL between the posterior and the "
+                    f"prior {type(self.prior).__name__}; use model.kl='auto' or 'mc'") from None
+            return False
+
+    # ------------------------------------------------------------------ training
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def current_beta(self):
+        if self.kl_warmup_steps <= 0:
+            return tf.constant(self.beta)
+        step = tf.cast(self.optimizer.iterations + 1, tf.float32)
+        return self.beta * tf.minimum(1.0, step / float(self.kl_warmup_steps))
+
+    def _update(self, terms, beta):
+        values = {"loss": terms.loss, "elbo": terms.elbo, "distortion": terms.distortion,
+                  "rate": terms.rate, "beta": beta}
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        return {name: t.result() for name, t in self._trackers.items()}
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        beta = self.current_beta()
+        with tf.GradientTape() as tape:
+            terms = self.estimator(self, x, beta=beta, training=True)
+            loss = terms.loss + tf.add_n(self.losses) if self.losses else terms.loss
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return self._update(terms, beta)
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        terms = self.elbo_terms(x)
+        return self._update(terms, tf.constant(1.0))
+
+    def elbo_terms(self, x) -> estimators_lib.Terms:
+        """The ELBO decomposition at beta = 1 (evaluation mode), per example."""
+        q = self.encode(x, training=False)
+        z = q.sample(self.num_samples)
+        distortion = -tf.reduce_mean(self.likelihood(z, training=False).log_prob(x), axis=0)
+        rate = self.rate(q, z)
+        elbo = -(distortion + rate)
+        return estimators_lib.Terms(loss=-tf.reduce_mean(elbo), elbo=elbo,
+                                    distortion=distortion, rate=rate)
+
+    # ------------------------------------------------------------------ measuring and using
+    def log_likelihood(self, x, num_samples=1000, chunk_size=None):
+        """Importance-sampled estimate of log p(x) per example ``[B]`` (the IWAE bound):
+
+            log p(x) >= log 1/k sum_{s=1..k} p(x, z_s) / q(z_s|x),   z_s ~ q(z|x),
+
+        tight as k -> infinity. Samples are drawn ``chunk_size`` at a time and combined with a
+        running log-sum-exp, so k = 5,000 fits in memory (peak ~ chunk_size * B decoder outputs).
+        """
+        num_samples = int(num_samples)
+        if num_samples < 1:
+            raise ConfigError(f"num_samples={num_samples} must be >= 1")
+        if chunk_size is None:
+            # Bound one chunk of decoder outputs to ~64 MB of float32.
+            per_sample = max(1, int(x.shape[0] or 1) * math.prod(self.image_shape))
+            chunk_size = max(1, min(num_samples, (16 * 2 ** 20) // per_sample))
+        return self._iw_bound(tf.convert_to_tensor(x, tf.float32), num_samples, int(chunk_size))
+
+    @tf.function(reduce_retracing=True)
+    def _iw_bound(self, x, num_samples, chunk_size):
+        q = self.encode(x, training=False)
+        p = self.prior.distribution()
+        acc = tf.fill(tf.shape(x)[:1], -np.inf)
+        for start in tf.range(0, num_samples, chunk_size):
+            z = q.sample(tf.minimum(chunk_size, num_samples - start))
+            log_w = (self.likelihood(z, training=False).log_prob(x) + p.log_prob(z)
+                     - q.log_prob(z))
+            acc = tf.reduce_logsumexp(tf.concat([acc[None], log_w], 0), axis=0)
+        return acc - tf.math.log(tf.cast(num_samples, tf.float32))
+
+    def sample(self, n, mean=True, seed=None):
+        """``n`` images from the model: z ~ p(z), then the mean (or a sample) of p(x|z)."""
+        z = self.prior.sample(n, seed=seed)
+        px = self.likelihood(z, training=False)
+        return px.mean() if mean else px.sample(seed=seed)
+
+    def reconstruct(self, x):
+        """Mean of p(x | z = mean of q(z|x)), ``[B, H, W, C]``."""
+        return self(x, training=False)
+
+
+def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
+    """Builds a `VAE` from a full tfvae config (``config.model``, ``config.train``).
+
+    ``steps_per_epoch`` converts ``train.kl_warmup_epochs`` to optimiser steps; ``train_images``
+    (a few, ``[K, H, W, C]``) are offered to priors that initialise from data.
+    """
+    m = config.model
+    posterior = posteriors.build(m)
+    likelihood = likelihoods.build(m.likelihood)
+    if likelihood.binary_data and config.data.pixels == "continuous":
+        raise ConfigError(
+            f"model.likelihood={m.likelihood!r} is a distribution over {{0, 1}} but "
+            "data.pixels='continuous' gives [0, 1] intensities; use data.pixels='binary' or "
+            "'dynamic', or model.likelihood='continuous_bernoulli'")
+    encoder, decoder = networks.build(m, image_shape, posterior.params_size)
+    context = priors.PriorContext(
+        image_shape=tuple(image_shape),
+        posterior_fn=lambda x: posterior(encoder(x, training=False)),
+        train_images=train_images)
+    prior = priors.build(m, context)
+    model = VAE(encoder, decoder, posterior, likelihood, prior,
+                estimators_lib.build(config.estimator), image_shape,
+                num_samples=m.num_samples, beta=config.train.beta,
+                kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
+                posterior_name=m.posterior, name="vae")
+    model(tf.zeros((1,) + tuple(image_shape)))  # creates every variable
+    return model

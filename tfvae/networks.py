@@ -1,0 +1,114 @@
+"""Encoder and decoder networks (MLP, CNN) for images of any size and channel count.
+
+Encoders map images ``[B, H, W, C]`` to a flat parameter vector ``[B, P]`` for the posterior head;
+decoders map latents ``[B, L]`` to per-pixel parameters ``[B, H, W, C]`` for the likelihood head.
+"""
+import math
+from typing import Sequence, Tuple
+
+import tf_keras as keras
+
+from tfvae.errors import ConfigError
+from tfvae.registry import Registry
+
+ENCODERS = Registry("encoder network")
+DECODERS = Registry("decoder network")
+
+
+def _dense_stack(hidden: Sequence[int], activation: str, dropout: float, name: str):
+    layers = []
+    for i, units in enumerate(hidden):
+        layers.append(keras.layers.Dense(units, activation=activation, name=f"{name}_dense{i}"))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout, name=f"{name}_dropout{i}"))
+    return layers
+
+
+@ENCODERS.register("mlp")
+def mlp_encoder(image_shape, output_size, config) -> keras.Model:
+    layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
+    layers += _dense_stack(config.hidden, config.activation, config.dropout, "encoder")
+    layers.append(keras.layers.Dense(output_size, name="encoder_out"))
+    return keras.Sequential(layers, name="encoder")
+
+
+@DECODERS.register("mlp")
+def mlp_decoder(latent_dim, image_shape, config) -> keras.Model:
+    layers = [keras.layers.InputLayer((latent_dim,))]
+    layers += _dense_stack(tuple(reversed(config.hidden)), config.activation, config.dropout,
+                           "decoder")
+    layers += [keras.layers.Dense(math.prod(image_shape), name="decoder_out"),
+               keras.layers.Reshape(image_shape)]
+    return keras.Sequential(layers, name="decoder")
+
+
+def _conv_geometry(image_shape: Tuple[int, int, int], num_blocks: int):
+    """Spatial size after ``num_blocks`` stride-2 'same' convolutions: ceil(H / 2^n)."""
+    h, w = image_shape[:2]
+    for _ in range(num_blocks):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return h, w
+
+
+@ENCODERS.register("cnn")
+def cnn_encoder(image_shape, output_size, config) -> keras.Model:
+    """Stride-2 convolutions (``config.conv_channels``), then dense layers (``config.hidden``)."""
+    layers = [keras.layers.InputLayer(image_shape)]
+    for i, ch in enumerate(config.conv_channels):
+        layers.append(keras.layers.Conv2D(ch, config.kernel_size, strides=2, padding="same",
+                                          activation=config.activation, name=f"encoder_conv{i}"))
+        if config.dropout:
+            layers.append(keras.layers.SpatialDropout2D(config.dropout))
+    layers.append(keras.layers.Flatten())
+    layers += _dense_stack(config.hidden, config.activation, config.dropout, "encoder")
+    layers.append(keras.layers.Dense(output_size, name="encoder_out"))
+    return keras.Sequential(layers, name="encoder")
+
+
+@DECODERS.register("cnn")
+def cnn_decoder(latent_dim, image_shape, config) -> keras.Model:
+    """Mirror of `cnn_encoder`: dense to a ``ceil(H/2^n) x ceil(W/2^n)`` map, ``n`` stride-2
+    transposed convolutions, a crop back to ``H x W`` and a 1x1-free 'same' convolution to ``C``."""
+    channels = tuple(config.conv_channels)
+    h0, w0 = _conv_geometry(image_shape, len(channels))
+    layers = [keras.layers.InputLayer((latent_dim,))]
+    layers += _dense_stack(tuple(reversed(config.hidden)), config.activation, config.dropout,
+                           "decoder")
+    layers += [keras.layers.Dense(h0 * w0 * channels[-1], activation=config.activation,
+                                  name="decoder_project"),
+               keras.layers.Reshape((h0, w0, channels[-1]))]
+    for i, ch in enumerate(reversed(channels)):
+        layers.append(keras.layers.Conv2DTranspose(ch, config.kernel_size, strides=2,
+                                                   padding="same", activation=config.activation,
+                                                   name=f"decoder_deconv{i}"))
+    crop_h, crop_w = h0 * 2 ** len(channels) - image_shape[0], w0 * 2 ** len(channels) - image_shape[1]
+    if crop_h or crop_w:
+        layers.append(keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2),
+                                               (crop_w // 2, crop_w - crop_w // 2))))
+    layers.append(keras.layers.Conv2D(image_shape[-1], config.kernel_size, padding="same",
+                                      name="decoder_out"))
+    return keras.Sequential(layers, name="decoder")
+
+
+def validate(model_config) -> None:
+    c = model_config
+    ENCODERS.get(c.network)
+    if c.latent_dim < 1:
+        raise ConfigError(f"model.latent_dim={c.latent_dim} must be a positive integer")
+    if not 0.0 <= c.dropout < 1.0:
+        raise ConfigError(f"model.dropout={c.dropout} must lie in [0, 1)")
+    if any(int(u) < 1 for u in c.hidden):
+        raise ConfigError(f"model.hidden={tuple(c.hidden)} must hold positive layer widths")
+    if c.network == "cnn" and (not c.conv_channels or any(int(u) < 1 for u in c.conv_channels)):
+        raise ConfigError(f"model.conv_channels={tuple(c.conv_channels)} must hold at least one "
+                          "positive channel count for the cnn network")
+
+
+def build(model_config, image_shape, encoder_output_size):
+    """Returns ``(encoder, decoder)`` for ``model_config.network``."""
+    validate(model_config)
+    image_shape = tuple(int(d) for d in image_shape)
+    encoder = ENCODERS.build(model_config.network, image_shape, encoder_output_size, model_config)
+    decoder = DECODERS.build(model_config.network, model_config.latent_dim, image_shape,
+                             model_config)
+    return encoder, decoder

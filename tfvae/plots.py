@@ -1,0 +1,144 @@
+"""Figures as PNG files: functions of arrays (no training inside), each returns the path written."""
+import math
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _tile(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
+    """Tiles ``[N, H, W, C]`` images into one ``[rows*H, ncols*W, C]`` canvas."""
+    images = np.asarray(images, np.float32)
+    n, h, w, c = images.shape
+    nrows = math.ceil(n / ncols)
+    canvas = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), np.float32)
+    for i, img in enumerate(images):
+        r, col = divmod(i, ncols)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h,
+               pad + col * (w + pad): pad + col * (w + pad) + w] = img
+    return canvas
+
+
+def _show(ax, canvas):
+    if canvas.shape[-1] == 1:
+        ax.imshow(canvas[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(canvas, 0.0, 1.0), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _save(fig, path):
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def image_grid(images, path, ncols: int = 8, title: str = ""):
+    """A grid of images ``[N, H, W, C]`` in [0, 1], e.g. samples from the model."""
+    canvas = _tile(images, ncols)
+    fig, ax = plt.subplots(figsize=(ncols * 0.9, canvas.shape[0] / canvas.shape[1] * ncols * 0.9 + 0.4))
+    _show(ax, canvas)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def reconstructions(originals, reconstructed, path, title: str = "Reconstructions"):
+    """Originals (top row of each pair) above their reconstructions (bottom row)."""
+    originals, reconstructed = np.asarray(originals), np.asarray(reconstructed)
+    n = len(originals)
+    fig, axes = plt.subplots(2, 1, figsize=(n * 0.8, 2.2))
+    _show(axes[0], _tile(originals, n))
+    _show(axes[1], _tile(reconstructed, n))
+    axes[0].set_ylabel("data", rotation=0, ha="right", va="center")
+    axes[1].set_ylabel("recon.", rotation=0, ha="right", va="center")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def traversals(images, values: Sequence[float], dims: Sequence[int], path,
+               title: str = "Latent traversals"):
+    """Rows: one latent dimension each; columns: its value (others at a posterior mean).
+
+    ``images``: ``[len(dims), len(values), H, W, C]``.
+    """
+    images = np.asarray(images)
+    rows, cols = images.shape[:2]
+    fig, ax = plt.subplots(figsize=(cols * 0.8 + 0.8, rows * 0.8 + 0.6))
+    _show(ax, _tile(images.reshape((-1,) + images.shape[2:]), cols))
+    h = images.shape[2] + 1
+    w = images.shape[3] + 1
+    ax.set_yticks([1 + h * (i + 0.5) for i in range(rows)])
+    ax.set_yticklabels([f"z{d}" for d in dims])
+    ax.set_xticks([1 + w * (j + 0.5) for j in range(cols)])
+    ax.set_xticklabels([f"{v:+.1f}" for v in values], fontsize=7)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def latent_density(panels, path, extent: float = 4.0, title: str = ""):
+    """Prior density contours with the aggregated posterior on top, one panel per prior.
+
+    ``panels``: a list of dicts with ``name``, ``log_density`` (a function ``[N, 2] -> [N]``, or
+    None), ``z`` (posterior samples ``[M, 2]``) and optional ``labels`` ``[M]``.
+    """
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0), squeeze=False)
+    grid = np.linspace(-extent, extent, 200)
+    gx, gy = np.meshgrid(grid, grid)
+    points = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
+    for ax, panel in zip(axes[0], panels):
+        if panel.get("log_density") is not None:
+            density = np.exp(np.asarray(panel["log_density"](points))).reshape(gx.shape)
+            ax.contourf(gx, gy, density, levels=20, cmap="Blues")
+        z, labels = np.asarray(panel["z"]), panel.get("labels")
+        scatter = ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.6,
+                             c=labels if labels is not None else "tab:red",
+                             cmap="tab10" if labels is not None else None)
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_title(panel["name"])
+        ax.set_xlabel("$z_1$")
+        ax.set_ylabel("$z_2$")
+    if panels and panels[-1].get("labels") is not None:
+        fig.colorbar(scatter, ax=axes[0].tolist(), shrink=0.8, label="class")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def latent_scatter(z, path, labels: Optional[np.ndarray] = None, title: str = ""):
+    """Posterior means projected on their two principal axes (the plane itself if L = 2)."""
+    z = np.asarray(z, np.float64)
+    if z.shape[1] > 2:
+        centred = z - z.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        z2, axes = centred @ vt[:2].T, ("PC 1", "PC 2")
+    else:
+        z2, axes = z, ("$z_1$", "$z_2$")
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    sc = ax.scatter(z2[:, 0], z2[:, 1], s=3, alpha=0.6, c=labels,
+                    cmap="tab10" if labels is not None else None)
+    if labels is not None:
+        fig.colorbar(sc, ax=ax, label="class")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(title or "Posterior means of test images")
+    return _save(fig, path)
+
+
+def training_curves(history: dict, path, keys=("elbo", "val_elbo")):
+    """ELBO (and any other logged keys) per epoch."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in keys:
+        if key in history:
+            ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

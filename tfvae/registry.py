@@ -1,0 +1,45 @@
+"""Name -> constructor registries: one place to add a part (prior, posterior, likelihood, ...)."""
+from typing import Callable, Dict, Generic, List, TypeVar
+
+from tfvae.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named set of constructors of one kind of part.
+
+    >>> priors = Registry("prior")
+    >>> @priors.register("standard_normal")
+    ... class StandardNormal: ...
+    >>> priors.get("standard_normal")
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: Dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str):
+        def decorator(obj):
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+        return decorator
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; valid {self.kind}s are: {', '.join(self.names())}"
+            ) from None
+
+    def build(self, key: str, /, *args, **kwargs) -> T:
+        return self.get(key)(*args, **kwargs)
+
+    def names(self) -> List[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items

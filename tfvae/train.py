@@ -1,0 +1,210 @@
+"""Training and evaluation: ``train_and_evaluate(config, workdir)`` and the ``tfvae-train`` command.
+
+    tfvae-train --config=configs/default.py --workdir=runs/default [--config.train.epochs=5 ...]
+
+The workdir receives:
+  config.json            the resolved config
+  metrics.csv            one row per epoch (loss, elbo, distortion, rate, beta, val_*, images/s)
+  tensorboard/           TensorBoard summaries (``tensorboard --logdir WORKDIR``)
+  checkpoints/best*      weights with the best validation ELBO
+  backup/                the last epoch's full state while training; an interrupted run started
+                         again with the same workdir resumes from it (Keras ``BackupAndRestore``)
+  results.json           test (and validation) ELBO, D, R, active units, importance-sampled log p(x)
+  *.png                  samples, reconstructions, traversals, latent space, training curves
+  saved_model/           a SavedModel that samples without tfvae installed (`tfvae.export`)
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfvae import config as config_lib
+from tfvae import data as data_lib
+from tfvae import evaluation, export, plots
+from tfvae import model as model_lib
+from tfvae.errors import ConfigError, DataError, TrainingDivergedError
+
+RESULTS = "results.json"
+
+
+class Throughput(keras.callbacks.Callback):
+    """Adds ``train_images_per_s`` (training steps only, validation excluded) to the epoch logs."""
+
+    def __init__(self, batch_size, steps_per_epoch):
+        super().__init__()
+        self.images = batch_size * steps_per_epoch
+        self.rates = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._train_time = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        self._train_time = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self._train_time or (time.perf_counter() - self._start)
+        self.rates.append(self.images / seconds)
+        if logs is not None:
+            logs["train_images_per_s"] = self.rates[-1]
+
+
+def make_optimizer(train_config):
+    return keras.optimizers.get({"class_name": train_config.optimizer,
+                                 "config": {"learning_rate": train_config.learning_rate}})
+
+
+def _check_workdir(workdir):
+    if os.path.exists(os.path.join(workdir, RESULTS)):
+        raise ConfigError(
+            f"--workdir={workdir} holds a finished run ({RESULTS}); training again would "
+            "overwrite its checkpoints. Choose a new --workdir (or delete that one)")
+
+
+def _save_plots(model, splits, workdir, history):
+    """Samples, reconstructions, traversals, latent space and curves, as PNG files."""
+    paths = []
+    paths.append(plots.image_grid(model.sample(64).numpy(), os.path.join(workdir, "samples.png"),
+                                  title="Samples: mean of p(x|z), z ~ p(z)"))
+    x, labels = next(iter(splits.test))
+    x = x[:16]
+    paths.append(plots.reconstructions(x.numpy(), model.reconstruct(x).numpy(),
+                                       os.path.join(workdir, "reconstructions.png")))
+    z, y = evaluation.posterior_means(model, splits.test, max_examples=2000)
+    # Traverse the latent dimensions that vary most over the data (the active ones).
+    dims = np.argsort(-np.var(z, axis=0))[: min(8, model.latent_dim)]
+    values = np.linspace(-3.0, 3.0, 9)
+    base = np.tile(z[:1], (len(dims), len(values), 1)).astype(np.float32)
+    for i, d in enumerate(dims):
+        base[i, :, d] = values
+    images = model.likelihood(tf.constant(base)).mean().numpy()
+    paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
+    if model.latent_dim == 2:
+        paths.append(plots.latent_density(
+            [{"name": type(model.prior).__name__, "z": z, "labels": y,
+              "log_density": lambda pts: model.prior.log_prob(pts).numpy()}],
+            os.path.join(workdir, "latent_density.png"),
+            title="Prior density and aggregated posterior (test)"))
+    else:
+        paths.append(plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y))
+    paths.append(plots.training_curves(history, os.path.join(workdir, "curves.png")))
+    return paths
+
+
+def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
+    """Trains ``config`` into ``workdir`` and returns (and writes) the final results."""
+    config_lib.validate(config)
+    _check_workdir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    keras.utils.set_random_seed(config.seed)
+
+    splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
+    train_ds = splits.train.map(lambda x, y: x)  # the model trains on images alone
+    val_ds = splits.validation.map(lambda x, y: x)
+    first = next(iter(splits.train))[0][:64]
+    model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch, train_images=first)
+    model.compile(optimizer=make_optimizer(config.train),
+                  steps_per_execution=min(config.train.steps_per_execution, splits.steps_per_epoch),
+                  jit_compile=config.train.jit_compile)
+
+    best = os.path.join(workdir, "checkpoints", "best")
+    throughput = Throughput(config.data.batch_size, splits.steps_per_epoch)
+    callbacks = [
+        throughput,
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
+        keras.callbacks.ModelCheckpoint(best, monitor="val_elbo", mode="max", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
+    ]
+    if config.train.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_elbo", mode="max", patience=config.train.early_stopping_patience))
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                        callbacks=callbacks, verbose=verbose).history
+    train_time = time.perf_counter() - start
+    losses = history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        saved = (f"the weights with the best validation ELBO are kept in {best}"
+                 if tf.train.latest_checkpoint(os.path.dirname(best)) or os.path.exists(best + ".index")
+                 else "no epoch finished cleanly, so no checkpoint was written")
+        raise TrainingDivergedError(
+            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}; {saved}. "
+            "Lower train.learning_rate, or use a KL warm-up (train.kl_warmup_epochs)")
+    if os.path.exists(best + ".index"):
+        model.load_weights(best).expect_partial()
+
+    e = config.eval
+    results = {
+        "test": evaluation.evaluate(model, splits.test, e.iw_samples, e.iw_examples,
+                                    e.iw_batch_size),
+        "validation": evaluation.elbo(model, splits.validation),
+        "epochs_trained": len(losses),
+        "train_time_s": train_time,
+        "train_images_per_s": float(np.median(throughput.rates)) if throughput.rates else None,
+        "num_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+    }
+    if config.eval.plots:
+        results["plots"] = [os.path.basename(p) for p in _save_plots(model, splits, workdir, history)]
+    export.export(model, os.path.join(workdir, "saved_model"), config)
+    with open(os.path.join(workdir, RESULTS), "w") as f:
+        json.dump(results, f, indent=2)
+    return results
+
+
+def _format(results):
+    t = results["test"]
+    line = (f"test: ELBO {t['elbo']:.2f}  D {t['distortion']:.2f}  R {t['rate']:.2f}  "
+            f"active units {t['active_units']}")
+    if "log_likelihood" in t:
+        line += f"  log p(x) >= {t['log_likelihood']:.2f} (k={t['iw_samples']}, n={t['iw_examples']})"
+    return line
+
+
+def main(argv):
+    from absl import flags, logging
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TF's INFO chatter (checkpoint sharding, ...)
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    cfg, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    try:
+        results = train_and_evaluate(cfg, workdir)
+    except (ConfigError, DataError, TrainingDivergedError) as err:
+        raise SystemExit(f"tfvae-train: error: {err}") from None
+    print(_format(results))
+    print(f"results: {os.path.join(workdir, RESULTS)}")
+
+
+def define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+    if "config" in flags.FLAGS:
+        return
+    config_flags.DEFINE_config_file(
+        "config", os.path.join(os.path.dirname(config_lib.__file__), "config.py"),
+        "Path to a config file (configs/*.py) returning an ml_collections.ConfigDict.",
+        lock_config=True)
+    flags.DEFINE_string("workdir", "runs/default", "Directory for checkpoints, logs and results.")
+
+
+def run_main():
+    """Console entry point ``tfvae-train``."""
+    from absl import app
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()
