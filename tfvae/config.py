@@ -39,7 +39,12 @@ def get_config() -> ml_collections.ConfigDict:
     model.dropout = 0.0
     model.posterior = "gaussian"
     model.posterior_scale = "softplus"  # 'softplus' or 'exp'
-    model.prior = "standard_normal"
+    model.prior = "standard_normal"  # standard_normal, mog, vamp, gtm, gtm_vamp, realnvp
+    model.prior_components = 100    # K of mog / vamp (pseudo-inputs) / gtm, gtm_vamp (square)
+    model.prior_init = "data"       # vamp pseudo-inputs: 'data' (training images) or 'noise'
+    model.prior_learn_weights = False  # vamp, gtm_vamp: learn the mixture weights
+    model.prior_hidden = (64, 64)   # gtm / gtm_vamp networks, realnvp coupling networks
+    model.flow_layers = 4           # realnvp: number of coupling layers
     model.likelihood = "bernoulli"  # 'bernoulli' (binary pixels), 'continuous_bernoulli'
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
@@ -54,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     train.kl_warmup_epochs = 0.0    # linear warm-up of beta from 0 over this many epochs
     train.early_stopping_patience = 0  # epochs without val ELBO gain before stopping; 0 = off
     train.steps_per_execution = 32    # train steps per tf.function call (less Python overhead)
-    train.jit_compile = False         # XLA-compile the train step
+    train.jit_compile = True          # XLA-compile the train step (measured 1.3x faster on CPU)
     train.checkpoint_every_epoch = True
 
     config.eval = ev = ml_collections.ConfigDict()

@@ -32,7 +32,11 @@ Arrays = Tuple[np.ndarray, np.ndarray]  # images uint8 [N, H, W, C], labels int6
 
 @dataclasses.dataclass
 class Splits:
-    """Batched pipelines of float32 images ``[B, H, W, C]`` (and labels if asked for)."""
+    """Batched pipelines of float32 images ``[B, H, W, C]`` (and labels if asked for).
+
+    ``train`` yields ``steps_per_epoch`` full batches per pass (reshuffled, and re-binarised in
+    'dynamic' mode, on every pass); for `fit`, prefer ``train.repeat()`` with ``steps_per_epoch``.
+    """
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
@@ -182,6 +186,15 @@ def _fixed_pixels(images: np.ndarray, pixels: str, threshold: float, seed: int) 
     return x
 
 
+def _options() -> tf.data.Options:
+    """Deterministic, and without tf.data's autotuning: its threads made tearing down an iterator
+    take 4-20 s on a 2-core machine (measured); the pipelines are too cheap to need tuning."""
+    options = tf.data.Options()
+    options.deterministic = True
+    options.autotune.enabled = False
+    return options
+
+
 def validate(data_config) -> None:
     """Raises `ConfigError` for a value of ``config.data`` that cannot work."""
     c = data_config
@@ -252,30 +265,28 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
 
     def eval_pipeline(images, labels):
         ds = tf.data.Dataset.from_tensor_slices((images, labels) if with_labels else images)
-        return ds.batch(c.eval_batch_size).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(c.eval_batch_size).prefetch(2).with_options(_options())
 
     pixels, threshold = c.pixels, c.threshold
+    train_images = tf.constant(x_train)          # [N, H, W, C] uint8, held once in memory
+    train_labels = tf.constant(y[train_idx])
 
-    def to_pixels(batch, seed_pair):
-        images = batch[0] if with_labels else batch
-        images = tf.cast(images, tf.float32) / 255.0
+    def make_batch(indices, seed_pair):
+        images = tf.cast(tf.gather(train_images, indices), tf.float32) / 255.0
         if pixels == "binary":
             images = tf.cast(images > threshold, tf.float32)
         elif pixels == "dynamic":
             noise = tf.random.stateless_uniform(tf.shape(images), seed=seed_pair)
             images = tf.cast(noise < images, tf.float32)
-        return (images, batch[1]) if with_labels else images
+        return (images, tf.gather(train_labels, indices)) if with_labels else images
 
-    train = tf.data.Dataset.from_tensor_slices(
-        (x_train, y[train_idx]) if with_labels else x_train)
-    train = train.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-    train = train.batch(c.batch_size, drop_remainder=True)
+    # Shuffling indices, not images, keeps a new epoch's start cheap (no image buffer to refill).
+    order = tf.data.Dataset.range(len(x_train)).shuffle(
+        len(x_train), seed=seed, reshuffle_each_iteration=True)
+    order = order.batch(c.batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    train = tf.data.Dataset.zip((train, seeds)).map(to_pixels, num_parallel_calls=tf.data.AUTOTUNE)
-    train = train.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True
-    train = train.with_options(options)
+    train = tf.data.Dataset.zip((order, seeds)).map(make_batch, num_parallel_calls=2)
+    train = train.prefetch(2).with_options(_options())
 
     return Splits(
         train=train,

@@ -3,32 +3,51 @@
 A prior is a Keras layer (so the model tracks, trains and checkpoints its variables) whose
 ``distribution()`` returns a `tfd.Distribution` with batch shape ``[]`` and event shape ``[L]``.
 ``log_prob(z)`` and ``sample(n)`` are shortcuts to it; ``log_prob`` broadcasts over any leading
-axes of ``z``, e.g. ``[S, B, L] -> [S, B]``.
+axes of ``z``, e.g. ``[S, B, L] -> [S, B]``. KL(q || p) is analytic only where TFP registers one
+(the standard normal); for every other prior the model uses the Monte Carlo estimate.
+
+Why learnable priors: with a fixed N(0, I) the aggregated posterior q(z) = 1/N sum_n q(z|x_n)
+leaves "holes" of prior mass that decode to nothing like the data, and the rate pays for the
+mismatch. The optimal prior is q(z) itself; the priors here approximate it:
+
+| name | p(z) | learnable |
+| --- | --- | --- |
+| ``standard_normal`` | N(0, I) | nothing |
+| ``mog`` | sum_k w_k N(mu_k, diag sigma_k^2) | w, mu, sigma |
+| ``vamp`` | sum_k w_k q(z | u_k), u_k pseudo-inputs in data space (Tomczak and Welling, 2018) | u (and w) |
+| ``gtm`` | 1/K sum_k N(f_mu(g_k), diag f_sigma(g_k)^2), g_k a fixed 2-D grid | the network f |
+| ``gtm_vamp`` | 1/K sum_k q(z | h(g_k)), h maps the grid to pseudo-inputs | the network h |
+| ``realnvp`` | N(0, I) pushed through RealNVP couplings (Dinh et al., 2017) | coupling networks |
 """
 import dataclasses
+import math
 from typing import Callable, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
-tfd = tfp.distributions
+tfd, tfb = tfp.distributions, tfp.bijectors
 
 PRIORS = Registry("prior")
+MIN_SCALE = 1e-4
 
 
 @dataclasses.dataclass
 class PriorContext:
     """What a prior may need from the model it belongs to (e.g. a VampPrior needs the encoder).
 
-    ``posterior_fn`` maps images ``[K, H, W, C]`` to q(z|x) with batch shape ``[K]``.
+    ``posterior_fn`` maps images ``[K, H, W, C]`` to q(z|x) with batch shape ``[K]``;
+    ``train_images`` are a few training images ``[M, H, W, C]``, e.g. to initialise pseudo-inputs.
     """
 
     image_shape: Tuple[int, int, int]
     posterior_fn: Optional[Callable] = None
-    train_images: Optional[object] = None  # a few training images, e.g. to initialise pseudo-inputs
+    train_images: Optional[object] = None
 
 
 class Prior(keras.layers.Layer):
@@ -36,6 +55,8 @@ class Prior(keras.layers.Layer):
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
+        if latent_dim < 1:
+            raise ConfigError(f"model.latent_dim={latent_dim} must be a positive integer")
         self.latent_dim = latent_dim
 
     @classmethod
@@ -57,6 +78,31 @@ class Prior(keras.layers.Layer):
         return self.distribution().sample(n, seed=seed)
 
 
+def _check_components(k):
+    if k < 1:
+        raise ConfigError(f"model.prior_components={k} must be >= 1 (the number of mixture "
+                          "components)")
+
+
+def _mlp(hidden, output_units, activation, name, output_activation=None):
+    layers = [keras.layers.Dense(u, activation=activation, name=f"{name}_dense{i}")
+              for i, u in enumerate(hidden)]
+    layers.append(keras.layers.Dense(output_units, activation=output_activation,
+                                     name=f"{name}_out"))
+    return keras.Sequential(layers, name=name)
+
+
+def _grid(k: int) -> np.ndarray:
+    """A square grid of K points on [-1, 1]^2, ``[K, 2]``; K must be a square number."""
+    side = math.isqrt(k)
+    if side * side != k:
+        raise ConfigError(
+            f"model.prior_components={k} is not a square number; the GTM grid is side x side "
+            f"points: use e.g. {side * side} or {(side + 1) ** 2}")
+    axis = np.linspace(-1.0, 1.0, side) if side > 1 else np.zeros(1)
+    return np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2).astype(np.float32)
+
+
 @PRIORS.register("standard_normal")
 class StandardNormal(Prior):
     """p(z) = N(0, I): fixed, with an analytic KL to a Gaussian posterior."""
@@ -64,6 +110,219 @@ class StandardNormal(Prior):
     def distribution(self):
         zeros = tf.zeros([self.latent_dim], self.dtype)
         return tfd.Independent(tfd.Normal(zeros, tf.ones_like(zeros)), reinterpreted_batch_ndims=1)
+
+
+@PRIORS.register("mog")
+class MixtureOfGaussians(Prior):
+    """p(z) = sum_k softmax(a)_k N(z; mu_k, diag(softplus(s_k)^2)), K learnable components.
+
+    Means start at N(0, init_spread^2) draws so components are distinct, scales at 1.
+    """
+
+    def __init__(self, latent_dim, num_components=10, init_spread=1.0, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        _check_components(num_components)
+        self.num_components = num_components
+        self.logits = self.add_weight("logits", [num_components], initializer="zeros")
+        self.locs = self.add_weight(
+            "locs", [num_components, latent_dim],
+            initializer=keras.initializers.RandomNormal(stddev=init_spread))
+        self.raw_scales = self.add_weight(
+            "raw_scales", [num_components, latent_dim],
+            initializer=keras.initializers.Constant(np.log(np.expm1(1.0))))
+
+    @classmethod
+    def create(cls, model_config, context):
+        return cls(model_config.latent_dim, model_config.prior_components, name="prior")
+
+    def distribution(self):
+        return tfd.MixtureSameFamily(
+            tfd.Categorical(logits=self.logits),
+            tfd.Independent(tfd.Normal(self.locs, tf.nn.softplus(self.raw_scales) + MIN_SCALE),
+                            reinterpreted_batch_ndims=1))
+
+
+class _EncoderMixture(Prior):
+    """Shared by VampPrior and GTM-VampPrior: p(z) = sum_k w_k q(z | u_k) for pseudo-inputs u_k."""
+
+    def __init__(self, latent_dim, num_components, posterior_fn, learn_weights=False, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        _check_components(num_components)
+        if posterior_fn is None:
+            raise ValueError(f"{type(self).__name__} needs the model's encoder (posterior_fn)")
+        self.num_components = num_components
+        self._posterior_fn = posterior_fn
+        self.logits = self.add_weight("logits", [num_components], initializer="zeros",
+                                      trainable=learn_weights)
+
+    def pseudo_inputs(self):
+        raise NotImplementedError
+
+    def distribution(self):
+        q = self._posterior_fn(self.pseudo_inputs())  # batch [K], event [L]
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=self.logits), q)
+
+
+@PRIORS.register("vamp")
+class VampPrior(_EncoderMixture):
+    """p(z) = sum_k w_k q(z | u_k), with K learnable pseudo-inputs u_k = sigmoid(v_k) (kept in
+    [0, 1], the data range) pushed through the encoder; w uniform unless ``learn_weights``.
+
+    ``init='data'`` starts u_k at random training images (squashed into [0.05, 0.95] so the
+    logit is finite), ``init='noise'`` at 0.5 + small noise, as in Tomczak and Welling (2018).
+    """
+
+    INITS = ("data", "noise")
+
+    def __init__(self, latent_dim, num_components, posterior_fn, image_shape,
+                 init="data", train_images=None, learn_weights=False, seed=0, **kwargs):
+        super().__init__(latent_dim, num_components, posterior_fn, learn_weights, **kwargs)
+        if init not in self.INITS:
+            raise ConfigError(f"model.prior_init={init!r}; valid inits are: {', '.join(self.INITS)}")
+        rng = np.random.default_rng(seed)
+        shape = (num_components,) + tuple(image_shape)
+        if init == "data" and train_images is not None and len(train_images):
+            images = np.asarray(train_images, np.float32)
+            start = images[rng.integers(0, len(images), num_components)]
+            start = 0.05 + 0.9 * start
+        else:
+            start = 0.5 + 0.01 * rng.standard_normal(shape).astype(np.float32)
+        self.raw_pseudo_inputs = self.add_weight(
+            "raw_pseudo_inputs", shape,
+            initializer=keras.initializers.Constant(np.log(start / (1 - start))))
+
+    @classmethod
+    def create(cls, model_config, context):
+        return cls(model_config.latent_dim, model_config.prior_components, context.posterior_fn,
+                   context.image_shape, init=model_config.prior_init,
+                   train_images=context.train_images,
+                   learn_weights=model_config.prior_learn_weights, name="prior")
+
+    def pseudo_inputs(self):
+        return tf.sigmoid(self.raw_pseudo_inputs)
+
+
+@PRIORS.register("gtm")
+class GTMPrior(Prior):
+    """Generative-topographic-mapping prior: a fixed square grid of K points g_k in [-1, 1]^2,
+    mapped by a learnable network f to the means and scales of an equally weighted mixture,
+    p(z) = 1/K sum_k N(z; f_mu(g_k), diag softplus(f_s(g_k))^2). The grid makes the mixture a
+    smooth 2-D manifold through latent space."""
+
+    def __init__(self, latent_dim, num_components, hidden=(64, 64), activation="relu", **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        _check_components(num_components)
+        self.num_components = num_components
+        self.grid = tf.constant(_grid(num_components))
+        self.net = _mlp(hidden, 2 * latent_dim, activation, "gtm_net")
+        self.net.build((None, 2))
+
+    @classmethod
+    def create(cls, model_config, context):
+        return cls(model_config.latent_dim, model_config.prior_components,
+                   tuple(model_config.prior_hidden), model_config.activation, name="prior")
+
+    def distribution(self):
+        loc, raw_scale = tf.split(self.net(self.grid), 2, axis=-1)
+        components = tfd.Independent(tfd.Normal(loc, tf.nn.softplus(raw_scale) + MIN_SCALE),
+                                     reinterpreted_batch_ndims=1)
+        return tfd.MixtureSameFamily(
+            tfd.Categorical(logits=tf.zeros([self.num_components])), components)
+
+
+@PRIORS.register("gtm_vamp")
+class GTMVampPrior(_EncoderMixture):
+    """A VampPrior whose pseudo-inputs lie on a learnt 2-D manifold in data space: the fixed grid
+    g_k is mapped by a network h (sigmoid output, so in [0, 1]) to u_k = h(g_k), then
+    p(z) = 1/K sum_k q(z | u_k)."""
+
+    def __init__(self, latent_dim, num_components, posterior_fn, image_shape, hidden=(64, 64),
+                 activation="relu", learn_weights=False, **kwargs):
+        super().__init__(latent_dim, num_components, posterior_fn, learn_weights, **kwargs)
+        self.grid = tf.constant(_grid(num_components))
+        self.image_shape = tuple(image_shape)
+        self.net = _mlp(hidden, int(np.prod(image_shape)), activation, "gtm_vamp_net",
+                        output_activation="sigmoid")
+        self.net.build((None, 2))
+
+    @classmethod
+    def create(cls, model_config, context):
+        return cls(model_config.latent_dim, model_config.prior_components, context.posterior_fn,
+                   context.image_shape, tuple(model_config.prior_hidden), model_config.activation,
+                   learn_weights=model_config.prior_learn_weights, name="prior")
+
+    def pseudo_inputs(self):
+        return tf.reshape(self.net(self.grid), (self.num_components,) + self.image_shape)
+
+
+class _CouplingNet(keras.layers.Layer):
+    """shift_and_log_scale_fn of a RealNVP coupling: x_a [.., d] -> (shift, log_scale) [.., D-d].
+
+    The last layer starts at zero, so the flow starts as the identity; log-scales are bounded by
+    tanh for stable training."""
+
+    def __init__(self, hidden, output_units, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.body = [keras.layers.Dense(u, activation=activation) for u in hidden]
+        self.out = keras.layers.Dense(2 * output_units, kernel_initializer="zeros")
+
+    def call(self, x):
+        h = x
+        for layer in self.body:
+            h = layer(h)
+        shift, log_scale = tf.split(self.out(h), 2, axis=-1)
+        return shift, tf.tanh(log_scale)
+
+
+@PRIORS.register("realnvp")
+class RealNVPPrior(Prior):
+    """p(z) = N(0, I) pushed through ``num_layers`` `tfb.RealNVP` affine couplings, with a
+    `tfb.Permute` (reversal) between them so every coordinate is transformed:
+
+        log p(z) = log N(f^{-1}(z); 0, I) + log |det d f^{-1}(z) / dz|.
+
+    Each coupling splits z into two equal halves, so the latent size must be even.
+    """
+
+    def __init__(self, latent_dim, num_layers=4, hidden=(64, 64), activation="relu", **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        if latent_dim % 2 or latent_dim < 2:
+            raise ConfigError(
+                f"model.latent_dim={latent_dim} is odd; the RealNVP prior's couplings split z "
+                "into two equal halves: use an even latent_dim (or another prior)")
+        if num_layers < 1:
+            raise ConfigError(f"model.flow_layers={num_layers} must be >= 1")
+        self.num_layers = num_layers
+        half = latent_dim // 2
+        self.coupling_nets = [_CouplingNet(hidden, latent_dim - half, activation,
+                                           name=f"coupling{i}") for i in range(num_layers)]
+        for net in self.coupling_nets:
+            net(tf.zeros([1, half]))  # creates the variables
+
+    @classmethod
+    def create(cls, model_config, context):
+        return cls(model_config.latent_dim, model_config.flow_layers,
+                   tuple(model_config.prior_hidden), model_config.activation, name="prior")
+
+    def bijector(self) -> tfb.Bijector:
+        """z = f(x): couplings interleaved with reversals (applied right to left by Chain)."""
+        half = self.latent_dim // 2
+        reverse = list(range(self.latent_dim))[::-1]
+        steps = []
+        for i, net in enumerate(self.coupling_nets):
+            steps.append(tfb.RealNVP(num_masked=half,
+                                     shift_and_log_scale_fn=lambda x, d, net=net: net(x),
+                                     name=f"realnvp{i}"))
+            if i < self.num_layers - 1:
+                steps.append(tfb.Permute(reverse, name=f"reverse{i}"))
+        return tfb.Chain(list(reversed(steps)))
+
+    def base(self):
+        zeros = tf.zeros([self.latent_dim], self.dtype)
+        return tfd.Independent(tfd.Normal(zeros, tf.ones_like(zeros)), reinterpreted_batch_ndims=1)
+
+    def distribution(self):
+        return tfd.TransformedDistribution(self.base(), self.bijector())
 
 
 def build(model_config, context: PriorContext) -> Prior:

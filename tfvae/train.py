@@ -114,24 +114,30 @@ def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
                   jit_compile=config.train.jit_compile)
 
     best = os.path.join(workdir, "checkpoints", "best")
+    # With data.validation_size = 0 the training ELBO stands in for the validation ELBO.
+    monitor = "val_elbo" if splits.num_validation else "elbo"
+    val_ds = val_ds if splits.num_validation else None
     throughput = Throughput(config.data.batch_size, splits.steps_per_epoch)
     callbacks = [
         throughput,
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
-        keras.callbacks.ModelCheckpoint(best, monitor="val_elbo", mode="max", save_best_only=True,
+        keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
     ]
     if config.train.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_elbo", mode="max", patience=config.train.early_stopping_patience))
+            monitor=monitor, mode="max", patience=config.train.early_stopping_patience))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+    # A repeated data set keeps one iterator for the whole run: Keras otherwise makes a new one
+    # each epoch, which costs seconds per epoch here (measured: ~4 s on 2 cores).
+    history = model.fit(train_ds.repeat(), steps_per_epoch=splits.steps_per_epoch,
+                        validation_data=val_ds, epochs=config.train.epochs,
                         callbacks=callbacks, verbose=verbose).history
     train_time = time.perf_counter() - start
     losses = history.get("loss", [])
@@ -149,7 +155,7 @@ def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
     results = {
         "test": evaluation.evaluate(model, splits.test, e.iw_samples, e.iw_examples,
                                     e.iw_batch_size),
-        "validation": evaluation.elbo(model, splits.validation),
+        "validation": evaluation.elbo(model, splits.validation) if splits.num_validation else None,
         "epochs_trained": len(losses),
         "train_time_s": train_time,
         "train_images_per_s": float(np.median(throughput.rates)) if throughput.rates else None,

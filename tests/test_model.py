@@ -1,0 +1,155 @@
+"""The VAE: KL, bounds, gradients, parts' shapes, warm-up, real training, bad combinations."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras as keras
+
+from conftest import make_config
+from tfvae import data, model as model_lib, priors
+from tfvae.errors import ConfigError
+
+tfd = tfp.distributions
+
+
+def _batch(trained, n=200):
+    return next(iter(trained["splits"].test.unbatch().batch(n)))
+
+
+def test_analytic_kl_matches_monte_carlo(trained):
+    vae, x = trained["model"], _batch(trained, 50)
+    q = vae.encode(x)
+    assert vae.analytic_kl
+    analytic = vae.rate(q, None).numpy()
+    z = q.sample(20000, seed=1)
+    log_ratio = (q.log_prob(z) - vae.prior.log_prob(z)).numpy()
+    mc, se = log_ratio.mean(0), log_ratio.std(0) / np.sqrt(len(log_ratio))
+    assert np.all(np.abs(mc - analytic) < 5 * se + 1e-3), (mc - analytic) / se
+
+
+def test_elbo_below_importance_sampled_bound_which_rises_with_k(trained):
+    vae, x = trained["model"], _batch(trained)
+    tf.random.set_seed(0)
+    elbo = float(tf.reduce_mean(vae.elbo_terms(x).elbo))
+    bounds = {k: float(tf.reduce_mean(vae.log_likelihood(x, k))) for k in (1, 10, 100, 1000)}
+    # k = 1 is an unbiased single-sample ELBO estimate; larger k gives a tighter bound.
+    assert bounds[1] == pytest.approx(elbo, abs=1.5)
+    assert elbo < bounds[10] < bounds[100] < bounds[1000]
+    assert bounds[1000] - elbo > 2.0  # a real gap on a model this small
+
+
+def test_chunked_bound_equals_unchunked(trained):
+    vae, x = trained["model"], _batch(trained, 100)
+    one_chunk = float(tf.reduce_mean(vae.log_likelihood(x, 2000, chunk_size=2000)))
+    many = float(tf.reduce_mean(vae.log_likelihood(x, 2000, chunk_size=37)))  # ragged last chunk
+    assert many == pytest.approx(one_chunk, abs=0.3)
+
+
+def test_bound_with_5000_samples_fits(trained):
+    vae, x = trained["model"], _batch(trained, 100)
+    value = vae.log_likelihood(x, 5000)  # default chunking bounds the memory
+    assert value.shape == (100,) and np.all(np.isfinite(value))
+
+
+def test_log_prob_is_the_joint(trained):
+    vae, x = trained["model"], _batch(trained, 8)
+    z = vae.encode(x).sample(3)
+    joint = vae.log_prob(z, x)
+    assert joint.shape == (3, 8)
+    expected = vae.prior.log_prob(z) + vae.likelihood(z).log_prob(x)
+    np.testing.assert_allclose(joint, expected, rtol=1e-6)
+
+
+def test_shapes_of_the_using_api(trained):
+    vae, x = trained["model"], _batch(trained, 8)
+    q = vae.encode(x)
+    assert q.batch_shape == (8,) and q.event_shape == (vae.latent_dim,)
+    samples = vae.sample(5).numpy()
+    assert samples.shape == (5, 28, 28, 1) and samples.min() >= 0 and samples.max() <= 1
+    assert vae.reconstruct(x).shape == (8, 28, 28, 1)
+    assert vae.likelihood(q.sample(4)).batch_shape == (4, 8)
+
+
+def test_training_improves_validation_elbo_on_real_mnist(trained):
+    before, after = trained["before"]["elbo"], trained["after"]["elbo"]
+    assert after - before > 200, (before, after)   # about -545 -> -173 nats (2 epochs, 12k images)
+    assert after > -200
+    assert trained["after"]["rate"] > 5           # the latent code is used, not collapsed
+
+
+def test_gradients_reach_every_encoder_and_decoder_weight(mnist_arrays):
+    config = make_config()
+    vae = model_lib.build(config, (28, 28, 1))
+    x = tf.cast(mnist_arrays["test"][0][:32] > 127, tf.float32)
+    with tf.GradientTape() as tape:
+        loss = vae.estimator(vae, x).loss
+    grads = tape.gradient(loss, vae.trainable_variables)
+    names = [v.name for v in vae.trainable_variables]
+    assert any("encoder" in n for n in names) and any("decoder" in n for n in names)
+    for v, g in zip(vae.trainable_variables, grads):
+        assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0, v.name
+
+
+def test_kl_warmup_ramps_beta_linearly():
+    config = make_config(train__kl_warmup_epochs=2.0, train__beta=0.5)
+    vae = model_lib.build(config, (28, 28, 1), steps_per_epoch=50)
+    vae.compile(keras.optimizers.Adam())
+    assert vae.kl_warmup_steps == 100
+    for step, expected in [(0, 0.005), (49, 0.25), (99, 0.5), (500, 0.5)]:
+        vae.optimizer.iterations.assign(step)
+        assert float(vae.current_beta()) == pytest.approx(expected)
+
+
+def test_num_samples_averages_the_distortion(mnist_arrays):
+    config = make_config(model__num_samples=4)
+    vae = model_lib.build(config, (28, 28, 1))
+    x = tf.cast(mnist_arrays["test"][0][:16] > 127, tf.float32)
+    terms = vae.estimator(vae, x)
+    assert terms.elbo.shape == (16,)
+    np.testing.assert_allclose(terms.elbo, -(terms.distortion + terms.rate), rtol=1e-6)
+
+
+def test_continuous_bernoulli_and_cnn_train_without_nans(mnist_arrays):
+    config = make_config(data__pixels="continuous", data__train_size=2000, data__image_size=32,
+                         model__likelihood="continuous_bernoulli", model__network="cnn",
+                         model__conv_channels=(16, 32), model__hidden=(64,))
+    splits = data.load(config.data, arrays=mnist_arrays)
+    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+    vae.compile(keras.optimizers.Adam(1e-3))
+    start = vae.evaluate(splits.validation.take(2), verbose=0, return_dict=True)["elbo"]
+    history = vae.fit(splits.train, epochs=1, verbose=0).history
+    end = vae.evaluate(splits.validation.take(2), verbose=0, return_dict=True)["elbo"]
+    assert np.isfinite(history["loss"]).all() and end > start
+    # A continuous-Bernoulli density on [0, 1]^D can exceed 1: log-likelihoods may be positive.
+    assert np.isfinite(end)
+
+
+class _MixturePrior(priors.Prior):
+    """A prior without a KL registered against a Gaussian (stands in for the prior zoo)."""
+
+    def distribution(self):
+        return tfd.MixtureSameFamily(
+            tfd.Categorical(logits=tf.zeros(2)),
+            tfd.Independent(tfd.Normal(tf.constant([[-1.0] * self.latent_dim,
+                                                    [1.0] * self.latent_dim]), 1.0), 1))
+
+
+def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
+    monkeypatch.setitem(priors.PRIORS._items, "test_mixture", _MixturePrior)
+    vae = model_lib.build(make_config(model__prior="test_mixture"), (28, 28, 1))
+    assert not vae.analytic_kl
+    with pytest.raises(ConfigError, match="registers no KL.*model.kl='auto' or 'mc'"):
+        model_lib.build(make_config(model__prior="test_mixture", model__kl="analytic"), (28, 28, 1))
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"model__likelihood": "bernoulli", "data__pixels": "continuous"},
+     "model.likelihood='continuous_bernoulli'"),
+    ({"model__prior": "uniform"}, "valid priors are: gtm, gtm_vamp, mog, realnvp, standard_normal"),
+    ({"estimator": "magic"}, "valid estimators are: reparameterized"),
+    ({"model__kl": "exact"}, "valid modes are: auto, analytic, mc"),
+    ({"model__posterior_scale": "relu"}, "valid scales are: exp, softplus"),
+])
+def test_bad_model_config(override, message):
+    with pytest.raises(ConfigError, match=message):
+        model_lib.build(make_config(**override), (28, 28, 1))
