@@ -40,19 +40,26 @@ def log_likelihood(model, dataset, num_samples: int, num_examples: int = 0,
     return {"log_likelihood": total / n, "iw_samples": int(num_samples), "iw_examples": n}
 
 
-def posterior_means(model, dataset, max_examples: int = 0):
-    """Posterior means ``[N, L]`` (and labels ``[N]`` where the data set has them)."""
-    means, labels, n = [], [], 0
+def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
+    """Posterior means, or one sample z ~ q(z|x) each (``sample=True``: draws from the aggregated
+    posterior q(z)), ``[N, L]``; and labels ``[N]`` where the data set has them, else None."""
+    codes, labels, n = [], [], 0
     for batch in dataset:
-        means.append(model.encode(_images(batch), training=False).mean().numpy())
+        q = model.encode(_images(batch), training=False)
+        codes.append((q.sample() if sample else q.mean()).numpy())
         if isinstance(batch, (tuple, list)):
             labels.append(np.asarray(batch[1]))
-        n += len(means[-1])
+        n += len(codes[-1])
         if max_examples and n >= max_examples:
             break
-    z = np.concatenate(means)[: max_examples or None]
+    z = np.concatenate(codes)[: max_examples or None]
     y = np.concatenate(labels)[: max_examples or None] if labels else None
     return z, y
+
+
+def posterior_means(model, dataset, max_examples: int = 0):
+    """Posterior means ``[N, L]`` (and labels ``[N]`` where the data set has them)."""
+    return encode_dataset(model, dataset, max_examples)
 
 
 def active_units(model, dataset, threshold: float = 0.01) -> int:

@@ -79,35 +79,51 @@ def traversals(images, values: Sequence[float], dims: Sequence[int], path,
     return _save(fig, path)
 
 
-def latent_density(panels, path, extent: float = 4.0, title: str = ""):
-    """Prior density contours with the aggregated posterior on top, one panel per prior.
+def _window(z, minimum=3.0):
+    """Axis limits covering the central 99% of ``z`` [N, 2] and at least [-minimum, minimum]."""
+    lo = np.minimum(np.percentile(z, 0.5, axis=0), -minimum)
+    hi = np.maximum(np.percentile(z, 99.5, axis=0), minimum)
+    pad = 0.08 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def latent_density(panels, path, title: str = ""):
+    """Prior log-density (shading, and contour lines 2 nats apart) with the aggregated posterior
+    on top, one panel per prior.
 
     ``panels``: a list of dicts with ``name``, ``log_density`` (a function ``[N, 2] -> [N]``, or
-    None), ``z`` (posterior samples ``[M, 2]``) and optional ``labels`` ``[M]``.
+    None), ``z`` (posterior samples ``[M, 2]``) and optional ``labels`` ``[M]``. Each panel's
+    window covers its samples and at least [-3, 3]^2.
     """
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0), squeeze=False)
-    grid = np.linspace(-extent, extent, 200)
-    gx, gy = np.meshgrid(grid, grid)
-    points = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
+    scatter = None
     for ax, panel in zip(axes[0], panels):
-        if panel.get("log_density") is not None:
-            density = np.exp(np.asarray(panel["log_density"](points))).reshape(gx.shape)
-            ax.contourf(gx, gy, density, levels=20, cmap="Blues")
         z, labels = np.asarray(panel["z"]), panel.get("labels")
-        scatter = ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.6,
+        lo, hi = _window(z)
+        gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+        log_p = None
+        if panel.get("log_density") is not None:
+            points = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
+            log_p = np.asarray(panel["log_density"](points), np.float64).reshape(gx.shape)
+            # Log density, 12 nats down from its peak: shows the tails where holes would be.
+            log_p = np.maximum(log_p, log_p.max() - 12.0)
+            ax.contourf(gx, gy, log_p, levels=24, cmap="Blues")
+        scatter = ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.5,
                              c=labels if labels is not None else "tab:red",
                              cmap="tab10" if labels is not None else None)
-        ax.set_xlim(-extent, extent)
-        ax.set_ylim(-extent, extent)
-        ax.set_aspect("equal")
+        if log_p is not None:
+            ax.contour(gx, gy, log_p, levels=np.linspace(log_p.max() - 10, log_p.max(), 6),
+                       colors="k", linewidths=0.6)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
         ax.set_title(panel["name"])
         ax.set_xlabel("$z_1$")
         ax.set_ylabel("$z_2$")
     if panels and panels[-1].get("labels") is not None:
         fig.colorbar(scatter, ax=axes[0].tolist(), shrink=0.8, label="class")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.04)
     return _save(fig, path)
 
 
@@ -141,4 +157,36 @@ def training_curves(history: dict, path, keys=("elbo", "val_elbo")):
     ax.set_ylabel("nats")
     ax.legend()
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def prior_histograms(panels, path, dims: Sequence[int] = (0, 1, 2, 3), bins: int = 60,
+                     title: str = "Prior samples vs aggregated posterior, per coordinate"):
+    """For latents of more than 2 dimensions: one row per prior, one column per coordinate, the
+    histogram of prior samples over that of aggregated-posterior samples (holes show as bars of
+    prior mass where the posterior has none).
+
+    ``panels``: dicts with ``name``, ``prior_samples`` ``[N, L]`` and ``posterior_samples``
+    ``[M, L]``.
+    """
+    dims = [d for d in dims if d < np.asarray(panels[0]["prior_samples"]).shape[1]]
+    fig, axes = plt.subplots(len(panels), len(dims), figsize=(3.0 * len(dims), 2.1 * len(panels)),
+                             squeeze=False)
+    for row, panel in zip(axes, panels):
+        prior, post = np.asarray(panel["prior_samples"]), np.asarray(panel["posterior_samples"])
+        for ax, d in zip(row, dims):
+            lo = min(np.percentile(prior[:, d], 0.5), np.percentile(post[:, d], 0.5))
+            hi = max(np.percentile(prior[:, d], 99.5), np.percentile(post[:, d], 99.5))
+            edges = np.linspace(lo, hi, bins)
+            ax.hist(post[:, d], edges, density=True, alpha=0.55, color="tab:red",
+                    label="aggregated posterior q(z)")
+            ax.hist(prior[:, d], edges, density=True, histtype="step", lw=1.5, color="tab:blue",
+                    label="prior p(z)")
+            ax.set_yticks([])
+            if ax is row[0]:
+                ax.set_ylabel(panel["name"], rotation=0, ha="right", va="center")
+            if row is axes[0]:
+                ax.set_title(f"$z_{{{d}}}$")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
     return _save(fig, path)

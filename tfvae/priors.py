@@ -325,5 +325,17 @@ class RealNVPPrior(Prior):
         return tfd.TransformedDistribution(self.base(), self.bijector())
 
 
+# Settings per prior used by configs/priors.py and scripts/compare_priors.py: K = 500 components
+# or pseudo-inputs as in Tomczak and Welling (2018); 20 x 20 GTM grids; a 6-layer flow.
+RECOMMENDED = {
+    "standard_normal": {},
+    "mog": {"prior_components": 500},
+    "vamp": {"prior_components": 500, "prior_init": "data"},
+    "gtm": {"prior_components": 400, "prior_hidden": (128, 128)},
+    "gtm_vamp": {"prior_components": 400, "prior_hidden": (128, 256)},
+    "realnvp": {"flow_layers": 6, "prior_hidden": (256, 256)},
+}
+
+
 def build(model_config, context: PriorContext) -> Prior:
     return PRIORS.get(model_config.prior).create(model_config, context)

@@ -13,6 +13,7 @@ The workdir receives:
   *.png                  samples, reconstructions, traversals, latent space, training curves
   saved_model/           a SavedModel that samples without tfvae installed (`tfvae.export`)
 """
+import dataclasses
 import json
 import math
 import os
@@ -84,8 +85,9 @@ def _save_plots(model, splits, workdir, history):
     images = model.likelihood(tf.constant(base)).mean().numpy()
     paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
     if model.latent_dim == 2:
+        zs, ys = evaluation.encode_dataset(model, splits.test, 2000, sample=True)
         paths.append(plots.latent_density(
-            [{"name": type(model.prior).__name__, "z": z, "labels": y,
+            [{"name": type(model.prior).__name__, "z": zs, "labels": ys,
               "log_density": lambda pts: model.prior.log_prob(pts).numpy()}],
             os.path.join(workdir, "latent_density.png"),
             title="Prior density and aggregated posterior (test)"))
@@ -95,8 +97,22 @@ def _save_plots(model, splits, workdir, history):
     return paths
 
 
+@dataclasses.dataclass
+class Run:
+    """A finished run: the trained model (best validation weights), its data and results."""
+
+    model: model_lib.VAE
+    splits: data_lib.Splits
+    results: dict
+
+
 def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
     """Trains ``config`` into ``workdir`` and returns (and writes) the final results."""
+    return run(config, workdir, verbose).results
+
+
+def run(config, workdir: str, verbose=None) -> Run:
+    """Trains ``config`` into ``workdir``; returns the model, data and results (see module doc)."""
     config_lib.validate(config)
     _check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -166,7 +182,24 @@ def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
     export.export(model, os.path.join(workdir, "saved_model"), config)
     with open(os.path.join(workdir, RESULTS), "w") as f:
         json.dump(results, f, indent=2)
-    return results
+    return Run(model, splits, results)
+
+
+def load_run(workdir: str) -> Run:
+    """Reopens a finished run: its config, data, model with the best weights, and results."""
+    import ml_collections
+    path = os.path.join(workdir, RESULTS)
+    if not os.path.exists(path):
+        raise ConfigError(f"{workdir} holds no finished run (no {RESULTS})")
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    with open(path) as f:
+        results = json.load(f)
+    splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
+    first = next(iter(splits.train))[0][:64]
+    model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch, train_images=first)
+    model.load_weights(os.path.join(workdir, "checkpoints", "best")).expect_partial()
+    return Run(model, splits, results)
 
 
 def _format(results):
