@@ -100,8 +100,8 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, fashion_idx_dir, mon
 class _NaNAfter(estimators.Reparameterized):
     """Returns a NaN loss from step 40 on: a stand-in for a diverging run."""
 
-    def __call__(self, model, x, beta=1.0, training=False):
-        terms = super().__call__(model, x, beta, training)
+    def terms(self, model, x, beta=1.0, training=False, update_state=True):
+        terms = super().terms(model, x, beta, training, update_state)
         bad = tf.cast(model.optimizer.iterations, tf.float32) >= 40.0
         return terms._replace(loss=tf.where(bad, np.nan, terms.loss))
 

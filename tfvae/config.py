@@ -37,8 +37,10 @@ def get_config() -> ml_collections.ConfigDict:
     model.kernel_size = 4           # cnn only
     model.activation = "relu"
     model.dropout = 0.0
-    model.posterior = "gaussian"
+    model.posterior = "gaussian"      # 'gaussian' (mean-field) or 'mog' (mixture)
     model.posterior_scale = "softplus"  # 'softplus' or 'exp'
+    model.posterior_components = 5      # mog posterior: K components
+    model.posterior_reparameterize = True  # mog posterior: implicit reparameterisation
     model.prior = "standard_normal"  # standard_normal, mog, vamp, gtm, gtm_vamp, realnvp
     model.prior_components = 100    # K of mog / vamp (pseudo-inputs) / gtm, gtm_vamp (square)
     model.prior_init = "data"       # vamp pseudo-inputs: 'data' (training images) or 'noise'
@@ -49,12 +51,21 @@ def get_config() -> ml_collections.ConfigDict:
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 
+    # Gradient estimator: reparameterized, score_function, hybrid, iwae, dreg (tfvae/estimators.py).
     config.estimator = "reparameterized"
+    # Score-function control variates, a comma-separated chain applied in order, e.g.
+    # "centered,scaled,baseline"; from: centered, scaled, self_critic, baseline.
+    config.control_variates = ""
 
     config.train = train = ml_collections.ConfigDict()
     train.epochs = 30
     train.optimizer = "adam"
     train.learning_rate = 1e-3
+    # Per parameter group ('' / 0 = use train.optimizer / train.learning_rate): generative (decoder
+    # and prior), inference (encoder), baseline (learned control variate).
+    train.groups = ml_collections.ConfigDict({
+        group: {"optimizer": "", "learning_rate": 0.0}
+        for group in ("generative", "inference", "baseline")})
     train.beta = 1.0                # weight of the rate term
     train.kl_warmup_epochs = 0.0    # linear warm-up of beta from 0 over this many epochs
     train.early_stopping_patience = 0  # epochs without val ELBO gain before stopping; 0 = off
@@ -67,6 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
     ev.iw_examples = 0            # test images for it; 0 = all
     ev.iw_batch_size = 100
     ev.plots = True
+    ev.grad_variance_repeats = 0  # >0: log the inference-gradient variance each epoch (repeats)
     return config
 
 
@@ -87,6 +99,14 @@ def validate(config) -> None:
     if t.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer={t.optimizer!r}; valid optimizers are: "
                           f"{', '.join(OPTIMIZERS)}")
+    for group, settings in t.groups.items():
+        if settings.optimizer and settings.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.groups.{group}.optimizer={settings.optimizer!r}; valid "
+                              f"optimizers are: {', '.join(OPTIMIZERS)}")
+        if settings.learning_rate < 0:
+            raise ConfigError(f"train.groups.{group}.learning_rate={settings.learning_rate} must "
+                              "be > 0 (or 0 to use train.learning_rate)")
+    estimators.build(config)  # unknown control variates, or ones the estimator cannot use
     checks = [
         (t.epochs >= 1, f"train.epochs={t.epochs} must be >= 1"),
         (t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0"),

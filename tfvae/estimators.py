@@ -1,18 +1,33 @@
 """Objectives and their gradient estimators, chosen by name (``config.estimator``).
 
-An estimator maps ``(model, x, beta)`` to `Terms`: the loss whose gradient the model applies,
-and the per-example ELBO decomposition
+An estimator maps ``(model, x, beta)`` to `Terms`: a surrogate loss whose gradient is the
+estimator's gradient, and the per-example ELBO decomposition
 
     ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)) = -(D + R),
 
 with distortion ``D = -E_q log p(x|z)`` and rate ``R = KL(q||p)`` (analytic where TFP registers
-the KL, else the Monte Carlo estimate ``mean_s [log q(z_s|x) - log p(z_s)]``).
-The model does not know which estimator it has: it asks for terms and applies gradients.
+the KL, else the Monte Carlo estimate ``mean_s [log q(z_s|x) - log p(z_s)]``). The model does not
+know which estimator it has: it asks for terms and applies each parameter group's gradient
+(``generative``: decoder and prior; ``inference``: encoder; ``baseline``: control variates) with
+that group's optimiser.
+
+| name | gradient |
+| --- | --- |
+| ``reparameterized`` | path-wise: z = mu + sigma * eps (needs a reparameterisable q) |
+| ``score_function`` | REINFORCE: (r - control variates) * grad log q(z|x), any q |
+| ``hybrid`` | mixture q: score function for the component, path-wise within it |
+| ``iwae`` | importance-weighted bound with k = ``model.num_samples`` (Burda et al., 2016) |
+| ``dreg`` | IWAE with the doubly-reparameterised inference gradient (Tucker et al., 2019) |
+
+Estimators are Keras layers so their state (running reward statistics, a baseline network) is
+tracked, trained and checkpointed with the model.
 """
-from typing import NamedTuple
+import math
+from typing import Dict, NamedTuple, Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
+import tf_keras as keras
 
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
@@ -20,25 +35,56 @@ from tfvae.registry import Registry
 tfd = tfp.distributions
 
 ESTIMATORS = Registry("estimator")
+CONTROL_VARIATES = Registry("control variate")
+GROUPS = ("generative", "inference", "baseline")
 
 
 class Terms(NamedTuple):
-    """Output of an estimator. ``loss`` is a scalar; the rest are per example, shape ``[B]``."""
+    """Output of an estimator. ``loss`` is a scalar surrogate (applied to every parameter group
+    unless ``group_losses`` gives a group its own); ``elbo``, ``distortion``, ``rate`` are per
+    example ``[B]``; ``extras`` are scalars to track (e.g. ``cv_loss``, ``iwae``)."""
 
     loss: tf.Tensor
     elbo: tf.Tensor
     distortion: tf.Tensor
     rate: tf.Tensor
+    group_losses: Dict[str, tf.Tensor] = {}
+    extras: Dict[str, tf.Tensor] = {}
 
 
-class Estimator:
-    """Base class. ``check(model)`` rejects combinations that cannot work, at build time."""
+class Estimator(keras.layers.Layer):
+    """Base class. ``check(model)`` rejects combinations that cannot work, at build time;
+    ``metric_names`` lists the ``extras`` it reports (the model tracks them)."""
+
+    metric_names: Sequence[str] = ()
+    uses_group_losses = False  # True: Terms.group_losses gives some group its own loss
 
     def check(self, model) -> None:
         pass
 
-    def __call__(self, model, x, beta=1.0, training=False) -> Terms:
+    def prepare(self, model) -> None:
+        """Creates the estimator's variables (e.g. a baseline network) once the model exists."""
+
+    def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         raise NotImplementedError
+
+    def call(self, inputs):  # estimators are used through `terms`
+        raise TypeError("use estimator.terms(model, x, ...)")
+
+
+def _needs_reparameterization(name, model):
+    if model.posterior_head_reparameterization_type() != tfd.FULLY_REPARAMETERIZED:
+        raise ConfigError(
+            f"estimator {name!r} needs a reparameterisable posterior, but model.posterior="
+            f"{model.posterior_name!r} is not (for 'mog', set model.posterior_reparameterize="
+            "True for implicit reparameterisation); or choose estimator='score_function' or "
+            "'hybrid'")
+
+
+def _log_joint_terms(model, x, z, q, training):
+    """log p(x|z), log p(z), log q(z|x), each ``[S, B]``."""
+    log_px = model.likelihood(z, training=training).log_prob(x)
+    return log_px, model.prior.log_prob(z), q.log_prob(z)
 
 
 @ESTIMATORS.register("reparameterized")
@@ -50,13 +96,9 @@ class Reparameterized(Estimator):
     """
 
     def check(self, model) -> None:
-        if model.posterior_head_reparameterization_type() != tfd.FULLY_REPARAMETERIZED:
-            raise ConfigError(
-                f"estimator 'reparameterized' needs a reparameterisable posterior; "
-                f"model.posterior={model.posterior_name!r} is not. Choose a score-function "
-                "estimator or a reparameterisable posterior")
+        _needs_reparameterization("reparameterized", model)
 
-    def __call__(self, model, x, beta=1.0, training=False) -> Terms:
+    def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         q = model.encode(x, training=training)
         z = q.sample(model.num_samples)                                  # [S, B, L]
         log_px = model.likelihood(z, training=training).log_prob(x)     # [S, B]
@@ -66,5 +108,314 @@ class Reparameterized(Estimator):
                      elbo=-(distortion + rate), distortion=distortion, rate=rate)
 
 
-def build(name: str) -> Estimator:
-    return ESTIMATORS.build(name)
+# ------------------------------------------------------------------ control variates
+class ControlVariateContext(NamedTuple):
+    """What a control variate may look at: the batch, its posterior and a fresh-reward maker."""
+
+    x: tf.Tensor
+    fresh_reward: callable  # () -> an independent reward sample [S, B] (no gradient)
+
+
+class ControlVariate(keras.layers.Layer):
+    """Transforms the score-function reward r [S, B]. ``apply`` is pure (state as it stands);
+    ``update`` moves the state with this batch and returns a loss for trainable parts (or 0).
+    Subtracting anything that does not depend on the sampled z keeps the gradient unbiased;
+    dividing by a positive z-independent number only rescales it."""
+
+    def apply(self, reward, ctx: ControlVariateContext, previous=()):
+        raise NotImplementedError
+
+    def update(self, reward, ctx: ControlVariateContext):
+        return tf.constant(0.0)
+
+    def prepare(self, image_shape) -> None:
+        pass
+
+
+class _RunningMoments(ControlVariate):
+    """Bias-corrected exponential moving averages of the reward's mean and second moment."""
+
+    def __init__(self, decay=0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.decay = decay
+        self.ema_mean = self.add_weight("ema_mean", [], initializer="zeros", trainable=False)
+        self.ema_sq = self.add_weight("ema_sq", [], initializer="zeros", trainable=False)
+        self.count = self.add_weight("count", [], initializer="zeros", trainable=False)
+
+    def moments(self):
+        correction = 1.0 - tf.pow(self.decay, self.count)
+        safe = tf.maximum(correction, 1e-12)
+        mean = tf.where(self.count > 0, self.ema_mean / safe, 0.0)
+        var = tf.where(self.count > 0, self.ema_sq / safe - mean ** 2, 0.0)
+        return mean, tf.maximum(var, 0.0)
+
+    def update(self, reward, ctx):
+        r = tf.stop_gradient(reward)
+        self.ema_mean.assign(self.decay * self.ema_mean + (1 - self.decay) * tf.reduce_mean(r))
+        self.ema_sq.assign(self.decay * self.ema_sq + (1 - self.decay) * tf.reduce_mean(r ** 2))
+        self.count.assign_add(1.0)
+        return tf.constant(0.0)
+
+
+@CONTROL_VARIATES.register("centered")
+class Centered(_RunningMoments):
+    """r - running mean of r (from earlier batches, so independent of this batch's z)."""
+
+    def apply(self, reward, ctx, previous=()):
+        return reward - self.moments()[0]
+
+
+@CONTROL_VARIATES.register("scaled")
+class Scaled(_RunningMoments):
+    """r / max(1, running standard deviation of r): a positive rescaling of the gradient."""
+
+    def scale(self):
+        return tf.maximum(1.0, tf.sqrt(self.moments()[1]))
+
+    def apply(self, reward, ctx, previous=()):
+        return reward / self.scale()
+
+
+@CONTROL_VARIATES.register("self_critic")
+class SelfCritic(ControlVariate):
+    """r(z) - r(z'), z' ~ q(z|x) a fresh, independent sample (its reward passed through the
+    control variates before this one in the chain, so the two stay comparable)."""
+
+    def apply(self, reward, ctx, previous=()):
+        critic = ctx.fresh_reward()
+        for cv in previous:
+            critic = cv.apply(critic, ctx)
+        return reward - tf.stop_gradient(critic)
+
+
+@CONTROL_VARIATES.register("baseline")
+class LearnedBaseline(ControlVariate):
+    """r - b_psi(x), an input-dependent baseline network trained by squared error on the reward
+    it sees: ``cv_loss = mean (r - b_psi(x))^2`` (its gradient reaches psi only)."""
+
+    def __init__(self, hidden=(128,), activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.out = keras.layers.Dense(1, name="baseline_out")
+        self.net = keras.Sequential(
+            [keras.layers.Flatten()] +
+            [keras.layers.Dense(u, activation=activation) for u in hidden] + [self.out],
+            name="baseline_net")
+        self.initialized = self.add_weight("initialized", [], initializer="zeros",
+                                           trainable=False)
+
+    def prepare(self, image_shape) -> None:
+        self.net.build((None,) + tuple(image_shape))
+
+    def baseline(self, x):
+        return self.net(x)[:, 0]  # [B]
+
+    def apply(self, reward, ctx, previous=()):
+        return reward - tf.stop_gradient(self.baseline(ctx.x))
+
+    def update(self, reward, ctx):
+        # Data-dependent init: rewards are O(-100) nats, so the output bias starts at the first
+        # batch's mean reward instead of crawling there over hundreds of steps.
+        r = tf.stop_gradient(reward)
+        start = tf.cast(self.initialized < 0.5, r.dtype)
+        self.out.bias.assign(self.out.bias + start * (tf.reduce_mean(r) - self.out.bias))
+        self.initialized.assign(1.0)
+        return tf.reduce_mean((r - self.baseline(ctx.x)) ** 2)
+
+
+def build_control_variates(names: Sequence[str]):
+    names = [n for n in names if n]
+    return [CONTROL_VARIATES.build(n, name=f"cv_{i}_{n}") for i, n in enumerate(names)]
+
+
+class _ScoreFunctionBase(Estimator):
+    """Shared by the score-function and hybrid estimators: the control-variate chain."""
+
+    metric_names = ("cv_loss",)
+
+    def __init__(self, control_variates=(), **kwargs):
+        super().__init__(**kwargs)
+        self.control_variates = build_control_variates(control_variates)
+
+    def prepare(self, model) -> None:
+        for cv in self.control_variates:
+            cv.prepare(model.image_shape)
+
+    def adjusted_reward(self, reward, ctx, update_state):
+        """Applies the whole chain with the state as it stands (so every link, and the
+        self-critic's fresh reward, sees one consistent state), then, if ``update_state``,
+        updates each link with the reward it saw."""
+        cv_loss = tf.constant(0.0)
+        r, seen = reward, []
+        for i, cv in enumerate(self.control_variates):
+            seen.append(r)
+            r = cv.apply(r, ctx, previous=self.control_variates[:i])
+        if update_state:
+            for cv, r_in in zip(self.control_variates, seen):
+                cv_loss += cv.update(r_in, ctx)
+        return tf.stop_gradient(r), cv_loss
+
+
+@ESTIMATORS.register("score_function")
+class ScoreFunction(_ScoreFunctionBase):
+    """REINFORCE (score-function) gradients, for any posterior. With z ~ q(z|x) (no path-wise
+    gradient) and reward r = log p(x|z) + beta (log p(z) - log q(z|x)), one surrogate
+
+        loss = -mean [ log p(x|z) + beta log p(z) + sg(cv(r)) * log q(z|x) ]  (+ cv_loss)
+
+    gives in one backward pass the generative gradient grad_theta log p(x, z), the inference
+    gradient cv(r) grad_phi log q(z|x), and the baseline's squared-error gradient;
+    ``cv`` is the chain of control variates (``config.control_variates``).
+    """
+
+    def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
+        q = model.encode(x, training=training)
+        z = tf.stop_gradient(q.sample(model.num_samples))                 # [S, B, L]
+        log_px, log_pz, log_qz = _log_joint_terms(model, x, z, q, training)
+        reward = tf.stop_gradient(log_px + beta * (log_pz - log_qz))
+
+        def fresh_reward():
+            z2 = tf.stop_gradient(q.sample(model.num_samples))
+            a, b, c = _log_joint_terms(model, x, z2, q, training)
+            return tf.stop_gradient(a + beta * (b - c))
+
+        ctx = ControlVariateContext(x=x, fresh_reward=fresh_reward)
+        adjusted, cv_loss = self.adjusted_reward(reward, ctx, update_state)
+        surrogate = -(log_px + beta * log_pz) - adjusted * log_qz
+        distortion = -tf.reduce_mean(log_px, axis=0)
+        rate = model.rate(q, z)
+        return Terms(loss=tf.reduce_mean(surrogate) + cv_loss, elbo=-(distortion + rate),
+                     distortion=distortion, rate=rate, extras={"cv_loss": cv_loss})
+
+
+@ESTIMATORS.register("hybrid")
+class Hybrid(_ScoreFunctionBase):
+    """For a mixture posterior q(z|x) = sum_k pi_k(x) q_k(z|x): draw the component k ~ pi with a
+    score-function gradient and z = mu_k + sigma_k eps path-wise within it:
+
+        loss = -mean [ f(z) + sg(cv(f(z))) * log pi_k(x) ],   f = log p(x|z) + beta (log p(z) - log q(z|x)),
+
+    where f keeps its path-wise dependence on the encoder through z and log q.
+    """
+
+    def check(self, model) -> None:
+        q = model._dummy_posterior()
+        q = getattr(q, "tensor_distribution", q)  # unwrap the DistributionLambda output
+        if not isinstance(q, tfd.MixtureSameFamily):
+            raise ConfigError(
+                "estimator 'hybrid' needs a mixture posterior (model.posterior='mog'); "
+                f"model.posterior={model.posterior_name!r} has no component choice")
+        if q.components_distribution.reparameterization_type != tfd.FULLY_REPARAMETERIZED:
+            raise ConfigError("estimator 'hybrid' needs reparameterisable mixture components")
+
+    def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
+        q = model.encode(x, training=training)
+        components = q.components_distribution                         # batch [B, K]
+        num_components = tf.shape(q.mixture_distribution.logits)[-1]
+        k = tf.stop_gradient(q.mixture_distribution.sample(model.num_samples))  # [S, B]
+        z_all = components.sample(model.num_samples)                   # [S, B, K, L]
+        z = tf.gather(z_all, k, axis=2, batch_dims=2)                  # [S, B, L]
+        log_px, log_pz, log_qz = _log_joint_terms(model, x, z, q, training)
+        f = log_px + beta * (log_pz - log_qz)
+        log_pi = tf.reduce_sum(  # log pi_k(x) of the drawn components, [S, B]
+            tf.one_hot(k, num_components) * tf.nn.log_softmax(q.mixture_distribution.logits),
+            axis=-1)
+
+        def fresh_reward():
+            z2 = tf.stop_gradient(q.sample(model.num_samples))
+            a, b, c = _log_joint_terms(model, x, z2, q, training)
+            return tf.stop_gradient(a + beta * (b - c))
+
+        ctx = ControlVariateContext(x=x, fresh_reward=fresh_reward)
+        adjusted, cv_loss = self.adjusted_reward(tf.stop_gradient(f), ctx, update_state)
+        surrogate = -f - adjusted * log_pi
+        distortion = -tf.reduce_mean(log_px, axis=0)
+        rate = model.rate(q, tf.stop_gradient(z))
+        return Terms(loss=tf.reduce_mean(surrogate) + cv_loss, elbo=-(distortion + rate),
+                     distortion=distortion, rate=rate, extras={"cv_loss": cv_loss})
+
+
+# ------------------------------------------------------------------ multi-sample objectives
+@ESTIMATORS.register("iwae")
+class IWAE(Estimator):
+    """The importance-weighted bound with k = ``model.num_samples`` reparameterised samples,
+
+        L_k(x) = log 1/k sum_s w_s,   log w_s = log p(x|z_s) + beta (log p(z_s) - log q(z_s|x)),
+
+    as the training objective (beta = 1 gives the bound of Burda et al., 2016; tighter as k
+    grows). Reports ``iwae`` = mean L_k alongside the single-sample ELBO decomposition.
+    """
+
+    metric_names = ("iwae",)
+
+    def check(self, model) -> None:
+        _needs_reparameterization(self.name_in_config, model)
+
+    name_in_config = "iwae"
+
+    def _bound(self, model, x, beta, training, q=None, q_for_weights=None):
+        q = q if q is not None else model.encode(x, training=training)
+        z = q.sample(model.num_samples)                                # [k, B, L]
+        q_weights = q_for_weights if q_for_weights is not None else q
+        log_px, log_pz, log_qz = _log_joint_terms(model, x, z, q_weights, training)
+        log_w = log_px + beta * (log_pz - log_qz)
+        k = tf.cast(model.num_samples, log_w.dtype)
+        bound = tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(k)
+        return q, z, log_px, log_w, bound
+
+    def _report(self, model, q, z, log_px, bound, loss, group_losses=None):
+        distortion = -tf.reduce_mean(log_px, axis=0)
+        rate = model.rate(q, tf.stop_gradient(z))
+        return Terms(loss=loss, elbo=-(distortion + rate), distortion=distortion, rate=rate,
+                     group_losses=group_losses or {},
+                     extras={"iwae": tf.reduce_mean(bound)})
+
+    def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
+        q, z, log_px, _, bound = self._bound(model, x, beta, training)
+        return self._report(model, q, z, log_px, bound, -tf.reduce_mean(bound))
+
+
+@ESTIMATORS.register("dreg")
+class DReG(IWAE):
+    """IWAE objective with the doubly-reparameterised gradient for the inference network
+    (Tucker et al., 2019): with normalised weights w~_s and q's parameters held fixed in log q,
+
+        grad_phi = sum_s w~_s^2 d log w_s / d z_s * d z_s / d phi,
+
+    an unbiased, lower-variance estimate of grad_phi L_k (its variance does not grow with k the
+    way the plain IWAE inference gradient's signal-to-noise ratio falls). The generative model
+    keeps the IWAE gradient.
+    """
+
+    name_in_config = "dreg"
+    uses_group_losses = True
+
+    def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
+        params = model.encoder(x, training=training)
+        q = model.posterior_head(params)
+        q_stop = model.posterior_head(tf.stop_gradient(params))
+        _, z, log_px, log_w_stop, bound = self._bound(model, x, beta, training, q=q,
+                                                      q_for_weights=q_stop)
+        weights = tf.stop_gradient(tf.nn.softmax(log_w_stop, axis=0))  # w~_s, [k, B]
+        inference_loss = -tf.reduce_mean(tf.reduce_sum(weights ** 2 * log_w_stop, axis=0))
+        # The generative gradient of L_k: log q (with stopped parameters) carries none, and the
+        # encoder is not in that group, so the bound itself is its loss.
+        generative_loss = -tf.reduce_mean(bound)
+        return self._report(model, q, z, log_px, bound, generative_loss,
+                            group_losses={"inference": inference_loss,
+                                          "generative": generative_loss})
+
+
+def build(config) -> Estimator:
+    """The estimator named by ``config.estimator`` with ``config.control_variates``."""
+    cls = ESTIMATORS.get(config.estimator)
+    cvs = config.get("control_variates", "")
+    cvs = [c.strip() for c in (cvs.split(",") if isinstance(cvs, str) else cvs) if c.strip()]
+    for name in cvs:
+        CONTROL_VARIATES.get(name)
+    if cvs and not issubclass(cls, _ScoreFunctionBase):
+        raise ConfigError(
+            f"control_variates={tuple(cvs)} only apply to score-function estimators "
+            f"('score_function', 'hybrid'), not estimator={config.estimator!r}; remove them")
+    if issubclass(cls, _ScoreFunctionBase):
+        return cls(control_variates=cvs, name="estimator")
+    return cls(name="estimator")

@@ -59,8 +59,11 @@ class VAE(keras.Model):
         self.posterior_name = posterior_name
         self.analytic_kl = self._choose_kl(kl)
         estimator.check(self)
-        self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in ("loss", "elbo", "distortion", "rate", "beta")}
+        estimator.prepare(self)
+        names = ("loss", "elbo", "distortion", "rate", "beta") + tuple(estimator.metric_names)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
+        self.group_optimizers = {}
 
     # ------------------------------------------------------------------ parts of the model
     def encode(self, x, training=None) -> tfd.Distribution:
@@ -104,7 +107,7 @@ class VAE(keras.Model):
         try:
             tfd.kl_divergence(self._dummy_posterior(), self.prior.distribution())
             return True
-        except NotImplementedError:
+        except (NotImplementedError, TypeError):
             if mode == "analytic":
                 raise ConfigError(
                     f"model.kl='analytic' but TFP registers no KL between the posterior and the "
@@ -116,27 +119,79 @@ class VAE(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
+    def compile(self, optimizer="adam", group_optimizers=None, **kwargs):
+        """Keras ``compile``, plus ``group_optimizers``: ``{group: optimizer}`` for any of the
+        groups of `parameter_groups` that should not use ``optimizer`` (e.g. RMSprop with a small
+        rate for the inference network under score-function training)."""
+        super().compile(optimizer=optimizer, **kwargs)
+        unknown = set(group_optimizers or {}) - set(estimators_lib.GROUPS)
+        if unknown:
+            raise ConfigError(f"unknown parameter groups {sorted(unknown)}; valid groups are: "
+                              f"{', '.join(estimators_lib.GROUPS)}")
+        self.group_optimizers = dict(group_optimizers or {})
+
+    def parameter_groups(self):
+        """Trainable variables by group: ``generative`` (decoder, prior), ``inference``
+        (encoder and posterior head), ``baseline`` (the estimator's control variates)."""
+        return {
+            "generative": self.decoder.trainable_variables + self.likelihood_head.trainable_variables
+            + self.prior.trainable_variables,
+            "inference": self.encoder.trainable_variables
+            + self.posterior_head.trainable_variables,
+            "baseline": self.estimator.trainable_variables,
+        }
+
     def current_beta(self):
+        """beta, ramped linearly over ``kl_warmup_steps`` training steps."""
         if self.kl_warmup_steps <= 0:
             return tf.constant(self.beta)
-        step = tf.cast(self.optimizer.iterations + 1, tf.float32)
+        step = tf.cast(self.step + 1, tf.float32)
         return self.beta * tf.minimum(1.0, step / float(self.kl_warmup_steps))
 
     def _update(self, terms, beta):
         values = {"loss": terms.loss, "elbo": terms.elbo, "distortion": terms.distortion,
-                  "rate": terms.rate, "beta": beta}
+                  "rate": terms.rate, "beta": beta, **terms.extras}
         for name, value in values.items():
             self._trackers[name].update_state(value)
         return {name: t.result() for name, t in self._trackers.items()}
 
+    def gradients(self, terms, tape):
+        """``{group: [(grad, var), ...]}``: each group's gradient of its loss (``terms.loss``,
+        or ``terms.group_losses[group]`` where the estimator gives one)."""
+        groups = {g: v for g, v in self.parameter_groups().items() if v}
+        out = {}
+        shared = [g for g in groups if g not in terms.group_losses]
+        if shared:  # one backward pass for every group that shares the surrogate loss
+            variables = [v for g in shared for v in groups[g]]
+            grads = tape.gradient(terms.loss, variables)
+            i = 0
+            for g in shared:
+                out[g] = list(zip(grads[i:i + len(groups[g])], groups[g]))
+                i += len(groups[g])
+        for g in groups:
+            if g in terms.group_losses:
+                grads = tape.gradient(terms.group_losses[g], groups[g])
+                out[g] = list(zip(grads, groups[g]))
+        return out
+
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         beta = self.current_beta()
-        with tf.GradientTape() as tape:
-            terms = self.estimator(self, x, beta=beta, training=True)
-            loss = terms.loss + tf.add_n(self.losses) if self.losses else terms.loss
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        with tf.GradientTape(persistent=self.estimator.uses_group_losses) as tape:
+            terms = self.estimator.terms(self, x, beta=beta, training=True)
+            if self.losses:  # layer regularisers join every group's loss
+                reg = tf.add_n(self.losses)
+                terms = terms._replace(loss=terms.loss + reg, group_losses={
+                    g: loss + reg for g, loss in terms.group_losses.items()})
+        per_group = self.gradients(terms, tape)
+        default = [gv for g, gvs in per_group.items() if g not in self.group_optimizers
+                   for gv in gvs]
+        if default:
+            self.optimizer.apply_gradients(default)
+        for g, optimizer in self.group_optimizers.items():
+            if per_group.get(g):
+                optimizer.apply_gradients(per_group[g])
+        self.step.assign_add(1)
         return self._update(terms, beta)
 
     def test_step(self, data):
@@ -216,7 +271,7 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
         train_images=train_images)
     prior = priors.build(m, context)
     model = VAE(encoder, decoder, posterior, likelihood, prior,
-                estimators_lib.build(config.estimator), image_shape,
+                estimators_lib.build(config), image_shape,
                 num_samples=m.num_samples, beta=config.train.beta,
                 kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
                 posterior_name=m.posterior, name="vae")

@@ -40,6 +40,50 @@ class GaussianPosterior(tfpl.DistributionLambda):
         super().__init__(make, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
 
 
+@POSTERIORS.register("mog")
+class MixturePosterior(tfpl.DistributionLambda):
+    """Mixture of K mean-field Gaussians, q(z|x) = sum_k pi_k(x) N(mu_k(x), diag sigma_k(x)^2),
+    with ``params_size = K + 2 K L`` encoder outputs.
+
+    Trainable three ways: ``score_function`` for everything; ``reparameterized`` through TFP's
+    implicit reparameterisation of the mixture (``reparameterize=True``); or ``hybrid`` (score
+    function for the component choice, path-wise within the component). KL to any prior is
+    Monte Carlo (no closed form for a mixture).
+    """
+
+    def __init__(self, latent_dim: int, num_components: int = 5, scale: str = "softplus",
+                 reparameterize: bool = False, **kwargs):
+        if scale not in SCALE_FUNCTIONS:
+            raise ConfigError(f"model.posterior_scale={scale!r}; valid scales are: "
+                              f"{', '.join(sorted(SCALE_FUNCTIONS))}")
+        if num_components < 1:
+            raise ConfigError(f"model.posterior_components={num_components} must be >= 1")
+        scale_fn = SCALE_FUNCTIONS[scale]
+        self.latent_dim, self.num_components = latent_dim, num_components
+        self.params_size = num_components * (1 + 2 * latent_dim)
+        k, d = num_components, latent_dim
+
+        def make(params):
+            lead = tf.shape(params)[:-1]
+            logits = params[..., :k]
+            loc, raw_scale = tf.split(params[..., k:], 2, axis=-1)
+            shape = tf.concat([lead, [k, d]], 0)
+            components = tfd.Independent(
+                tfd.Normal(tf.reshape(loc, shape), scale_fn(tf.reshape(raw_scale, shape)) + MIN_SCALE),
+                reinterpreted_batch_ndims=1)
+            return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), components,
+                                         reparameterize=reparameterize)
+
+        super().__init__(make, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
+
+
 def build(model_config):
-    return POSTERIORS.build(model_config.posterior, model_config.latent_dim,
-                            scale=model_config.posterior_scale, name="posterior")
+    name = model_config.posterior
+    if name == "mog":
+        return POSTERIORS.build(name, model_config.latent_dim,
+                                num_components=model_config.posterior_components,
+                                scale=model_config.posterior_scale,
+                                reparameterize=model_config.posterior_reparameterize,
+                                name="posterior")
+    return POSTERIORS.build(name, model_config.latent_dim, scale=model_config.posterior_scale,
+                            name="posterior")

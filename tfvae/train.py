@@ -54,9 +54,53 @@ class Throughput(keras.callbacks.Callback):
             logs["train_images_per_s"] = self.rates[-1]
 
 
-def make_optimizer(train_config):
-    return keras.optimizers.get({"class_name": train_config.optimizer,
-                                 "config": {"learning_rate": train_config.learning_rate}})
+def make_optimizer(name, learning_rate):
+    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+
+
+def make_optimizers(train_config):
+    """The default optimiser and ``{group: optimizer}`` for groups configured otherwise."""
+    t = train_config
+    default = make_optimizer(t.optimizer, t.learning_rate)
+    groups = {}
+    for group, settings in t.groups.items():
+        if settings.optimizer or settings.learning_rate:
+            groups[group] = make_optimizer(settings.optimizer or t.optimizer,
+                                           settings.learning_rate or t.learning_rate)
+    return default, groups
+
+
+class GradientVariance(keras.callbacks.Callback):
+    """Logs ``grad_variance``: the variance of the inference-network gradient, summed over its
+    parameters (the trace of its covariance), estimated from ``repeats`` independent estimates
+    on one fixed batch at the end of each epoch. Control variates are applied with their current
+    state but not updated."""
+
+    def __init__(self, images, repeats=16):
+        super().__init__()
+        self.images = tf.convert_to_tensor(images)
+        self.repeats = repeats
+        self._fn = None
+
+    def _one(self):
+        model = self.model
+        variables = model.parameter_groups()["inference"]
+        with tf.GradientTape() as tape:
+            terms = model.estimator.terms(model, self.images, beta=model.current_beta(),
+                                          training=False, update_state=False)
+            loss = terms.group_losses.get("inference", terms.loss)
+        grads = tape.gradient(loss, variables)
+        return tf.concat([tf.reshape(g, [-1]) for g in grads if g is not None], 0)
+
+    def measure(self):
+        if self._fn is None:
+            self._fn = tf.function(self._one)
+        grads = tf.stack([self._fn() for _ in range(self.repeats)])  # [R, P]
+        return float(tf.reduce_sum(tf.math.reduce_variance(grads, axis=0)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["grad_variance"] = self.measure()
 
 
 def _check_workdir(workdir):
@@ -125,7 +169,8 @@ def run(config, workdir: str, verbose=None) -> Run:
     val_ds = splits.validation.map(lambda x, y: x)
     first = next(iter(splits.train))[0][:64]
     model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch, train_images=first)
-    model.compile(optimizer=make_optimizer(config.train),
+    default_optimizer, group_optimizers = make_optimizers(config.train)
+    model.compile(optimizer=default_optimizer, group_optimizers=group_optimizers,
                   steps_per_execution=min(config.train.steps_per_execution, splits.steps_per_epoch),
                   jit_compile=config.train.jit_compile)
 
@@ -134,8 +179,11 @@ def run(config, workdir: str, verbose=None) -> Run:
     monitor = "val_elbo" if splits.num_validation else "elbo"
     val_ds = val_ds if splits.num_validation else None
     throughput = Throughput(config.data.batch_size, splits.steps_per_epoch)
-    callbacks = [
-        throughput,
+    callbacks = [throughput]
+    if config.eval.grad_variance_repeats:
+        fixed = next(iter(splits.validation))[0][:100]
+        callbacks.append(GradientVariance(fixed, config.eval.grad_variance_repeats))
+    callbacks += [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
         keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True,
