@@ -22,7 +22,6 @@ that group's optimiser.
 Estimators are Keras layers so their state (running reward statistics, a baseline network) is
 tracked, trained and checkpointed with the model.
 """
-import math
 from typing import Dict, NamedTuple, Sequence
 
 import tensorflow as tf
@@ -240,6 +239,17 @@ class _ScoreFunctionBase(Estimator):
         for cv in self.control_variates:
             cv.prepare(model.image_shape)
 
+    @staticmethod
+    def context(model, x, q, beta, training) -> ControlVariateContext:
+        """The batch, and a maker of an independent reward sample for the self-critic."""
+
+        def fresh_reward():
+            z = tf.stop_gradient(q.sample(model.num_samples))
+            log_px, log_pz, log_qz = _log_joint_terms(model, x, z, q, training)
+            return tf.stop_gradient(log_px + beta * (log_pz - log_qz))
+
+        return ControlVariateContext(x=x, fresh_reward=fresh_reward)
+
     def adjusted_reward(self, reward, ctx, update_state):
         """Applies the whole chain with the state as it stands (so every link, and the
         self-critic's fresh reward, sees one consistent state), then, if ``update_state``,
@@ -273,12 +283,7 @@ class ScoreFunction(_ScoreFunctionBase):
         log_px, log_pz, log_qz = _log_joint_terms(model, x, z, q, training)
         reward = tf.stop_gradient(log_px + beta * (log_pz - log_qz))
 
-        def fresh_reward():
-            z2 = tf.stop_gradient(q.sample(model.num_samples))
-            a, b, c = _log_joint_terms(model, x, z2, q, training)
-            return tf.stop_gradient(a + beta * (b - c))
-
-        ctx = ControlVariateContext(x=x, fresh_reward=fresh_reward)
+        ctx = self.context(model, x, q, beta, training)
         adjusted, cv_loss = self.adjusted_reward(reward, ctx, update_state)
         surrogate = -(log_px + beta * log_pz) - adjusted * log_qz
         distortion = -tf.reduce_mean(log_px, axis=0)
@@ -320,12 +325,7 @@ class Hybrid(_ScoreFunctionBase):
             tf.one_hot(k, num_components) * tf.nn.log_softmax(q.mixture_distribution.logits),
             axis=-1)
 
-        def fresh_reward():
-            z2 = tf.stop_gradient(q.sample(model.num_samples))
-            a, b, c = _log_joint_terms(model, x, z2, q, training)
-            return tf.stop_gradient(a + beta * (b - c))
-
-        ctx = ControlVariateContext(x=x, fresh_reward=fresh_reward)
+        ctx = self.context(model, x, q, beta, training)
         adjusted, cv_loss = self.adjusted_reward(tf.stop_gradient(f), ctx, update_state)
         surrogate = -f - adjusted * log_pi
         distortion = -tf.reduce_mean(log_px, axis=0)
