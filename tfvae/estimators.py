@@ -188,37 +188,35 @@ class SelfCritic(ControlVariate):
 
 
 @CONTROL_VARIATES.register("baseline")
-class LearnedBaseline(ControlVariate):
-    """r - b_psi(x), an input-dependent baseline network trained by squared error on the reward
-    it sees: ``cv_loss = mean (r - b_psi(x))^2`` (its gradient reaches psi only)."""
+class LearnedBaseline(_RunningMoments):
+    """r - b(x) with an input-dependent baseline b(x) = m + f_psi(x) (as in NVIL, Mnih and Gregor
+    2014): m is the running mean of the rewards it sees, which tracks their drift as the model
+    improves, and the network f_psi (last layer zero-initialised) learns the input-dependent
+    residual by squared error, ``cv_loss = mean (r - m - f_psi(x))^2`` (gradient to psi only)."""
 
-    def __init__(self, hidden=(128,), activation="relu", **kwargs):
-        super().__init__(**kwargs)
-        self.out = keras.layers.Dense(1, name="baseline_out")
+    def __init__(self, hidden=(128,), activation="relu", decay=0.99, **kwargs):
+        super().__init__(decay=decay, **kwargs)
         self.net = keras.Sequential(
             [keras.layers.Flatten()] +
-            [keras.layers.Dense(u, activation=activation) for u in hidden] + [self.out],
+            [keras.layers.Dense(u, activation=activation) for u in hidden] +
+            [keras.layers.Dense(1, kernel_initializer="zeros", name="baseline_out")],
             name="baseline_net")
-        self.initialized = self.add_weight("initialized", [], initializer="zeros",
-                                           trainable=False)
 
     def prepare(self, image_shape) -> None:
         self.net.build((None,) + tuple(image_shape))
 
     def baseline(self, x):
-        return self.net(x)[:, 0]  # [B]
+        """b(x) = m + f_psi(x), shape [B] (the running mean from earlier batches)."""
+        return self.moments()[0] + self.net(x)[:, 0]
 
     def apply(self, reward, ctx, previous=()):
         return reward - tf.stop_gradient(self.baseline(ctx.x))
 
     def update(self, reward, ctx):
-        # Data-dependent init: rewards are O(-100) nats, so the output bias starts at the first
-        # batch's mean reward instead of crawling there over hundreds of steps.
         r = tf.stop_gradient(reward)
-        start = tf.cast(self.initialized < 0.5, r.dtype)
-        self.out.bias.assign(self.out.bias + start * (tf.reduce_mean(r) - self.out.bias))
-        self.initialized.assign(1.0)
-        return tf.reduce_mean((r - self.baseline(ctx.x)) ** 2)
+        loss = tf.reduce_mean((r - self.baseline(ctx.x)) ** 2)  # before the mean moves
+        super().update(r, ctx)
+        return loss
 
 
 def build_control_variates(names: Sequence[str]):

@@ -172,7 +172,7 @@ def prior_histograms(panels, path, dims: Sequence[int] = (0, 1, 2, 3), bins: int
     dims = [d for d in dims if d < np.asarray(panels[0]["prior_samples"]).shape[1]]
     fig, axes = plt.subplots(len(panels), len(dims), figsize=(3.0 * len(dims), 2.1 * len(panels)),
                              squeeze=False)
-    for row, panel in zip(axes, panels):
+    for i, (row, panel) in enumerate(zip(axes, panels)):
         prior, post = np.asarray(panel["prior_samples"]), np.asarray(panel["posterior_samples"])
         for ax, d in zip(row, dims):
             lo = min(np.percentile(prior[:, d], 0.5), np.percentile(post[:, d], 0.5))
@@ -183,10 +183,11 @@ def prior_histograms(panels, path, dims: Sequence[int] = (0, 1, 2, 3), bins: int
             ax.hist(prior[:, d], edges, density=True, histtype="step", lw=1.5, color="tab:blue",
                     label="prior p(z)")
             ax.set_yticks([])
-            if ax is row[0]:
+            if d == dims[0]:
                 ax.set_ylabel(panel["name"], rotation=0, ha="right", va="center")
-            if row is axes[0]:
+            if i == 0:
                 ax.set_title(f"$z_{{{d}}}$")
     axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)
