@@ -86,6 +86,18 @@ def _log_joint_terms(model, x, z, q, training):
     return log_px, model.prior.log_prob(z), q.log_prob(z)
 
 
+def elbo_decomposition(model, x, beta=1.0, training=False) -> Terms:
+    """ELBO = -(D + R) per example with ``S = model.num_samples`` samples z ~ q(z|x), and the
+    beta-weighted loss mean(D + beta R); path-wise differentiable where q is reparameterisable."""
+    q = model.encode(x, training=training)
+    z = q.sample(model.num_samples)                                  # [S, B, L]
+    log_px = model.likelihood(z, training=training).log_prob(x)     # [S, B]
+    distortion = -tf.reduce_mean(log_px, axis=0)
+    rate = model.rate(q, z)
+    return Terms(loss=tf.reduce_mean(distortion + beta * rate),
+                 elbo=-(distortion + rate), distortion=distortion, rate=rate)
+
+
 @ESTIMATORS.register("reparameterized")
 class Reparameterized(Estimator):
     """Path-wise gradient of the (beta-weighted) ELBO with ``S = model.num_samples`` samples
@@ -98,13 +110,7 @@ class Reparameterized(Estimator):
         _needs_reparameterization("reparameterized", model)
 
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
-        q = model.encode(x, training=training)
-        z = q.sample(model.num_samples)                                  # [S, B, L]
-        log_px = model.likelihood(z, training=training).log_prob(x)     # [S, B]
-        distortion = -tf.reduce_mean(log_px, axis=0)
-        rate = model.rate(q, z)
-        return Terms(loss=tf.reduce_mean(distortion + beta * rate),
-                     elbo=-(distortion + rate), distortion=distortion, rate=rate)
+        return elbo_decomposition(model, x, beta, training)
 
 
 # ------------------------------------------------------------------ control variates
