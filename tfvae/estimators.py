@@ -33,8 +33,8 @@ from tfvae.registry import Registry
 
 tfd = tfp.distributions
 
-ESTIMATORS = Registry("estimator")
-CONTROL_VARIATES = Registry("control variate")
+ESTIMATORS = Registry("estimator", field="estimator")
+CONTROL_VARIATES = Registry("control variate", field="control_variates")
 GROUPS = ("generative", "inference", "baseline")
 
 

@@ -10,7 +10,7 @@ from tfvae.registry import Registry
 
 tfd, tfpl = tfp.distributions, tfp.layers
 
-LIKELIHOODS = Registry("likelihood")
+LIKELIHOODS = Registry("likelihood", field="model.likelihood")
 
 
 class LikelihoodHead(tfpl.DistributionLambda):

@@ -11,8 +11,8 @@ import tf_keras as keras
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
-ENCODERS = Registry("encoder network")
-DECODERS = Registry("decoder network")
+ENCODERS = Registry("encoder network", field="model.network")
+DECODERS = Registry("decoder network", field="model.network")
 
 
 def _dense_stack(hidden: Sequence[int], activation: str, dropout: float, name: str):

@@ -11,7 +11,7 @@ from tfvae.registry import Registry
 
 tfd, tfpl = tfp.distributions, tfp.layers
 
-POSTERIORS = Registry("posterior")
+POSTERIORS = Registry("posterior", field="model.posterior")
 SCALE_FUNCTIONS = {"softplus": tf.math.softplus, "exp": tf.math.exp}
 MIN_SCALE = 1e-6
 

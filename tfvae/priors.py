@@ -33,7 +33,7 @@ from tfvae.registry import Registry
 
 tfd, tfb = tfp.distributions, tfp.bijectors
 
-PRIORS = Registry("prior")
+PRIORS = Registry("prior", field="model.prior")
 MIN_SCALE = 1e-4
 
 

@@ -9,14 +9,15 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A named set of constructors of one kind of part.
 
-    >>> priors = Registry("prior")
+    >>> priors = Registry("prior", field="model.prior")
     >>> @priors.register("standard_normal")
     ... class StandardNormal: ...
     >>> priors.get("standard_normal")
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, field: str = ""):
         self.kind = kind
+        self.field = field  # the config field that names the part, quoted in errors
         self._items: Dict[str, Callable[..., T]] = {}
 
     def register(self, name: str):
@@ -31,9 +32,10 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            where = f"{self.field}={name!r}: unknown {self.kind}" if self.field else \
+                f"unknown {self.kind} {name!r}"
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid {self.kind}s are: {', '.join(self.names())}"
-            ) from None
+                f"{where}; valid {self.kind}s are: {', '.join(self.names())}") from None
 
     def build(self, key: str, /, *args, **kwargs) -> T:
         return self.get(key)(*args, **kwargs)
