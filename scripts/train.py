@@ -4,7 +4,7 @@
     python scripts/train.py --config=configs/default.py --workdir=runs/default
     python scripts/train.py --config=configs/mnist_dynamic.py --config.train.epochs=10
 """
-from tfvae.train import run_main
+from tfvae.cli import train_main
 
 if __name__ == "__main__":
-    run_main()
+    train_main()

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, make_config
-from tfvae import estimators, train
+from tfvae import checkpoints, estimators, train
 from tfvae.errors import ConfigError, TrainingDivergedError
 
 
@@ -44,8 +44,9 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
     assert test["elbo"] < test["log_likelihood"] < 0
     assert test["elbo"] == pytest.approx(-(test["distortion"] + test["rate"]), abs=1e-3)
     assert _epochs_logged(workdir) == [0, 1]
+    assert checkpoints.best_checkpoints(os.path.join(workdir, "checkpoints"))
     for name in ("samples.png", "reconstructions.png", "traversals.png", "latent_density.png",
-                 "curves.png", "config.json", "checkpoints/best.index"):
+                 "curves.png", "config.json"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     assert os.listdir(os.path.join(workdir, "tensorboard"))
 
@@ -57,6 +58,19 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
         import numpy as np, tensorflow as tf
         m = tf.saved_model.load({os.path.join(workdir, "saved_model")!r})
         s = m.sample(tf.constant(6))["images"].numpy()
+        s2 = m.sample(tf.constant(6))["images"].numpy()
+        seeded = m.sample(tf.constant(6), tf.constant(7, tf.int64))["images"].numpy()
+        assert np.array_equal(seeded, m.sample(tf.constant(6), tf.constant(7, tf.int64))["images"])
+        assert not np.array_equal(s, s2)  # each call draws anew
+        for bad, call in (("num_samples", lambda: m.log_likelihood(tf.zeros([1, 28, 28, 1]),
+                                                                 tf.constant(0))),
+                          ("num_images", lambda: m.sample(tf.constant(-1)))):
+            try:
+                call()
+                raise SystemExit(f"{{bad}}: no error")
+            except tf.errors.InvalidArgumentError as err:
+                assert bad in err.message and ">=" in err.message, err.message
+        print("SUMS", float(s.sum()), float(seeded.sum()))
         x = (np.random.default_rng(0).random((3, 28, 28, 1)) < 0.3).astype("float32")
         enc = m.encode(tf.constant(x))
         ll = m.log_likelihood(tf.constant(x), tf.constant(50))["log_likelihood"].numpy()
@@ -64,11 +78,16 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
         print(s.shape, enc["loc"].shape, ll.shape, d.shape, float(s.min()), float(s.max()),
               bool(np.isfinite(ll).all()))
     """)
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=300, cwd=str(tmp_path))
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split("\n")[-2].startswith("(6, 28, 28, 1) (3, 2) (3,) (3, 28, 28, 1)")
-    assert out.stdout.strip().endswith("True")
+    sums = []
+    for _ in range(2):  # two processes: unseeded samples differ, seeded ones agree
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             timeout=300, cwd=str(tmp_path))
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.split("\n")[-2].startswith("(6, 28, 28, 1) (3, 2) (3,) (3, 28, 28, 1)")
+        assert out.stdout.strip().endswith("True")
+        sums.append([line for line in out.stdout.splitlines() if line.startswith("SUMS")][0])
+    (unseeded_a, seeded_a), (unseeded_b, seeded_b) = [s.split()[1:] for s in sums]
+    assert unseeded_a != unseeded_b and seeded_a == seeded_b
 
     # A finished workdir is never overwritten.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -94,7 +113,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, fashion_idx_dir, mon
     monkeypatch.setattr(train.Throughput, "on_epoch_end", original)
     results = train.train_and_evaluate(config, workdir, verbose=0)
     assert _epochs_logged(workdir) == [0, 1, 2]    # resumed at epoch 1, not from scratch
-    assert results["epochs_trained"] == 2
+    assert results["epochs_trained"] == 3          # the whole run, not the resumed part
 
 
 class _NaNAfter(estimators.Reparameterized):
@@ -115,7 +134,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(
     with pytest.raises(TrainingDivergedError, match=r"loss became nan in epoch 2.*best validation "
                                                     r"ELBO are kept.*learning_rate"):
         train.train_and_evaluate(config, workdir, verbose=0)
-    assert os.path.exists(os.path.join(workdir, "checkpoints", "best.index"))
+    assert checkpoints.find_best(os.path.join(workdir, "checkpoints")).epoch == 0
     assert not os.path.exists(os.path.join(workdir, "results.json"))
 
 

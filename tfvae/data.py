@@ -46,6 +46,7 @@ class Splits:
     num_validation: int
     num_test: int
     steps_per_epoch: int
+    class_names: Optional[Tuple[str, ...]] = None  # label names where the source has them
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -133,6 +134,45 @@ def load_idx_dir(directory: str) -> Dict[str, Arrays]:
 
 
 # --------------------------------------------------------------------------- TFDS
+# TFDS first looks for a prepared copy on Google Cloud Storage, then downloads from the source.
+_PROBE_HOST = ("storage.googleapis.com", 443)
+
+
+def _offline_advice(name):
+    return (f"Fix: on a machine with internet run `tfds build {name}` (or train once with "
+            f"data.download=True), then point data.data_dir (or TFDS_DATA_DIR) at the folder that "
+            f"holds `{name}/`; or use data.source='idx' with data.idx_dir=<folder of the "
+            "official *-idx3-ubyte.gz files>")
+
+
+def _check_online(name, where, timeout=5.0):
+    """Fails in seconds, not after minutes of TFDS's download retries, when the data set must be
+    downloaded and the network cannot be reached (no proxy set, and no route to TFDS's host)."""
+    import socket
+    if any(os.environ.get(v) for v in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")):
+        return  # a proxy decides; let TFDS try
+    try:
+        socket.create_connection(_PROBE_HOST, timeout=timeout).close()
+    except OSError as err:
+        raise DataError(
+            f"TFDS data set {name!r} is not prepared in {where!r} and cannot be downloaded: the "
+            f"network is unreachable ({err.strerror or type(err).__name__}). "
+            + _offline_advice(name)) from None
+
+
+def class_names(data_config) -> Optional[Tuple[str, ...]]:
+    """Names of the label classes where the source has them (TFDS's ``label`` feature)."""
+    if data_config.source != "tfds":
+        return None
+    try:
+        import tensorflow_datasets as tfds
+        builder = tfds.builder(data_config.name, data_dir=data_config.data_dir or None)
+        names = getattr(builder.info.features["label"], "names", None)
+        return tuple(names) if names else None
+    except Exception:  # noqa: BLE001 - names are a nicety; figures fall back to numbers
+        return None
+
+
 def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, Arrays]:
     """Loads ``train`` and ``test`` of a TFDS image data set (e.g. ``mnist``, ``fashion_mnist``)."""
     import tensorflow_datasets as tfds  # slow import, only when used
@@ -143,17 +183,16 @@ def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, A
     except tfds.core.registered.DatasetNotFoundError as e:
         raise ConfigError(f"data.name={name!r} is not a TFDS data set: {e}") from None
     try:
-        if download:
+        if download and not builder.is_prepared():
+            _check_online(name, where)
             builder.download_and_prepare()
         data = builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
+    except DataError:
+        raise
     except Exception as e:  # TFDS raises AssertionError, DownloadError, OSError, ... here
         raise DataError(
             f"cannot load TFDS data set {name!r} from {where!r} ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). Fix: on a machine with internet run "
-            f"`tfds build {name}` (or train once with data.download=True), then point "
-            f"data.data_dir (or TFDS_DATA_DIR) at the folder that holds `{name}/`; or use "
-            "data.source='idx' with data.idx_dir=<folder of the official *-idx3-ubyte.gz files>"
-        ) from None
+            f"{str(e).splitlines()[0] if str(e) else ''}). " + _offline_advice(name)) from None
     out = {}
     for split, (images, labels) in zip(("train", "test"), tfds.as_numpy(data)):
         if images.dtype != np.uint8 or images.ndim != 4:
@@ -297,4 +336,5 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
         num_validation=len(x_val),
         num_test=len(x_test),
         steps_per_epoch=len(x_train) // c.batch_size,
+        class_names=class_names(c) if with_labels else None,
     )

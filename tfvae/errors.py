@@ -11,3 +11,11 @@ class DataError(RuntimeError):
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite during training."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or backup file is missing, truncated or corrupt."""
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used: not writable, finished, or started with another config."""

@@ -3,10 +3,13 @@
 All functions are pure functions of a model and a `tf.data` pipeline of image batches (or
 ``(images, labels)`` batches); results are averages per example, in nats.
 """
+import sys
 from typing import Dict
 
 import numpy as np
 import tensorflow as tf
+
+from tfvae.progress import Progress
 
 
 def _images(batch):
@@ -25,18 +28,31 @@ def elbo(model, dataset) -> Dict[str, float]:
     return {key: value / n for key, value in totals.items()} | {"num_examples": n}
 
 
+def _count(dataset) -> int:
+    n = int(dataset.cardinality())
+    if n >= 0:
+        return n
+    return sum(1 for _ in dataset)
+
+
 def log_likelihood(model, dataset, num_samples: int, num_examples: int = 0,
-                   batch_size: int = 100) -> Dict[str, float]:
+                   batch_size: int = 100, progress=sys.stderr) -> Dict[str, float]:
     """Mean importance-sampled bound on log p(x) with k = ``num_samples`` over the first
-    ``num_examples`` examples (0 = all); see `VAE.log_likelihood`."""
+    ``num_examples`` examples (0 = all); see `VAE.log_likelihood`. Reports images/s and time
+    left to ``progress`` (a stream; None for silence)."""
     ds = dataset.unbatch()
     if num_examples:
         ds = ds.take(num_examples)
+    ds = ds.batch(batch_size)
+    total_examples = _count(ds.unbatch()) if progress is not None else 0
+    bar = Progress(total_examples, f"log p(x), k={int(num_samples)}", stream=progress)
     total, n = 0.0, 0
-    for batch in ds.batch(batch_size):
+    for batch in ds:
         values = model.log_likelihood(_images(batch), num_samples)
         total += float(tf.reduce_sum(values))
         n += int(values.shape[0])
+        bar.update(int(values.shape[0]))
+    bar.close()
     return {"log_likelihood": total / n, "iw_samples": int(num_samples), "iw_examples": n}
 
 
@@ -70,10 +86,10 @@ def active_units(model, dataset, threshold: float = 0.01) -> int:
 
 
 def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
-             iw_batch_size: int = 100) -> Dict[str, float]:
+             iw_batch_size: int = 100, progress=sys.stderr) -> Dict[str, float]:
     """ELBO, D, R, active units and (if ``iw_samples``) the importance-sampled log-likelihood."""
     out = elbo(model, dataset)
     out["active_units"] = active_units(model, dataset)
     if iw_samples:
-        out |= log_likelihood(model, dataset, iw_samples, iw_examples, iw_batch_size)
+        out |= log_likelihood(model, dataset, iw_samples, iw_examples, iw_batch_size, progress)
     return out

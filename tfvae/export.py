@@ -5,10 +5,14 @@ variables (not its layers) and `tf.function`s with fixed signatures::
 
     loaded = tf.saved_model.load(path)
     loaded.sample(tf.constant(16))["images"]                 # [16, H, W, C] means of p(x|z)
+    loaded.sample(tf.constant(16), tf.constant(7, tf.int64))  # the same 16 images for seed 7
     loaded.encode(x)["loc"], loaded.encode(x)["scale"]       # q(z|x) parameters
     loaded.decode(z)["mean"]                                 # E[x|z]
     loaded.reconstruct(x)["images"]
     loaded.log_likelihood(x, tf.constant(1000))["log_likelihood"]   # IWAE bound, [B]
+
+Without a seed every call (and every process) draws new latents; with one, the draw is
+reproducible. Bad arguments (a negative image count, k < 1) fail with a message naming them.
 """
 import json
 import os
@@ -27,9 +31,27 @@ class _Exported(tf.Module):
         latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
         vae = model
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num_images")])
-        def sample(num_images):
-            return {"images": vae.sample(num_images)}
+        # Fresh randomness per call and per process when no seed is given: a stateless seed from
+        # the clock and a call counter (a stateful op's seed would be frozen into the graph, and
+        # every process loading the model would then draw the same "random" images).
+        self.calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_calls")
+        calls = self.calls
+
+        def _sample(num_images, seed=None):
+            tf.debugging.assert_non_negative(
+                num_images, message="sample: num_images must be >= 0")
+            if seed is None:
+                calls.assign_add(1)
+                micros = tf.cast(tf.timestamp() * 1e6, tf.int64)
+                pair = tf.cast(tf.stack([micros, calls.read_value()]) % (2 ** 31 - 1), tf.int32)
+            else:
+                pair = tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(0, tf.int64)]), tf.int32)
+            return {"images": vae.sample(num_images, seed=pair)}
+
+        num_spec = tf.TensorSpec([], tf.int32, name="num_images")
+        sample = tf.function(_sample)
+        sample_unseeded = sample.get_concrete_function(num_spec)
+        sample_seeded = sample.get_concrete_function(num_spec, tf.TensorSpec([], tf.int64, "seed"))
 
         @tf.function(input_signature=[image_spec])
         def encode(images):
@@ -47,16 +69,20 @@ class _Exported(tf.Module):
 
         @tf.function(input_signature=[image_spec, tf.TensorSpec([], tf.int32, name="num_samples")])
         def log_likelihood(images, num_samples):
+            tf.debugging.assert_positive(
+                num_samples, message="log_likelihood: num_samples (k) must be >= 1")
             return {"log_likelihood": vae._iw_bound(images, num_samples, tf.constant(100))}
 
         self.sample, self.encode, self.decode = sample, encode, decode
+        self.signature_functions = {"sample": sample_unseeded, "sample_seeded": sample_seeded}
         self.reconstruct, self.log_likelihood = reconstruct, log_likelihood
 
 
 def export(model, path: str, config=None) -> str:
     """Writes a SavedModel of ``model`` to ``path`` (and the training config beside it)."""
     module = _Exported(model)
-    signatures = {"serving_default": module.sample, "sample": module.sample,
+    signatures = {"serving_default": module.signature_functions["sample"],
+                  **module.signature_functions,
                   "encode": module.encode, "decode": module.decode,
                   "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood}
     tf.saved_model.save(module, path, signatures=signatures)

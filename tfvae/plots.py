@@ -59,24 +59,53 @@ def reconstructions(originals, reconstructed, path, title: str = "Reconstruction
     return _save(fig, path)
 
 
-def traversals(images, values: Sequence[float], dims: Sequence[int], path,
-               title: str = "Latent traversals"):
+def traversal_values(z: np.ndarray, dims: Sequence[int], num: int = 9,
+                     coverage: float = 0.98) -> np.ndarray:
+    """Per dimension, ``num`` values spanning the central ``coverage`` of the codes ``z``
+    ``[N, L]`` (quantiles of the aggregated posterior): a sweep that stays where the data's codes
+    are, whatever the prior. Returns ``[len(dims), num]``."""
+    tail = (1.0 - coverage) / 2.0
+    levels = np.linspace(tail, 1.0 - tail, num)
+    return np.stack([np.quantile(np.asarray(z)[:, d], levels) for d in dims])
+
+
+def traversals(images, values, dims: Sequence[int], path, title: str = "Latent traversals"):
     """Rows: one latent dimension each; columns: its value (others at a posterior mean).
 
-    ``images``: ``[len(dims), len(values), H, W, C]``.
+    ``images``: ``[len(dims), len(values), H, W, C]``; ``values``: ``[cols]`` shared by every
+    row, or ``[rows, cols]`` (e.g. `traversal_values`), shown as each row's range.
     """
     images = np.asarray(images)
+    values = np.asarray(values, np.float64)
     rows, cols = images.shape[:2]
-    fig, ax = plt.subplots(figsize=(cols * 0.8 + 0.8, rows * 0.8 + 0.6))
+    per_row = values.ndim == 2
+    fig, ax = plt.subplots(figsize=(cols * 0.8 + (1.6 if per_row else 0.8), rows * 0.8 + 0.6))
     _show(ax, _tile(images.reshape((-1,) + images.shape[2:]), cols))
     h = images.shape[2] + 1
     w = images.shape[3] + 1
     ax.set_yticks([1 + h * (i + 0.5) for i in range(rows)])
-    ax.set_yticklabels([f"z{d}" for d in dims])
-    ax.set_xticks([1 + w * (j + 0.5) for j in range(cols)])
-    ax.set_xticklabels([f"{v:+.1f}" for v in values], fontsize=7)
+    if per_row:
+        ax.set_yticklabels([f"z{d}: {v[0]:+.2f} .. {v[-1]:+.2f}" for d, v in zip(dims, values)],
+                           fontsize=7)
+        ax.set_xticks([])
+        ax.set_xlabel("value, from the low to the high end of the codes' range (quantiles)",
+                      fontsize=7)
+    else:
+        ax.set_yticklabels([f"z{d}" for d in dims])
+        ax.set_xticks([1 + w * (j + 0.5) for j in range(cols)])
+        ax.set_xticklabels([f"{v:+.1f}" for v in values], fontsize=7)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def _class_colorbar(fig, mappable, ax, labels, class_names, **kwargs):
+    """A colour bar of the label classes, ticked with their names where known."""
+    bar = fig.colorbar(mappable, ax=ax, label="class", **kwargs)
+    if class_names is not None and labels is not None:
+        ticks = np.arange(len(class_names))
+        bar.set_ticks(ticks)
+        bar.set_ticklabels(list(class_names), fontsize=7)
+    return bar
 
 
 def _window(z, minimum=3.0):
@@ -87,7 +116,7 @@ def _window(z, minimum=3.0):
     return lo - pad, hi + pad
 
 
-def latent_density(panels, path, title: str = ""):
+def latent_density(panels, path, title: str = "", class_names: Optional[Sequence[str]] = None):
     """Prior log-density (shading, and contour lines 2 nats apart) with the aggregated posterior
     on top, one panel per prior.
 
@@ -109,9 +138,10 @@ def latent_density(panels, path, title: str = ""):
             # Log density, 12 nats down from its peak: shows the tails where holes would be.
             log_p = np.maximum(log_p, log_p.max() - 12.0)
             ax.contourf(gx, gy, log_p, levels=24, cmap="Blues")
-        scatter = ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.5,
-                             c=labels if labels is not None else "tab:red",
-                             cmap="tab10" if labels is not None else None)
+        colours = ({"c": labels, "cmap": "tab10", "vmin": -0.5,
+                    "vmax": (len(class_names) if class_names is not None else 10) - 0.5}
+                   if labels is not None else {"c": "tab:red"})
+        scatter = ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.5, **colours)
         if log_p is not None:
             ax.contour(gx, gy, log_p, levels=np.linspace(log_p.max() - 10, log_p.max(), 6),
                        colors="k", linewidths=0.6)
@@ -121,14 +151,17 @@ def latent_density(panels, path, title: str = ""):
         ax.set_xlabel("$z_1$")
         ax.set_ylabel("$z_2$")
     if panels and panels[-1].get("labels") is not None:
-        fig.colorbar(scatter, ax=axes[0].tolist(), shrink=0.8, label="class")
+        _class_colorbar(fig, scatter, axes[0].tolist(), panels[-1]["labels"], class_names,
+                        shrink=0.8)
     if title:
         fig.suptitle(title, y=1.04)
     return _save(fig, path)
 
 
-def latent_scatter(z, path, labels: Optional[np.ndarray] = None, title: str = ""):
-    """Posterior means projected on their two principal axes (the plane itself if L = 2)."""
+def latent_scatter(z, path, labels: Optional[np.ndarray] = None, title: str = "",
+                   class_names: Optional[Sequence[str]] = None):
+    """Posterior means projected on their two principal axes (the plane itself if L = 2);
+    coloured by ``labels``, with ``class_names`` on the colour bar where given."""
     z = np.asarray(z, np.float64)
     if z.shape[1] > 2:
         centred = z - z.mean(0)
@@ -137,10 +170,13 @@ def latent_scatter(z, path, labels: Optional[np.ndarray] = None, title: str = ""
     else:
         z2, axes = z, ("$z_1$", "$z_2$")
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    sc = ax.scatter(z2[:, 0], z2[:, 1], s=3, alpha=0.6, c=labels,
-                    cmap="tab10" if labels is not None else None)
+    kwargs = {}
     if labels is not None:
-        fig.colorbar(sc, ax=ax, label="class")
+        top = len(class_names) - 1 if class_names is not None else max(9, int(np.max(labels)))
+        kwargs = {"cmap": "tab10", "vmin": -0.5, "vmax": top + 0.5}
+    sc = ax.scatter(z2[:, 0], z2[:, 1], s=3, alpha=0.6, c=labels, **kwargs)
+    if labels is not None:
+        _class_colorbar(fig, sc, ax, labels, class_names)
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     ax.set_title(title or "Posterior means of test images")

@@ -3,13 +3,17 @@
     tfvae-train --config=configs/default.py --workdir=runs/default [--config.train.epochs=5 ...]
 
 The workdir receives:
-  config.json            the resolved config
-  metrics.csv            one row per epoch (loss, elbo, distortion, rate, beta, val_*, images/s)
+  config.json            the config the run uses (changes on resume are recorded in run.json)
+  run.json               the run's phase (training / trained, and why it stopped), config changes
+  metrics.csv            one row per epoch (loss, elbo, distortion, rate, beta, val_*, images/s,
+                         epoch time): the run's history, each epoch once
   tensorboard/           TensorBoard summaries (``tensorboard --logdir WORKDIR``)
-  checkpoints/best*      weights with the best validation ELBO
-  backup/                the last epoch's full state while training; an interrupted run started
-                         again with the same workdir resumes from it (Keras ``BackupAndRestore``)
+  checkpoints/best-E*    weights with the best validation ELBO (and its value and epoch inside)
+  backup/                the last finished epoch's full state (Keras ``BackupAndRestore``)
   results.json           test (and validation) ELBO, D, R, active units, importance-sampled log p(x)
+
+Run the same command again after any interruption (a kill during an epoch, or during the final
+evaluation): it continues where the run stopped; see `tfvae.runstate` and `tfvae.checkpoints`.
   *.png                  samples, reconstructions, traversals, latent space, training curves
   saved_model/           a SavedModel that samples without tfvae installed (`tfvae.export`)
 """
@@ -26,15 +30,17 @@ import tf_keras as keras
 
 from tfvae import config as config_lib
 from tfvae import data as data_lib
-from tfvae import evaluation, export, plots
+from tfvae import checkpoints, evaluation, export, plots, runstate
 from tfvae import model as model_lib
-from tfvae.errors import ConfigError, DataError, TrainingDivergedError
+from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
+                          WorkdirError)
 
-RESULTS = "results.json"
+RESULTS = runstate.RESULTS
 
 
 class Throughput(keras.callbacks.Callback):
-    """Adds ``train_images_per_s`` (training steps only, validation excluded) to the epoch logs."""
+    """Adds ``train_images_per_s`` (training steps only, validation excluded) and
+    ``epoch_time_s`` (the whole epoch, validation included) to the epoch logs."""
 
     def __init__(self, batch_size, steps_per_epoch):
         super().__init__()
@@ -52,6 +58,7 @@ class Throughput(keras.callbacks.Callback):
         self.rates.append(self.images / seconds)
         if logs is not None:
             logs["train_images_per_s"] = self.rates[-1]
+            logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
 def make_optimizer(name, learning_rate):
@@ -103,13 +110,6 @@ class GradientVariance(keras.callbacks.Callback):
             logs["grad_variance"] = self.measure()
 
 
-def _check_workdir(workdir):
-    if os.path.exists(os.path.join(workdir, RESULTS)):
-        raise ConfigError(
-            f"--workdir={workdir} holds a finished run ({RESULTS}); training again would "
-            "overwrite its checkpoints. Choose a new --workdir (or delete that one)")
-
-
 def _save_plots(model, splits, workdir, history):
     """Samples, reconstructions, traversals, latent space and curves, as PNG files."""
     paths = []
@@ -120,23 +120,25 @@ def _save_plots(model, splits, workdir, history):
     paths.append(plots.reconstructions(x.numpy(), model.reconstruct(x).numpy(),
                                        os.path.join(workdir, "reconstructions.png")))
     z, y = evaluation.posterior_means(model, splits.test, max_examples=2000)
-    # Traverse the latent dimensions that vary most over the data (the active ones).
+    zs, ys = evaluation.encode_dataset(model, splits.test, 2000, sample=True)
+    # Traverse the latent dimensions that vary most over the data (the active ones), each over
+    # the range its codes occupy (quantiles of the aggregated posterior q(z)).
     dims = np.argsort(-np.var(z, axis=0))[: min(8, model.latent_dim)]
-    values = np.linspace(-3.0, 3.0, 9)
-    base = np.tile(z[:1], (len(dims), len(values), 1)).astype(np.float32)
+    values = plots.traversal_values(zs, dims)
+    base = np.tile(z[:1], (len(dims), values.shape[1], 1)).astype(np.float32)
     for i, d in enumerate(dims):
-        base[i, :, d] = values
+        base[i, :, d] = values[i]
     images = model.likelihood(tf.constant(base)).mean().numpy()
     paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
     if model.latent_dim == 2:
-        zs, ys = evaluation.encode_dataset(model, splits.test, 2000, sample=True)
         paths.append(plots.latent_density(
             [{"name": type(model.prior).__name__, "z": zs, "labels": ys,
               "log_density": lambda pts: model.prior.log_prob(pts).numpy()}],
             os.path.join(workdir, "latent_density.png"),
-            title="Prior density and aggregated posterior (test)"))
+            title="Prior density and aggregated posterior (test)", class_names=splits.class_names))
     else:
-        paths.append(plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y))
+        paths.append(plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y,
+                                          class_names=splits.class_names))
     paths.append(plots.training_curves(history, os.path.join(workdir, "curves.png")))
     return paths
 
@@ -155,16 +157,61 @@ def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
     return run(config, workdir, verbose).results
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's ``EarlyStopping`` whose patience counter and best value continue from the run's
+    history (``metrics.csv``) after a restart, instead of starting afresh."""
+
+    def __init__(self, history, **kwargs):
+        super().__init__(**kwargs)
+        self.history = history
+
+    def replay(self):
+        """Sets ``wait``, ``best`` and ``best_epoch`` as if every past epoch had been seen."""
+        super().on_train_begin()
+        for epoch, value in enumerate(self.history.get(self.monitor, [])):
+            if value is None or not np.isfinite(value) or epoch < self.start_from_epoch:
+                continue
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.best_epoch, self.wait = value, epoch, 0
+        return self
+
+    def exhausted(self) -> bool:
+        """True if the history already met the stopping condition."""
+        return self.wait >= self.patience and len(self.history.get(self.monitor, [])) > 1
+
+    def on_train_begin(self, logs=None):
+        self.replay()
+
+
+def _say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
 def run(config, workdir: str, verbose=None) -> Run:
-    """Trains ``config`` into ``workdir``; returns the model, data and results (see module doc)."""
+    """Trains ``config`` into ``workdir``; returns the model, data and results (see module doc).
+
+    Restartable at any point with the same command: training resumes from the last finished
+    epoch, a run killed after training resumes at its final evaluation, and the best weights,
+    early stopping and run statistics cover the whole run.
+    """
     config_lib.validate(config)
-    _check_workdir(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    rundir = runstate.RunDir(workdir)
+    rundir.check_usable()
+    changes = rundir.config_changes(config)
+    backup_dir = os.path.join(workdir, "backup")
+    epochs_done = checkpoints.resume_epoch(backup_dir, warn=_say)
     keras.utils.set_random_seed(config.seed)
 
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
+    # Nothing is written before the config is accepted and the data has loaded.
+    rundir.create(config, changes, epochs_done)
+    if changes:
+        _say(f"resuming at epoch {epochs_done + 1} with changed settings: " + ", ".join(
+            f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
+    rundir.truncate_metrics(epochs_done)
+    history = rundir.history()
+
     train_ds = splits.train.map(lambda x, y: x)  # the model trains on images alone
     val_ds = splits.validation.map(lambda x, y: x)
     first = next(iter(splits.train))[0][:64]
@@ -174,10 +221,11 @@ def run(config, workdir: str, verbose=None) -> Run:
                   steps_per_execution=min(config.train.steps_per_execution, splits.steps_per_epoch),
                   jit_compile=config.train.jit_compile)
 
-    best = os.path.join(workdir, "checkpoints", "best")
     # With data.validation_size = 0 the training ELBO stands in for the validation ELBO.
     monitor = "val_elbo" if splits.num_validation else "elbo"
     val_ds = val_ds if splits.num_validation else None
+    best = checkpoints.BestCheckpoint(os.path.join(workdir, "checkpoints"), monitor)
+    best.resume(epochs_done, warn=_say)
     throughput = Throughput(config.data.batch_size, splits.steps_per_epoch)
     callbacks = [throughput]
     if config.eval.grad_variance_repeats:
@@ -185,51 +233,70 @@ def run(config, workdir: str, verbose=None) -> Run:
         callbacks.append(GradientVariance(fixed, config.eval.grad_variance_repeats))
     callbacks += [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
-        keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
+        best,
+        keras.callbacks.CSVLogger(rundir.path(runstate.METRICS), append=True),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
     ]
+    stopper = None
     if config.train.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="max", patience=config.train.early_stopping_patience))
+        stopper = ResumableEarlyStopping(history, monitor=monitor, mode="max",
+                                         patience=config.train.early_stopping_patience)
+        callbacks.append(stopper)
+    callbacks.append(checkpoints.Backup(backup_dir))  # last: an epoch counts once all is written
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
-    start = time.perf_counter()
-    # A repeated data set keeps one iterator for the whole run: Keras otherwise makes a new one
-    # each epoch, which costs seconds per epoch here (measured: ~4 s on 2 cores).
-    history = model.fit(train_ds.repeat(), steps_per_epoch=splits.steps_per_epoch,
-                        validation_data=val_ds, epochs=config.train.epochs,
-                        callbacks=callbacks, verbose=verbose).history
-    train_time = time.perf_counter() - start
+    state = rundir.state()
+    done = (epochs_done >= config.train.epochs
+            or (stopper is not None and (state.get("stopped") == "early_stopping"
+                                         or stopper.replay().exhausted())))
+    if done:
+        _say(f"training already finished ({epochs_done} epochs); resuming at the final evaluation")
+    else:
+        if epochs_done:
+            _say(f"resuming training at epoch {epochs_done + 1} of {config.train.epochs} "
+                 f"(backup in {backup_dir})")
+        rundir.update_state(phase="training", stopped=None)
+        # A repeated data set keeps one iterator for the whole run: Keras otherwise makes a new
+        # one each epoch, which costs seconds per epoch here (measured: ~4 s on 2 cores).
+        model.fit(train_ds.repeat(), steps_per_epoch=splits.steps_per_epoch,
+                  validation_data=val_ds, epochs=config.train.epochs,
+                  callbacks=callbacks, verbose=verbose)
+    history = rundir.history()
     losses = history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
-        saved = (f"the weights with the best validation ELBO are kept in {best}"
-                 if tf.train.latest_checkpoint(os.path.dirname(best)) or os.path.exists(best + ".index")
-                 else "no epoch finished cleanly, so no checkpoint was written")
+        kept = (f"the weights with the best validation ELBO are kept in {best.best.path}"
+                if best.best else "no epoch finished cleanly, so no checkpoint was written")
+        rundir.update_state(phase="diverged")
         raise TrainingDivergedError(
-            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}; {saved}. "
+            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}; {kept}. "
             "Lower train.learning_rate, or use a KL warm-up (train.kl_warmup_epochs)")
-    if os.path.exists(best + ".index"):
-        model.load_weights(best).expect_partial()
+    stopped = "early_stopping" if len(losses) < config.train.epochs else "completed"
+    state = rundir.update_state(phase="trained", stopped=stopped)
+
+    final = checkpoints.find_best(best.directory, warn=_say)
+    if final is not None:
+        checkpoints.restore(model, final.path)
 
     e = config.eval
+    epoch_times = history.get("epoch_time_s", [])
+    rates = [r for r in history.get("train_images_per_s", []) if np.isfinite(r)]
     results = {
         "test": evaluation.evaluate(model, splits.test, e.iw_samples, e.iw_examples,
                                     e.iw_batch_size),
         "validation": evaluation.elbo(model, splits.validation) if splits.num_validation else None,
         "epochs_trained": len(losses),
-        "train_time_s": train_time,
-        "train_images_per_s": float(np.median(throughput.rates)) if throughput.rates else None,
+        "stopped": state.get("stopped"),
+        "best_epoch": final.epoch + 1 if final else None,
+        "best_" + monitor: final.value if final else None,
+        "train_time_s": float(np.nansum(epoch_times)) if epoch_times else None,
+        "train_images_per_s": float(np.median(rates)) if rates else None,
         "num_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
     }
     if config.eval.plots:
         results["plots"] = [os.path.basename(p) for p in _save_plots(model, splits, workdir, history)]
     export.export(model, os.path.join(workdir, "saved_model"), config)
-    with open(os.path.join(workdir, RESULTS), "w") as f:
-        json.dump(results, f, indent=2)
+    runstate.write_json(rundir.path(RESULTS), results)  # last: marks the run finished
     return Run(model, splits, results)
 
 
@@ -246,7 +313,10 @@ def load_run(workdir: str) -> Run:
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
     first = next(iter(splits.train))[0][:64]
     model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch, train_images=first)
-    model.load_weights(os.path.join(workdir, "checkpoints", "best")).expect_partial()
+    best = checkpoints.find_best(os.path.join(workdir, "checkpoints"), warn=_say)
+    if best is None:
+        raise CheckpointError(f"{workdir} holds no best checkpoint (checkpoints/best-*)")
+    checkpoints.restore(model, best.path)
     return Run(model, splits, results)
 
 
@@ -268,7 +338,7 @@ def main(argv):
     cfg, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     try:
         results = train_and_evaluate(cfg, workdir)
-    except (ConfigError, DataError, TrainingDivergedError) as err:
+    except (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError) as err:
         raise SystemExit(f"tfvae-train: error: {err}") from None
     print(_format(results))
     print(f"results: {os.path.join(workdir, RESULTS)}")
@@ -287,10 +357,9 @@ def define_flags():
 
 
 def run_main():
-    """Console entry point ``tfvae-train``."""
-    from absl import app
-    define_flags()
-    app.run(main)
+    """Console entry point ``tfvae-train`` (`tfvae.cli.train_main`)."""
+    from tfvae.cli import train_main
+    train_main()
 
 
 if __name__ == "__main__":

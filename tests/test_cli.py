@@ -1,0 +1,102 @@
+"""The command line: every bad input is one line naming the problem and the fix, never a
+traceback; no CUDA noise on a machine without a GPU; offline data errors come in seconds."""
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from tfvae import data, evaluation, plots, progress
+from tfvae.errors import DataError
+
+BAD_INPUTS = [
+    (["--config=configs/nope.py"],
+     "--config=configs/nope.py: no such config file; give the path of a config file "
+     "(in configs/: default.py, mnist_dynamic.py, priors.py)"),
+    (["--config.train.epoch=1"],
+     "--config.train.epoch: no field 'epoch' in the config; did you mean epochs?"),
+    (["--config=configs/priors.py:mnist,foo"],
+     "--config=configs/priors.py:mnist,foo: expected DATASET,PRIOR with DATASET in mnist, "
+     "fashion_mnist and PRIOR in standard_normal, mog, vamp, gtm, gtm_vamp, realnvp"),
+    (["--config.model.prior=foo"],
+     "model.prior='foo': unknown prior; valid priors are: gtm, gtm_vamp, mog, realnvp, "
+     "standard_normal, vamp"),
+]
+
+
+def test_bad_input_is_one_line_without_traceback_or_cuda_noise(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has
+    procs = [subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "scripts", "train.py"), *args,
+         f"--workdir={tmp_path / str(i)}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for i, (args, _) in enumerate(BAD_INPUTS)]
+    for proc, (args, message) in zip(procs, BAD_INPUTS):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode != 0, args
+        assert err.strip() == f"tfvae-train: error: {message}", (args, err[-2000:])
+        assert not out.strip()
+    assert not list(tmp_path.iterdir())  # nothing written for a rejected command
+    if not os.path.exists("/dev/nvidia0"):
+        assert "cuInit" not in err and "cuda" not in err.lower()
+
+
+def test_offline_download_fails_in_seconds(tmp_path, monkeypatch):
+    """Nothing listens on the probed port: the check answers at once, not after TFDS's minutes
+    of download retries."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connecting to it is refused
+    monkeypatch.setattr(data, "_PROBE_HOST", ("127.0.0.1", port))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.time()
+    with pytest.raises(DataError, match=r"'fashion_mnist' is not prepared in .* network is "
+                                        r"unreachable .*tfds build fashion_mnist"):
+        data.load_tfds("fashion_mnist", str(tmp_path / "tfds"), download=True)
+    assert time.time() - start < 30
+
+
+def test_progress_reports_rate_and_time_left(monkeypatch):
+    stream = io.StringIO()
+    bar = progress.Progress(400, "log p(x), k=5000", stream=stream, interval=0.0)
+    for _ in range(4):
+        time.sleep(0.01)
+        bar.update(100)
+    bar.close()
+    lines = stream.getvalue().strip().splitlines()
+    assert lines[0].startswith("log p(x), k=5000: 100/400 images, ") and "left" in lines[0]
+    assert "images/s" in lines[-1] and lines[-1].startswith("log p(x), k=5000: 400/400 images")
+
+
+def test_log_likelihood_shows_progress(trained):
+    stream = io.StringIO()
+    out = evaluation.log_likelihood(trained["model"], trained["splits"].test, 10,
+                                    num_examples=150, batch_size=50, progress=stream)
+    assert out["iw_examples"] == 150
+    assert "log p(x), k=10: 150/150 images" in stream.getvalue()
+
+
+def test_traversals_sweep_the_range_the_codes_occupy():
+    rng = np.random.default_rng(0)
+    z = np.stack([rng.normal(5.0, 0.2, 2000), rng.normal(-8.0, 2.0, 2000)], 1)
+    values = plots.traversal_values(z, [0, 1])
+    assert values.shape == (2, 9)
+    assert 4.3 < values[0].min() < values[0].max() < 5.7    # a fixed [-3, 3] misses it entirely
+    assert np.all(np.diff(values[1]) > 0) and -14 < values[1].min() < values[1].max() < -2
+
+
+def test_class_names_come_from_tfds(mnist_arrays):
+    from conftest import make_config
+    config = make_config()
+    assert data.class_names(config.data) == tuple(str(d) for d in range(10))
+    config.data.name = "fashion_mnist"
+    assert data.class_names(config.data)[:2] == ("T-shirt/top", "Trouser")
+    config.data.source = "idx"
+    assert data.class_names(config.data) is None
+    assert tf.executing_eagerly()

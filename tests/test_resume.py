@@ -1,0 +1,269 @@
+"""Runs that survive interruption: SIGKILL mid-training and during the final evaluation, corrupt
+checkpoints, changed configs, and run statistics that cover the whole run."""
+import csv
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_config
+from tfvae import checkpoints, plots, runstate, train
+from tfvae.errors import CheckpointError, WorkdirError
+
+
+def _rows(workdir):
+    with open(os.path.join(workdir, "metrics.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def _epochs(workdir):
+    return [int(r["epoch"]) for r in _rows(workdir)]
+
+
+def _json(workdir, name):
+    with open(os.path.join(workdir, name)) as f:
+        return json.load(f)
+
+
+def _cli(workdir, fashion_idx_dir, *overrides):
+    return [sys.executable, os.path.join(REPO, "scripts", "train.py"), "--workdir", workdir,
+            "--config.data.source=idx", f"--config.data.idx_dir={fashion_idx_dir}",
+            "--config.data.test_size=500", "--config.data.validation_size=500",
+            "--config.eval.plots=False", *overrides]
+
+
+def _kill_when(cmd, condition, timeout=300):
+    """Runs ``cmd`` and sends it SIGKILL as soon as ``condition()`` holds (polled every 20 ms)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start = time.time()
+    try:
+        while proc.poll() is None:
+            if condition():
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return
+            if time.time() - start > timeout:
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f"the run ended (rc={proc.returncode}) before the kill point:\n{err[-3000:]}")
+
+
+def _csv_rows_at_least(workdir, n):
+    def check():
+        try:
+            return len(_rows(workdir)) >= n
+        except (OSError, csv.Error):
+            return False
+    return check
+
+
+def test_sigkill_resume_keeps_the_best_epoch_of_the_whole_run(tmp_path, fashion_idx_dir):
+    """An overfitting run (200 training images) peaks early; killed at epoch ~80 and resumed,
+    its best checkpoint, results and export must still be the peak epoch's, not the first
+    resumed epoch's (Keras's ModelCheckpoint forgot its best value across processes)."""
+    workdir = str(tmp_path / "run")
+    cmd = _cli(workdir, fashion_idx_dir, "--config.data.train_size=200",
+               "--config.data.batch_size=50", "--config.train.learning_rate=3e-3",
+               "--config.train.epochs=110", "--config.eval.iw_samples=10",
+               "--config.eval.iw_examples=100")
+    _kill_when(cmd, _csv_rows_at_least(workdir, 80))
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resuming training at epoch" in out.stderr
+
+    epochs = _epochs(workdir)
+    assert epochs == list(range(110))              # every epoch once, none twice
+    val = np.array([float(r["val_elbo"]) for r in _rows(workdir)])
+    best = int(np.argmax(val))
+    assert best < 70 and val[best] > val[-1] + 20  # the run did overfit after its peak
+    results = _json(workdir, "results.json")
+    assert results["best_epoch"] == best + 1
+    assert results["best_val_elbo"] == pytest.approx(val[best], abs=1e-3)
+    # The weights evaluated are the peak's: their validation ELBO is near the peak's value
+    # (a fresh Monte Carlo estimate), far from the first resumed epoch's and the last one's.
+    assert abs(results["validation"]["elbo"] - val[best]) < 3.0
+    assert results["validation"]["elbo"] > max(val[80:]) + 10
+    found = checkpoints.find_best(os.path.join(workdir, "checkpoints"))
+    assert found.epoch == best and found.value == pytest.approx(val[best])
+    assert results["epochs_trained"] == 110
+
+
+def test_sigkill_during_final_evaluation_resumes_there(tmp_path, fashion_idx_dir):
+    """Killed while computing the k = 5,000 log-likelihood, the rerun (with a smaller k: an
+    evaluation setting may change) does not train again and writes each epoch once."""
+    workdir = str(tmp_path / "run")
+    base = ["--config.data.train_size=1024", "--config.train.epochs=3",
+            "--config.eval.iw_examples=500"]
+    cmd = _cli(workdir, fashion_idx_dir, *base, "--config.eval.iw_samples=5000")
+
+    def evaluating():
+        state = os.path.join(workdir, "run.json")
+        return os.path.exists(state) and _json(workdir, "run.json").get("phase") == "trained"
+
+    _kill_when(cmd, evaluating)
+    time.sleep(0.1)
+    assert _epochs(workdir) == [0, 1, 2]
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    again = _cli(workdir, fashion_idx_dir, *base, "--config.eval.iw_samples=40")
+    out = subprocess.run(again, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "training already finished (3 epochs); resuming at the final evaluation" in out.stderr
+    assert "log p(x), k=40: 500/500 images" in out.stderr and "images/s" in out.stderr
+    assert _epochs(workdir) == [0, 1, 2]
+    results = _json(workdir, "results.json")
+    assert results["epochs_trained"] == 3 and results["test"]["iw_samples"] == 40
+    # The changed evaluation setting is recorded, and config.json says what the run used.
+    state = _json(workdir, "run.json")
+    assert state["config_changes"] == [
+        {"epoch": 3, "changes": {"eval.iw_samples": [5000, 40]}}]
+    assert _json(workdir, "config.json")["eval"]["iw_samples"] == 40
+    assert os.path.exists(os.path.join(workdir, "saved_model", "saved_model.pb"))
+
+
+def _fashion(fashion_idx_dir, **overrides):
+    settings = dict(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=500,
+                    data__validation_size=500, data__train_size=512, data__pixels="binary",
+                    data__batch_size=64, train__epochs=3, eval__iw_samples=10,
+                    eval__iw_examples=50, eval__plots=False)
+    return make_config(**(settings | overrides))
+
+
+def _interrupt_at(monkeypatch, epoch):
+    """Makes training raise KeyboardInterrupt at the end of ``epoch`` (before anything of that
+    epoch is written: Throughput is the first callback)."""
+    original = train.Throughput.on_epoch_end
+
+    def interrupt(self, e, logs=None):
+        original(self, e, logs)
+        if e == epoch:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train.Throughput, "on_epoch_end", interrupt)
+    return original
+
+
+def _flip_bytes(path):
+    data = bytearray(open(path, "rb").read())
+    for i in range(len(data) // 3, len(data) // 3 + 16):
+        data[i] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def test_resumed_statistics_cover_the_whole_run_and_corrupt_files_fall_back(
+        tmp_path, fashion_idx_dir, monkeypatch, capsys):
+    workdir = str(tmp_path / "run")
+    config = _fashion(fashion_idx_dir, train__epochs=4)
+    original = _interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(config, workdir, verbose=0)
+    assert _epochs(workdir) == [0, 1]
+    backups = sorted(glob.glob(os.path.join(workdir, "backup", "chief", "ckpt-*.index")))
+    assert len(backups) == 2                      # epochs 0 and 1: a corrupt one falls back
+    newest = max(backups, key=lambda p: int(p.split("-")[-1].split(".")[0]))
+    _flip_bytes(glob.glob(newest[: -len(".index")] + ".data-*")[0])
+
+    monkeypatch.setattr(train.Throughput, "on_epoch_end", original)
+    curves = {}
+    monkeypatch.setattr(plots, "training_curves",
+                        lambda history, path, **kw: curves.update(history) or path)
+    config.eval.plots = True
+    monkeypatch.setattr(train, "_save_plots",
+                        lambda model, splits, workdir, history: [plots.training_curves(history, "x")])
+    results = train.train_and_evaluate(config, workdir, verbose=0)
+    err = capsys.readouterr().err
+    assert "ckpt-" in err and "corrupt" in err    # the bad file is named
+    assert "resuming training at epoch 2 of 4" in err
+    assert _epochs(workdir) == [0, 1, 2, 3]       # epoch 1 redone once, no duplicate rows
+    rows = _rows(workdir)
+    assert results["epochs_trained"] == 4
+    assert results["train_time_s"] == pytest.approx(sum(float(r["epoch_time_s"]) for r in rows))
+    assert len(curves["val_elbo"]) == 4           # curves.png covers the whole run
+
+
+def test_corrupt_best_checkpoint_falls_back_or_says_what_to_do(tmp_path, fashion_idx_dir,
+                                                               capsys):
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(_fashion(fashion_idx_dir), workdir, verbose=0)
+    directory = os.path.join(workdir, "checkpoints")
+    saved = checkpoints.best_checkpoints(directory)
+    assert len(saved) == 2
+    newest, older = saved
+    _flip_bytes(glob.glob(newest + ".data-*")[0])
+    found = checkpoints.find_best(directory, warn=print)
+    assert found.path == older
+    assert f"{newest}.data-00000-of-00001: corrupt" in capsys.readouterr().out
+    run = train.load_run(workdir)                  # reopening the run uses the older one
+    assert run.results["epochs_trained"] == 3
+    with open(older + ".index", "wb") as f:
+        f.write(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"no intact best checkpoint .*Restore the files"):
+        checkpoints.find_best(directory, warn=print)
+
+
+def test_changed_config_is_refused_and_safe_changes_are_recorded(tmp_path, fashion_idx_dir,
+                                                                  monkeypatch):
+    workdir = str(tmp_path / "run")
+    original = _interrupt_at(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(_fashion(fashion_idx_dir), workdir, verbose=0)
+    monkeypatch.setattr(train.Throughput, "on_epoch_end", original)
+    stored = open(os.path.join(workdir, "config.json")).read()
+    changed = _fashion(fashion_idx_dir, model__latent_dim=7, train__learning_rate=0.01)
+    with pytest.raises(WorkdirError, match=r"another config: model\.latent_dim=7 \(was 10\), "
+                                           r"train\.learning_rate=0\.01 \(was 0\.001\)"):
+        train.train_and_evaluate(changed, workdir, verbose=0)
+    assert open(os.path.join(workdir, "config.json")).read() == stored  # never misreported
+    results = train.train_and_evaluate(_fashion(fashion_idx_dir, train__epochs=4), workdir,
+                                       verbose=0)
+    assert results["epochs_trained"] == 4 and _epochs(workdir) == [0, 1, 2, 3]
+    assert _json(workdir, "run.json")["config_changes"] == [
+        {"epoch": 1, "changes": {"train.epochs": [3, 4]}}]
+    assert _json(workdir, "config.json")["train"]["epochs"] == 4
+
+
+def test_rerun_after_divergence_leaves_no_stale_rows(tmp_path, fashion_idx_dir, monkeypatch):
+    from test_train import _NaNAfter
+    from tfvae import estimators
+    from tfvae.errors import TrainingDivergedError
+    monkeypatch.setitem(estimators.ESTIMATORS._items, "nan_after_40", _NaNAfter)
+    workdir = str(tmp_path / "run")
+    config = _fashion(fashion_idx_dir, estimator="nan_after_40", train__epochs=10,
+                      train__steps_per_execution=1, data__batch_size=32)
+    for _ in range(2):
+        with pytest.raises(TrainingDivergedError, match="loss became nan in epoch 3"):
+            train.train_and_evaluate(config, workdir, verbose=0)
+        epochs = _epochs(workdir)
+        assert epochs == [0, 1, 2]                 # the diverged epoch once, never twice
+        assert np.isnan(float(_rows(workdir)[-1]["loss"]))
+    # The backup never holds the diverged state: the rerun restarted from epoch 2's start.
+    assert checkpoints.resume_epoch(os.path.join(workdir, "backup")) == 2
+
+
+def test_workdir_checks_write_nothing_before_the_data_loads(tmp_path, monkeypatch):
+    from tfvae.errors import DataError
+    workdir = tmp_path / "new" / "run"
+    bad = make_config(data__source="idx", data__idx_dir=str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="does not exist"):
+        train.train_and_evaluate(bad, str(workdir))
+    assert not (tmp_path / "new").exists()         # no half-made workdir
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WorkdirError, match="is a file, not a folder"):
+        train.train_and_evaluate(make_config(), str(tmp_path / "file" / "run"))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+    monkeypatch.setattr(runstate.tempfile, "TemporaryFile", read_only)
+    with pytest.raises(WorkdirError, match=r"is not writable .*Read-only file system.*choose"):
+        train.train_and_evaluate(make_config(), str(workdir))
+    assert not (tmp_path / "new").exists()

@@ -1,0 +1,202 @@
+"""Checkpoints that survive a restart: the best weights and the training backup of a workdir.
+
+Two folders, each with the last two good checkpoints so that a corrupt one falls back to the one
+before it:
+
+- ``checkpoints/best-EEEEE``: the model with the best monitored value (validation ELBO) so far,
+  written by `BestCheckpoint`. The value and its epoch are variables *inside* the checkpoint, so
+  the record of "best so far" can never disagree with the weights it describes, and a resumed
+  run compares its epochs against it rather than starting afresh (Keras's ``ModelCheckpoint``
+  forgets its best value in a new process and saves the first resumed epoch, however bad).
+- ``backup/chief/ckpt-N``: the full training state after the last finished epoch (model,
+  optimisers, step counters), by Keras's ``BackupAndRestore`` (`Backup`), kept after training
+  ends so that a run killed during its final evaluation restarts from the trained weights.
+
+A resumed run rolls back to its backup: epochs after the backup's epoch are trained again, so a
+best checkpoint written by such an epoch (a kill between the two writes) no longer belongs to the
+run's history and is dropped (`BestCheckpoint.resume`).
+"""
+import glob
+import math
+import os
+import re
+from typing import List, NamedTuple, Optional
+
+import tensorflow as tf
+import tf_keras as keras
+from tf_keras.src.distribute import worker_training_state
+
+from tfvae.errors import CheckpointError
+
+KEEP = 2  # good checkpoints kept in each folder: the newest, and one to fall back to
+BEST = "best"
+_BEST_RE = re.compile(r"best-(\d+)\.index$")
+
+
+def _first_line(err) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def verify(prefix: str) -> None:
+    """Reads every tensor of the checkpoint at ``prefix`` (TF checks each one's CRC32C); raises
+    `CheckpointError` naming the file when one is missing, truncated or corrupt."""
+    files = [prefix + ".index"] + sorted(glob.glob(prefix + ".data-*"))
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing or len(files) < 2:
+        raise CheckpointError(f"{missing[0] if missing else prefix + '.data-*'}: file missing")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError) as err:
+        bad = prefix + ".index" if "sstable" in str(err) or "index" in str(err) else files[-1]
+        raise CheckpointError(f"{bad}: corrupt ({_first_line(err)})") from None
+
+
+class Best(NamedTuple):
+    path: str     # checkpoint prefix
+    epoch: int    # 0-based epoch that produced it
+    value: float  # its monitored value
+
+
+def _read_best(prefix) -> Best:
+    reader = tf.train.load_checkpoint(prefix)
+    return Best(prefix, int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")),
+                float(reader.get_tensor("value/.ATTRIBUTES/VARIABLE_VALUE")))
+
+
+def best_checkpoints(directory: str) -> List[str]:
+    """Prefixes of ``best-*`` checkpoints in ``directory``, newest epoch first."""
+    found = []
+    for path in glob.glob(os.path.join(directory, "best-*.index")):
+        match = _BEST_RE.search(path)
+        if match:
+            found.append((int(match.group(1)), path[: -len(".index")]))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def find_best(directory: str, before_epoch: Optional[int] = None, warn=print) -> Optional[Best]:
+    """The newest intact best checkpoint (of an epoch < ``before_epoch`` if given), or None.
+
+    Corrupt checkpoints are skipped with a warning naming the file (``warn``); raises
+    `CheckpointError` if best checkpoints exist but none is intact.
+    """
+    candidates = best_checkpoints(directory)
+    errors = []
+    for prefix in candidates:
+        try:
+            verify(prefix)
+            best = _read_best(prefix)
+        except CheckpointError as err:
+            errors.append(str(err))
+            warn(f"warning: {err}; falling back to the best checkpoint before it")
+            continue
+        if before_epoch is None or best.epoch < before_epoch:
+            return best
+    if errors and len(errors) == len(candidates):
+        raise CheckpointError(
+            f"no intact best checkpoint in {directory} ({'; '.join(errors)}). Restore the files "
+            "from a copy, or move the workdir aside and train again")
+    return None
+
+
+def restore(model, prefix: str) -> None:
+    """Loads the model weights of a `BestCheckpoint` checkpoint into ``model``."""
+    tf.train.Checkpoint(model=model).read(prefix).expect_partial()
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model whenever ``monitor`` reaches a new maximum, as ``best-EEEEE`` (epoch) in
+    ``directory`` with the value and epoch inside; keeps the newest `KEEP`. Call `resume` with
+    the epoch training resumes at before ``fit``."""
+
+    def __init__(self, directory: str, monitor: str):
+        super().__init__()
+        self.directory, self.monitor = directory, monitor
+        self.best: Optional[Best] = None
+        self._epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
+        self._value = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_value")
+
+    def resume(self, epoch: int, warn=print) -> Optional[Best]:
+        """Restores "best so far" from disk for a run resuming at ``epoch``; best checkpoints of
+        epochs >= ``epoch`` (to be trained again) are deleted."""
+        for prefix in best_checkpoints(self.directory):
+            if int(_BEST_RE.search(prefix + ".index").group(1)) >= epoch:
+                _remove(prefix)
+        self.best = find_best(self.directory, epoch, warn) if os.path.isdir(self.directory) else None
+        return self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value, loss = logs.get(self.monitor), logs.get("loss", 0.0)
+        if value is None or not math.isfinite(value) or not math.isfinite(loss):
+            return  # a diverged epoch is never "best" (nor backed up, see `Backup`)
+        if self.best is not None and value <= self.best.value:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        self._epoch.assign(epoch)
+        self._value.assign(value)
+        prefix = os.path.join(self.directory, f"{BEST}-{epoch:05d}")
+        tf.train.Checkpoint(model=self.model, epoch=self._epoch, value=self._value).write(prefix)
+        self.best = Best(prefix, epoch, float(value))
+        for old in best_checkpoints(self.directory)[KEEP:]:
+            _remove(old)
+
+
+def _remove(prefix):
+    for path in glob.glob(prefix + ".index") + glob.glob(prefix + ".data-*"):
+        os.remove(path)
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's ``BackupAndRestore``, keeping the last `KEEP` epochs, never backing up an epoch
+    whose loss is not finite (a diverged run resumes from the last good epoch), and kept when
+    training ends (`resume_epoch` then tells a rerun that training is done)."""
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        # Keras keeps one backup; two let a corrupt newest one fall back to the one before it.
+        worker_training_state.MAX_CHECKPOINT_TO_KEEP = KEEP
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            return
+        super().on_epoch_end(epoch, logs)
+
+
+def _backup_dir(backup_dir):
+    return os.path.join(backup_dir, "chief")  # where Keras's BackupAndRestore writes
+
+
+def resume_epoch(backup_dir: str, warn=print) -> int:
+    """The number of epochs the backup in ``backup_dir`` has finished (0 without one).
+
+    A corrupt newest backup is reported (naming the file) and the one before it used, by
+    pointing the folder's ``checkpoint`` state file at it; raises `CheckpointError` when none
+    is intact.
+    """
+    directory = _backup_dir(backup_dir)
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return 0
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    paths = [p if os.path.isabs(p) else os.path.join(directory, p) for p in paths]
+    errors = []
+    for prefix in reversed(paths):
+        try:
+            verify(prefix)
+        except CheckpointError as err:
+            errors.append(str(err))
+            warn(f"warning: {err}; falling back to the backup before it")
+            continue
+        if errors:  # Keras restores the state file's newest entry: make that the good one
+            good = paths[: paths.index(prefix) + 1]
+            tf.compat.v1.train.update_checkpoint_state(directory, prefix,
+                                                       all_model_checkpoint_paths=good)
+        epoch = tf.train.load_variable(prefix, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
+        return int(epoch) + 1
+    raise CheckpointError(
+        f"no intact training backup in {directory} ({'; '.join(errors)}). Delete {backup_dir} to "
+        "train again from the first epoch (metrics.csv is rewritten to match)")
