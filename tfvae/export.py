@@ -71,7 +71,7 @@ class _Exported(tf.Module):
         def log_likelihood(images, num_samples):
             tf.debugging.assert_positive(
                 num_samples, message="log_likelihood: num_samples (k) must be >= 1")
-            return {"log_likelihood": vae._iw_bound(images, num_samples, tf.constant(100))}
+            return {"log_likelihood": vae._iw_bound(images, num_samples, 100)}
 
         self.sample, self.encode, self.decode = sample, encode, decode
         self.signature_functions = {"sample": sample_unseeded, "sample_seeded": sample_seeded}

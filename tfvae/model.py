@@ -82,10 +82,9 @@ class VAE(keras.Model):
 
     def rate(self, q, z):
         """KL(q(z|x) || p(z)) per example ``[B]``: analytic, or averaged over samples ``z``."""
-        p = self.prior.distribution()
         if self.analytic_kl:
-            return tfd.kl_divergence(q, p)
-        return tf.reduce_mean(q.log_prob(z) - p.log_prob(z), axis=0)
+            return tfd.kl_divergence(q, self.prior.distribution())
+        return tf.reduce_mean(q.log_prob(z) - self.prior.log_prob(z), axis=0)
 
     def log_prob(self, z, x):
         """Joint log p(x, z) = log p(z) + log p(x|z), shape ``z.shape[:-1]``."""
@@ -211,27 +210,38 @@ class VAE(keras.Model):
             log p(x) >= log 1/k sum_{s=1..k} p(x, z_s) / q(z_s|x),   z_s ~ q(z|x),
 
         tight as k -> infinity. Samples are drawn ``chunk_size`` at a time and combined with a
-        running log-sum-exp, so k = 5,000 fits in memory (peak ~ chunk_size * B decoder outputs).
+        running log-sum-exp, so k = 5,000 fits in memory (peak ~ chunk_size * B decoder
+        outputs). One XLA program serves every k (k is a tensor; no retracing when it changes).
         """
         num_samples = int(num_samples)
         if num_samples < 1:
             raise ConfigError(f"num_samples={num_samples} must be >= 1")
+        x = tf.convert_to_tensor(x, tf.float32)
         if chunk_size is None:
-            # Bound one chunk of decoder outputs to ~64 MB of float32.
-            per_sample = max(1, int(x.shape[0] or 1) * math.prod(self.image_shape))
-            chunk_size = max(1, min(num_samples, (16 * 2 ** 20) // per_sample))
-        return self._iw_bound(tf.convert_to_tensor(x, tf.float32), num_samples, int(chunk_size))
+            chunk_size = self.iw_chunk_size(int(x.shape[0] or 1))
+        return self._iw_bound(x, tf.constant(num_samples, tf.int32),
+                              max(1, min(int(chunk_size), num_samples)))
 
-    @tf.function(reduce_retracing=True)
-    def _iw_bound(self, x, num_samples, chunk_size):
+    def iw_chunk_size(self, batch_size: int) -> int:
+        """Samples per chunk: ~16M decoder outputs (64 MB of float32) per chunk."""
+        per_sample = max(1, batch_size * math.prod(self.image_shape))
+        return max(1, (16 * 2 ** 20) // per_sample)
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def _iw_bound(self, x, num_samples, chunk_size: int):
+        """``chunk_size`` is a Python int (a static shape for XLA); samples past
+        ``num_samples`` in the last chunk are masked out."""
         q = self.encode(x, training=False)
-        p = self.prior.distribution()
-        acc = tf.fill(tf.shape(x)[:1], -np.inf)
-        for start in tf.range(0, num_samples, chunk_size):
-            z = q.sample(tf.minimum(chunk_size, num_samples - start))
-            log_w = (self.likelihood(z, training=False).log_prob(x) + p.log_prob(z)
-                     - q.log_prob(z))
-            acc = tf.reduce_logsumexp(tf.concat([acc[None], log_w], 0), axis=0)
+        log_prior = self.prior.log_prob_fn()  # the prior's parameters once for every chunk
+        acc = tf.fill(tf.shape(x)[:1], tf.constant(-np.inf, tf.float32))
+        num_chunks = (num_samples + chunk_size - 1) // chunk_size
+        for i in tf.range(num_chunks):
+            z = q.sample(chunk_size)                                       # [C, B, L]
+            log_w = (self.likelihood(z, training=False).log_prob(x) + log_prior(z)
+                     - q.log_prob(z))                                      # [C, B]
+            valid = i * chunk_size + tf.range(chunk_size) < num_samples
+            log_w = tf.where(valid[:, None], log_w, tf.constant(-np.inf, tf.float32))
+            acc = tf.reduce_logsumexp(tf.stack([acc, tf.reduce_logsumexp(log_w, 0)]), 0)
         return acc - tf.math.log(tf.cast(num_samples, tf.float32))
 
     def sample(self, n, mean=True, seed=None):

@@ -50,8 +50,55 @@ class PriorContext:
     train_images: Optional[object] = None
 
 
+def diagonal_gaussian_mixture_log_prob(z, logits, loc, scale, refine: int = 2):
+    """log sum_k softmax(logits)_k N(z; loc_k, diag(scale_k^2)) for ``z`` ``[..., L]``, with
+    ``logits`` ``[K]`` and ``loc``, ``scale`` ``[K, L]``; returns ``z.shape[:-1]``.
+
+    The same value as TFP's ``MixtureSameFamily(Categorical, Independent(Normal))`` without its
+    ``[..., K, L]`` intermediates and their gradients (which made a K = 500 prior cost 2x a
+    training step): the K quadratic forms come from expanding sum_l (z_l - mu_kl)^2 / s_kl^2
+    into two ``[N, L] x [L, K]`` matmuls. That expansion loses float32 digits when scales are
+    small (large terms cancel), so the ``refine`` components with the highest approximate
+    weight, the ones that carry the sum, are recomputed directly (``[N, refine, L]``); the rest
+    keep the expansion, whose absolute error then enters only in proportion to their share.
+    """
+    dtype = z.dtype
+    latent = tf.shape(z)[-1]
+    flat = tf.reshape(z, [-1, latent])                                         # [N, L]
+    log_weights = tf.nn.log_softmax(tf.cast(logits, dtype))                    # [K]
+    log_scale = tf.math.log(scale)
+    log_norm = tf.reduce_sum(log_scale, axis=-1) + 0.5 * tf.cast(latent, dtype) * np.log(2 * np.pi)
+    precision = tf.math.reciprocal(tf.square(scale))                           # [K, L]
+    quad = (tf.matmul(tf.square(flat), precision, transpose_b=True)
+            - 2.0 * tf.matmul(flat, loc * precision, transpose_b=True)
+            + tf.reduce_sum(tf.square(loc) * precision, axis=-1))              # [N, K]
+    approx = log_weights - log_norm - 0.5 * quad                               # [N, K]
+    refine = min(int(refine), int(loc.shape[0]) if loc.shape[0] is not None else refine)
+    _, top = tf.math.top_k(tf.stop_gradient(approx), k=refine)                 # [N, m]
+    diff = (flat[:, None, :] - tf.gather(loc, top)) / tf.gather(scale, top)   # [N, m, L]
+    exact = (tf.gather(log_weights - log_norm, top)
+             - 0.5 * tf.reduce_sum(tf.square(diff), axis=-1))                  # [N, m]
+    chosen = tf.reduce_sum(tf.one_hot(top, tf.shape(approx)[-1], dtype=dtype), axis=1) > 0
+    rest = tf.where(chosen, tf.constant(-np.inf, dtype), approx)
+    log_p = tf.reduce_logsumexp(tf.concat([exact, rest], axis=-1), axis=-1)
+    return tf.reshape(log_p, tf.shape(z)[:-1])
+
+
+def _gaussian_parameters(distribution):
+    """``(loc, scale)`` of an ``Independent(Normal)`` with one reinterpreted axis, else None."""
+    # Keras TFP layers return a tensor-coercible wrapper around the distribution they made.
+    distribution = getattr(distribution, "tensor_distribution", distribution)
+    if (isinstance(distribution, tfd.Independent)
+            and isinstance(distribution.distribution, tfd.Normal)
+            and tf.get_static_value(distribution.reinterpreted_batch_ndims) == 1):
+        inner = distribution.distribution
+        return inner.loc, inner.scale
+    return None
+
+
 class Prior(keras.layers.Layer):
-    """Base class: subclasses implement ``distribution()``."""
+    """Base class: subclasses implement ``distribution()``; mixtures of diagonal Gaussians also
+    implement ``mixture_parameters()``, which gives them the fast `log_prob`."""
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
@@ -71,8 +118,21 @@ class Prior(keras.layers.Layer):
     def call(self, inputs=None):
         return self.distribution()
 
+    def mixture_parameters(self):
+        """``(logits [K], loc [K, L], scale [K, L])`` for a mixture of diagonal Gaussians, else
+        None (then `log_prob` is the distribution's own)."""
+        return None
+
+    def log_prob_fn(self):
+        """A function z -> log p(z) with the prior's parameters computed once (e.g. one encoder
+        pass over a VampPrior's pseudo-inputs for many calls)."""
+        params = self.mixture_parameters()
+        if params is not None:
+            return lambda z: diagonal_gaussian_mixture_log_prob(z, *params)
+        return self.distribution().log_prob
+
     def log_prob(self, z):
-        return self.distribution().log_prob(z)
+        return self.log_prob_fn()(z)
 
     def sample(self, n, seed=None):
         return self.distribution().sample(n, seed=seed)
@@ -135,11 +195,14 @@ class MixtureOfGaussians(Prior):
     def create(cls, model_config, context):
         return cls(model_config.latent_dim, model_config.prior_components, name="prior")
 
+    def mixture_parameters(self):
+        return self.logits, self.locs, tf.nn.softplus(self.raw_scales) + MIN_SCALE
+
     def distribution(self):
+        logits, loc, scale = self.mixture_parameters()
         return tfd.MixtureSameFamily(
-            tfd.Categorical(logits=self.logits),
-            tfd.Independent(tfd.Normal(self.locs, tf.nn.softplus(self.raw_scales) + MIN_SCALE),
-                            reinterpreted_batch_ndims=1))
+            tfd.Categorical(logits=logits),
+            tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1))
 
 
 class _EncoderMixture(Prior):
@@ -162,43 +225,61 @@ class _EncoderMixture(Prior):
         q = self._posterior_fn(self.pseudo_inputs())  # batch [K], event [L]
         return tfd.MixtureSameFamily(tfd.Categorical(logits=self.logits), q)
 
+    def mixture_parameters(self):
+        params = _gaussian_parameters(self._posterior_fn(self.pseudo_inputs()))
+        return None if params is None else (self.logits,) + params
+
 
 @PRIORS.register("vamp")
 class VampPrior(_EncoderMixture):
-    """p(z) = sum_k w_k q(z | u_k), with K learnable pseudo-inputs u_k = sigmoid(v_k) (kept in
-    [0, 1], the data range) pushed through the encoder; w uniform unless ``learn_weights``.
+    """p(z) = sum_k w_k q(z | u_k), with K learnable pseudo-inputs u_k kept in [0, 1] (the data
+    range) pushed through the encoder; w uniform unless ``learn_weights``.
 
-    ``init='data'`` starts u_k at random training images (squashed into [0.05, 0.95] so the
-    logit is finite), ``init='noise'`` at 0.5 + small noise, as in Tomczak and Welling (2018).
+    ``parametrization``: ``sigmoid`` (u = sigmoid(v)) or ``hardtanh`` (u = clip(v, 0, 1), the
+    authors' code: a bias-free dense layer on a fixed identity input, then a hardtanh).
+    ``init='data'`` starts u_k at random training images (sigmoid: squashed into [0.05, 0.95] so
+    the logit is finite; hardtanh: plus N(0, 0.01) noise); ``init='noise'`` at 0.5 + N(0, 0.01)
+    (sigmoid) or N(0.05, 0.01) (hardtanh, the authors' MNIST setting).
     """
 
     INITS = ("data", "noise")
+    PARAMETRIZATIONS = ("sigmoid", "hardtanh")
 
     def __init__(self, latent_dim, num_components, posterior_fn, image_shape,
-                 init="data", train_images=None, learn_weights=False, seed=0, **kwargs):
+                 init="data", train_images=None, learn_weights=False, seed=0,
+                 parametrization="sigmoid", **kwargs):
         super().__init__(latent_dim, num_components, posterior_fn, learn_weights, **kwargs)
         if init not in self.INITS:
             raise ConfigError(f"model.prior_init={init!r}; valid inits are: {', '.join(self.INITS)}")
+        if parametrization not in self.PARAMETRIZATIONS:
+            raise ConfigError(f"model.prior_pseudo_inputs={parametrization!r}; valid choices "
+                              f"are: {', '.join(self.PARAMETRIZATIONS)}")
+        self.parametrization = parametrization
         rng = np.random.default_rng(seed)
         shape = (num_components,) + tuple(image_shape)
+        noise = 0.01 * rng.standard_normal(shape).astype(np.float32)
         if init == "data" and train_images is not None and len(train_images):
             images = np.asarray(train_images, np.float32)
             start = images[rng.integers(0, len(images), num_components)]
-            start = 0.05 + 0.9 * start
+            raw = (np.log((0.05 + 0.9 * start) / (0.95 - 0.9 * start))
+                   if parametrization == "sigmoid" else start + noise)
         else:
-            start = 0.5 + 0.01 * rng.standard_normal(shape).astype(np.float32)
+            raw = (np.log((0.5 + noise) / (0.5 - noise)) if parametrization == "sigmoid"
+                   else 0.05 + noise)
         self.raw_pseudo_inputs = self.add_weight(
-            "raw_pseudo_inputs", shape,
-            initializer=keras.initializers.Constant(np.log(start / (1 - start))))
+            "raw_pseudo_inputs", shape, initializer=keras.initializers.Constant(raw))
 
     @classmethod
     def create(cls, model_config, context):
         return cls(model_config.latent_dim, model_config.prior_components, context.posterior_fn,
                    context.image_shape, init=model_config.prior_init,
                    train_images=context.train_images,
-                   learn_weights=model_config.prior_learn_weights, name="prior")
+                   learn_weights=model_config.prior_learn_weights,
+                   parametrization=model_config.prior_pseudo_inputs, name="prior")
 
     def pseudo_inputs(self):
+        if self.parametrization == "hardtanh":
+            return tf.clip_by_value(self.raw_pseudo_inputs, 0.0, 1.0)
         return tf.sigmoid(self.raw_pseudo_inputs)
 
 
@@ -223,11 +304,13 @@ class GTMPrior(Prior):
                    tuple(model_config.prior_hidden), model_config.activation, name="prior")
 
     def distribution(self):
+        logits, loc, scale = self.mixture_parameters()
+        components = tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), components)
+
+    def mixture_parameters(self):
         loc, raw_scale = tf.split(self.net(self.grid), 2, axis=-1)
-        components = tfd.Independent(tfd.Normal(loc, tf.nn.softplus(raw_scale) + MIN_SCALE),
-                                     reinterpreted_batch_ndims=1)
-        return tfd.MixtureSameFamily(
-            tfd.Categorical(logits=tf.zeros([self.num_components])), components)
+        return tf.zeros([self.num_components]), loc, tf.nn.softplus(raw_scale) + MIN_SCALE
 
 
 @PRIORS.register("gtm_vamp")
