@@ -16,7 +16,10 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from tfvae import train
+from tfvae.cli import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no CUDA noise on a machine without a GPU
+from tfvae import train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
                                 lock_config=False)

@@ -17,7 +17,10 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from tfvae import evaluation, plots, priors, train
+from tfvae.cli import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no CUDA noise on a machine without a GPU
+from tfvae import evaluation, plots, priors, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
                                 lock_config=False)

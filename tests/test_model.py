@@ -148,7 +148,7 @@ def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
     ({"model__prior": "uniform"}, "valid priors are: gtm, gtm_vamp, mog, realnvp, standard_normal"),
     ({"estimator": "magic"}, "valid estimators are: dreg, hybrid, iwae, reparameterized"),
     ({"model__kl": "exact"}, "valid modes are: auto, analytic, mc"),
-    ({"model__posterior_scale": "relu"}, "valid scales are: exp, softplus"),
+    ({"model__posterior_scale": "relu"}, "valid scales are: exp, hardtanh_logvar, softplus"),
 ])
 def test_bad_model_config(override, message):
     with pytest.raises(ConfigError, match=message):

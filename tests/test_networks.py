@@ -10,7 +10,7 @@ from tfvae.errors import ConfigError
 SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 1), (20, 36, 2)]
 
 
-@pytest.mark.parametrize("network", ["mlp", "cnn"])
+@pytest.mark.parametrize("network", ["mlp", "gated_mlp", "cnn"])
 @pytest.mark.parametrize("image_shape", SHAPES)
 def test_shapes(network, image_shape):
     config = make_config(model__network=network, model__latent_dim=7, model__hidden=(32,),
@@ -38,7 +38,7 @@ def test_dropout_is_active_only_in_training():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"model__network": "transformer"}, "valid encoder networks are: cnn, mlp"),
+    ({"model__network": "transformer"}, "valid encoder networks are: cnn, gated_mlp, mlp"),
     ({"model__latent_dim": 0}, "latent_dim=0"),
     ({"model__dropout": 1.0}, "dropout=1.0"),
     ({"model__network": "cnn", "model__conv_channels": ()}, "conv_channels"),

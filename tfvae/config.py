@@ -24,6 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
     data.threshold = 0.5
     data.image_size = 0           # resize to image_size x image_size; 0 keeps the native size
     data.validation_size = 1000   # held out from train
+    data.validation_split = "random"  # which: 'random' (seeded) or 'last' (the last N, as in
+                                      # Tomczak and Welling's code: MNIST 50,000 / 10,000)
     data.test_size = 0            # held out from train only if the source has no test split
     data.train_size = 0           # use only this many training images; 0 = all
     data.batch_size = 128
@@ -31,19 +33,20 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.model = model = ml_collections.ConfigDict()
     model.latent_dim = 20
-    model.network = "mlp"         # 'mlp' or 'cnn'
+    model.network = "mlp"         # 'mlp', 'gated_mlp' (Tomczak and Welling 2018) or 'cnn'
     model.hidden = (512, 512)     # dense widths (encoder order; the decoder mirrors them)
     model.conv_channels = (32, 64)  # cnn only: stride-2 conv channels
     model.kernel_size = 4           # cnn only
     model.activation = "relu"
     model.dropout = 0.0
     model.posterior = "gaussian"      # 'gaussian' (mean-field) or 'mog' (mixture)
-    model.posterior_scale = "softplus"  # 'softplus' or 'exp'
+    model.posterior_scale = "softplus"  # 'softplus', 'exp', 'hardtanh_logvar' (log-var in [-6, 2])
     model.posterior_components = 5      # mog posterior: K components
     model.posterior_reparameterize = True  # mog posterior: implicit reparameterisation
     model.prior = "standard_normal"  # standard_normal, mog, vamp, gtm, gtm_vamp, realnvp
     model.prior_components = 100    # K of mog / vamp (pseudo-inputs) / gtm, gtm_vamp (square)
     model.prior_init = "data"       # vamp pseudo-inputs: 'data' (training images) or 'noise'
+    model.prior_pseudo_inputs = "sigmoid"  # vamp: u = sigmoid(v), or 'hardtanh': clip(v, 0, 1)
     model.prior_learn_weights = False  # vamp, gtm_vamp: learn the mixture weights
     model.prior_hidden = (64, 64)   # gtm / gtm_vamp networks, realnvp coupling networks
     model.flow_layers = 4           # realnvp: number of coupling layers
@@ -59,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.train = train = ml_collections.ConfigDict()
     train.epochs = 30
-    train.optimizer = "adam"
+    train.optimizer = "adam"      # adam, adam_normgrad, rmsprop, sgd, adamax (tfvae/optimizers.py)
     train.learning_rate = 1e-3
     # Per parameter group ('' / 0 = use train.optimizer / train.learning_rate): generative (decoder
     # and prior), inference (encoder), baseline (learned control variate).
@@ -82,12 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamax")
-
-
 def validate(config) -> None:
     """Raises `ConfigError` for any value that cannot work, before data is read or a model built."""
-    from tfvae import data, estimators, likelihoods, networks, posteriors, priors
+    from tfvae import data, estimators, likelihoods, networks, optimizers, posteriors, priors
 
     data.validate(config.data)
     networks.validate(config.model)
@@ -96,13 +96,12 @@ def validate(config) -> None:
     likelihoods.LIKELIHOODS.get(config.model.likelihood)
     estimators.ESTIMATORS.get(config.estimator)
     t, e = config.train, config.eval
-    if t.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer={t.optimizer!r}; valid optimizers are: "
-                          f"{', '.join(OPTIMIZERS)}")
+    optimizers.OPTIMIZERS.get(t.optimizer)
     for group, settings in t.groups.items():
-        if settings.optimizer and settings.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"train.groups.{group}.optimizer={settings.optimizer!r}; valid "
-                              f"optimizers are: {', '.join(OPTIMIZERS)}")
+        if settings.optimizer and settings.optimizer not in optimizers.OPTIMIZERS:
+            raise ConfigError(f"train.groups.{group}.optimizer={settings.optimizer!r}: unknown "
+                              "optimizer; valid optimizers are: "
+                              f"{', '.join(optimizers.OPTIMIZERS.names())}")
         if settings.learning_rate < 0:
             raise ConfigError(f"train.groups.{group}.learning_rate={settings.learning_rate} must "
                               "be > 0 (or 0 to use train.learning_rate)")

@@ -24,6 +24,7 @@ from tfvae.errors import ConfigError, DataError
 
 PIXEL_MODES = ("binary", "dynamic", "continuous")
 SOURCES = ("tfds", "idx")
+VALIDATION_SPLITS = ("random", "last")
 # Seed of the one-off binarisation of validation and test images (fixed, as in the literature).
 EVAL_BINARIZATION_SEED = 1
 
@@ -249,6 +250,9 @@ def validate(data_config) -> None:
     for field in ("validation_size", "test_size", "train_size", "image_size"):
         if c[field] < 0:
             raise ConfigError(f"data.{field}={c[field]} must be >= 0")
+    if c.validation_split not in VALIDATION_SPLITS:
+        raise ConfigError(f"data.validation_split={c.validation_split!r}; valid choices are: "
+                          f"{', '.join(VALIDATION_SPLITS)}")
     if c.source == "idx" and not c.idx_dir:
         raise ConfigError("data.source='idx' needs data.idx_dir: the folder of *-idx3-ubyte[.gz] files")
 
@@ -285,9 +289,13 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
         raise ConfigError(
             f"data.validation_size={n_val} (+ data.test_size={n_test_holdout}) leaves no training "
             f"images out of {len(x)}; lower them")
-    val_idx = perm[:n_val]
-    test_idx = perm[n_val:n_val + n_test_holdout]
-    train_idx = perm[n_val + n_test_holdout:]
+    if c.validation_split == "last":  # the last images in the source's order, unshuffled
+        val_idx = np.arange(len(x) - n_val, len(x))
+        perm = perm[perm < len(x) - n_val]
+    else:
+        val_idx, perm = perm[:n_val], perm[n_val:]
+    test_idx = perm[:n_test_holdout]
+    train_idx = perm[n_test_holdout:]
     if c.train_size:
         train_idx = train_idx[:c.train_size]
     x_test, y_test = arrays["test"] if "test" in arrays else (x[test_idx], y[test_idx])

@@ -1,4 +1,4 @@
-"""Encoder and decoder networks (MLP, CNN) for images of any size and channel count.
+"""Encoder and decoder networks (MLP, gated MLP, CNN) for images of any size and channel count.
 
 Encoders map images ``[B, H, W, C]`` to a flat parameter vector ``[B, P]`` for the posterior head;
 decoders map latents ``[B, L]`` to per-pixel parameters ``[B, H, W, C]`` for the likelihood head.
@@ -6,6 +6,7 @@ decoders map latents ``[B, L]`` to per-pixel parameters ``[B, H, W, C]`` for the
 import math
 from typing import Sequence, Tuple
 
+import tensorflow as tf
 import tf_keras as keras
 
 from tfvae.errors import ConfigError
@@ -48,6 +49,66 @@ def _conv_geometry(image_shape: Tuple[int, int, int], num_blocks: int):
     for _ in range(num_blocks):
         h, w = math.ceil(h / 2), math.ceil(w / 2)
     return h, w
+
+
+def he_normal():
+    """He et al. (2015) initialisation as in the VampPrior authors' code: N(0, 2 / fan_in), not
+    truncated. A new instance per layer (one shared instance would repeat its values)."""
+    return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
+
+
+class GatedDense(keras.layers.Layer):
+    """A gated dense layer (Dauphin et al. 2017): h = (W x + b) * sigmoid(V x + c), ``[B, D]`` to
+    ``[B, units]``. The two projections are one matmul of width 2 * units."""
+
+    def __init__(self, units: int, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.dense = keras.layers.Dense(2 * self.units,
+                                        kernel_initializer=kernel_initializer or he_normal(),
+                                        name="linear_and_gate")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        super().build(input_shape)
+
+    def call(self, x):
+        h, gate = tf.split(self.dense(x), 2, axis=-1)
+        return h * tf.sigmoid(gate)
+
+    def get_config(self):
+        return super().get_config() | {"units": self.units}
+
+
+def _gated_stack(hidden: Sequence[int], dropout: float, name: str):
+    layers = []
+    for i, units in enumerate(hidden):
+        layers.append(GatedDense(units, name=f"{name}_gated{i}"))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout, name=f"{name}_dropout{i}"))
+    return layers
+
+
+@ENCODERS.register("gated_mlp")
+def gated_mlp_encoder(image_shape, output_size, config) -> keras.Model:
+    """Gated dense layers (``config.hidden``; 300-300 in Tomczak and Welling 2018), then a linear
+    layer to the posterior's parameters (its head applies any clamp, e.g. hardtanh_logvar)."""
+    layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
+    layers += _gated_stack(config.hidden, config.dropout, "encoder")
+    layers.append(keras.layers.Dense(output_size, kernel_initializer=he_normal(), name="encoder_out"))
+    return keras.Sequential(layers, name="encoder")
+
+
+@DECODERS.register("gated_mlp")
+def gated_mlp_decoder(latent_dim, image_shape, config) -> keras.Model:
+    """Mirror of `gated_mlp_encoder` to per-pixel logits (the likelihood head applies the
+    sigmoid of the Bernoulli mean)."""
+    layers = [keras.layers.InputLayer((latent_dim,))]
+    layers += _gated_stack(tuple(reversed(config.hidden)), config.dropout, "decoder")
+    layers += [keras.layers.Dense(math.prod(image_shape), kernel_initializer=he_normal(),
+                                  name="decoder_out"),
+               keras.layers.Reshape(image_shape)]
+    return keras.Sequential(layers, name="decoder")
 
 
 @ENCODERS.register("cnn")

@@ -12,13 +12,21 @@ from tfvae.registry import Registry
 tfd, tfpl = tfp.distributions, tfp.layers
 
 POSTERIORS = Registry("posterior", field="model.posterior")
-SCALE_FUNCTIONS = {"softplus": tf.math.softplus, "exp": tf.math.exp}
+def _hardtanh_logvar(raw):
+    """sigma = exp(log_var / 2) with log_var = hardtanh(raw) in [-6, 2], as the VampPrior authors'
+    encoder: the variance stays in [e^-6, e^2] and the gradient stops outside that range."""
+    return tf.exp(0.5 * tf.clip_by_value(raw, -6.0, 2.0))
+
+
+SCALE_FUNCTIONS = {"softplus": tf.math.softplus, "exp": tf.math.exp,
+                   "hardtanh_logvar": _hardtanh_logvar}
 MIN_SCALE = 1e-6
 
 
 @POSTERIORS.register("gaussian")
 class GaussianPosterior(tfpl.DistributionLambda):
-    """Mean-field Gaussian q(z|x) = N(mu, diag(sigma^2)), sigma = softplus(s) or exp(s) (+1e-6).
+    """Mean-field Gaussian q(z|x) = N(mu, diag(sigma^2)), sigma = softplus(s), exp(s), or
+    exp(hardtanh(s) / 2) (``hardtanh_logvar``: s is a log-variance clamped to [-6, 2]); + 1e-6.
 
     Built as ``Independent(Normal)``: reparameterised samples, and analytic KL against any
     prior for which TFP registers one (e.g. the standard normal).

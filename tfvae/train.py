@@ -30,7 +30,7 @@ import tf_keras as keras
 
 from tfvae import config as config_lib
 from tfvae import data as data_lib
-from tfvae import checkpoints, evaluation, export, plots, runstate
+from tfvae import checkpoints, evaluation, export, optimizers, plots, runstate
 from tfvae import model as model_lib
 from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
                           WorkdirError)
@@ -61,19 +61,15 @@ class Throughput(keras.callbacks.Callback):
             logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
-def make_optimizer(name, learning_rate):
-    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
-
-
 def make_optimizers(train_config):
     """The default optimiser and ``{group: optimizer}`` for groups configured otherwise."""
     t = train_config
-    default = make_optimizer(t.optimizer, t.learning_rate)
+    default = optimizers.make(t.optimizer, t.learning_rate)
     groups = {}
     for group, settings in t.groups.items():
         if settings.optimizer or settings.learning_rate:
-            groups[group] = make_optimizer(settings.optimizer or t.optimizer,
-                                           settings.learning_rate or t.learning_rate)
+            groups[group] = optimizers.make(settings.optimizer or t.optimizer,
+                                            settings.learning_rate or t.learning_rate)
     return default, groups
 
 

@@ -1,0 +1,38 @@
+"""Optimisers by name (``train.optimizer``, ``train.groups.<group>.optimizer``).
+
+Keras's own (``adam``, ``rmsprop``, ``sgd``, ``adamax``) and ``adam_normgrad``: Adam on gradients
+normalised per parameter tensor, g / (||g||_2 + 1e-7), the optimiser of the VampPrior authors'
+code (Tomczak and Welling 2018, ``utils/optimizer.py`` of ``jmtomczak/vae_vampprior``).
+"""
+import tensorflow as tf
+import tf_keras as keras
+
+from tfvae.registry import Registry
+
+OPTIMIZERS = Registry("optimizer", field="train.optimizer")
+
+
+class AdamNormGrad(keras.optimizers.Adam):
+    """Adam whose update for each variable uses its gradient divided by its Euclidean norm:
+    every tensor moves at a rate set by the learning rate alone, whatever its gradient's scale.
+    ``epsilon`` defaults to PyTorch's 1e-8, as in the authors' code."""
+
+    def __init__(self, learning_rate=1e-3, epsilon=1e-8, name="AdamNormGrad", **kwargs):
+        super().__init__(learning_rate=learning_rate, epsilon=epsilon, name=name, **kwargs)
+
+    def update_step(self, gradient, variable):
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        gradient = gradient / (tf.norm(gradient) + 1e-7)
+        return super().update_step(gradient, variable)
+
+
+for _name, _cls in (("adam", keras.optimizers.Adam), ("rmsprop", keras.optimizers.RMSprop),
+                    ("sgd", keras.optimizers.SGD), ("adamax", keras.optimizers.Adamax),
+                    ("adam_normgrad", AdamNormGrad)):
+    OPTIMIZERS.register(_name)(_cls)
+
+
+def make(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A new optimiser ``name`` with ``learning_rate``."""
+    return OPTIMIZERS.build(name, learning_rate=learning_rate)
