@@ -27,5 +27,6 @@ setup(
         # GPU users: pip install -e ".[gpu]" pulls the CUDA libraries TensorFlow needs.
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
-    entry_points={"console_scripts": ["tfvae-train=tfvae.cli:train_main"]},
+    entry_points={"console_scripts": ["tfvae-train=tfvae.cli:train_main",
+                                      "tfvae-evaluate=tfvae.cli:evaluate_main"]},
 )

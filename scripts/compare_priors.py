@@ -7,7 +7,8 @@
 Each prior runs the full training pipeline into WORKDIR/PRIOR (a finished one is reused, so an
 interrupted comparison continues where it stopped), with its settings from
 `tfvae.priors.RECOMMENDED` on top of the config. Writes WORKDIR/priors.md (test ELBO, D, R,
-importance-sampled log-likelihood, active units, wall time) and WORKDIR/priors.png: for a 2-D
+ELBO surgery: I_q(n; z) and KL(q(z) || p(z)) with standard errors, importance-sampled
+log-likelihood, active units, wall time) and WORKDIR/priors.png: for a 2-D
 latent, prior density contours under encoder samples of test data, one panel per prior; for
 more dimensions, histograms of prior samples against the aggregated posterior per coordinate.
 """
@@ -20,23 +21,31 @@ from ml_collections import config_flags
 from tfvae.cli import quiet_tensorflow
 
 quiet_tensorflow()  # before TensorFlow loads: no CUDA noise on a machine without a GPU
-from tfvae import evaluation, plots, priors, train  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfvae import diagnostics, evaluation, plots, priors, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
                                 lock_config=False)
 flags.DEFINE_string("workdir", "runs/priors", "Parent directory of one workdir per prior.")
 flags.DEFINE_list("priors", list(priors.RECOMMENDED), "Priors to compare.")
 flags.DEFINE_integer("prior_components", 0, "Overrides K of every mixture prior (0: keep).")
+flags.DEFINE_integer("surgery_images", 10000, "Test images of the ELBO surgery's q(z).")
 flags.mark_flag_as_required("config")
 FLAGS = flags.FLAGS
 
 
 def table(rows):
-    lines = ["| prior | test ELBO | D | R | log p(x) >= | k | active units | train s | epochs |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, r, wall in rows:
+    """``rows``: (name, results, wall seconds, ELBO surgery of the test images)."""
+    lines = ["| prior | test ELBO | D | R | I_q(n; z) | KL(q(z) &#124;&#124; p(z)) | log p(x) >= | k "
+             "| active units | train s | epochs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r, wall, surgery in rows:
         t = r["test"]
+        info, marginal = surgery["mutual_information"], surgery["marginal_kl"]
         lines.append(f"| {name} | {t['elbo']:.2f} | {t['distortion']:.2f} | {t['rate']:.2f} | "
+                     f"{info['mean']:.2f} +- {info['se']:.2f} | "
+                     f"{marginal['mean']:.2f} +- {marginal['se']:.2f} | "
                      f"{t.get('log_likelihood', float('nan')):.2f} | {t.get('iw_samples', '-')} | "
                      f"{t['active_units']} | {r['train_time_s']:.0f} | {r['epochs_trained']} |")
     return "\n".join(lines)
@@ -67,7 +76,9 @@ def main(argv):
         else:
             print(f"== {name}: training into {workdir}", flush=True)
             run = train.run(config, workdir, verbose=2)
-        rows.append((name, run.results, time.perf_counter() - start))
+        images = np.concatenate([b[0].numpy() for b in run.splits.test])[:FLAGS.surgery_images]
+        surgery = diagnostics.elbo_surgery(run.model, images, seed=0)
+        rows.append((name, run.results, time.perf_counter() - start, surgery))
         print(train._format(run.results), flush=True)
         z, y = evaluation.encode_dataset(run.model, run.splits.test, 2000, sample=True)
         panel = {"name": name, "z": z, "labels": y, "posterior_samples": z,

@@ -170,6 +170,15 @@ def _backup_dir(backup_dir):
     return os.path.join(backup_dir, "chief")  # where Keras's BackupAndRestore writes
 
 
+def latest_backup(backup_dir: str, warn=print) -> Optional[str]:
+    """The prefix of the newest intact training backup in ``backup_dir``, or None."""
+    if resume_epoch(backup_dir, warn) == 0:
+        return None
+    directory = _backup_dir(backup_dir)
+    path = tf.train.get_checkpoint_state(directory).model_checkpoint_path
+    return path if os.path.isabs(path) else os.path.join(directory, path)
+
+
 def resume_epoch(backup_dir: str, warn=print) -> int:
     """The number of epochs the backup in ``backup_dir`` has finished (0 without one).
 

@@ -119,3 +119,26 @@ def train_main():
     except Exception as err:  # noqa: BLE001 - config files raise anything
         _fail("tfvae-train", _config_error(err, sys.argv))
     app.run(train.main, flags_parser=parse_flags("tfvae-train"))
+
+
+def evaluate_main():
+    """Console entry point ``tfvae-evaluate``."""
+    quiet_tensorflow()
+    from absl import app
+
+    from tfvae import evaluate
+    evaluate.define_flags()
+    app.run(evaluate.main, flags_parser=_plain_parser("tfvae-evaluate"))
+
+
+def _plain_parser(prog):
+    """Flag errors as one line (no config flag here)."""
+    def parser(argv):
+        from absl import flags
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as err:
+            if "--help" in " ".join(argv):
+                raise
+            _fail(prog, str(err).splitlines()[0])
+    return parser

@@ -86,11 +86,12 @@ def _log_joint_terms(model, x, z, q, training):
     return log_px, model.prior.log_prob(z), q.log_prob(z)
 
 
-def elbo_decomposition(model, x, beta=1.0, training=False) -> Terms:
+def elbo_decomposition(model, x, beta=1.0, training=False, seed=None) -> Terms:
     """ELBO = -(D + R) per example with ``S = model.num_samples`` samples z ~ q(z|x), and the
-    beta-weighted loss mean(D + beta R); path-wise differentiable where q is reparameterisable."""
+    beta-weighted loss mean(D + beta R); path-wise differentiable where q is reparameterisable.
+    ``seed``: a stateless seed (shape [2]) for the draw, else the global random state."""
     q = model.encode(x, training=training)
-    z = q.sample(model.num_samples)                                  # [S, B, L]
+    z = q.sample(model.num_samples, seed=seed)                       # [S, B, L]
     log_px = model.likelihood(z, training=training).log_prob(x)     # [S, B]
     distortion = -tf.reduce_mean(log_px, axis=0)
     rate = model.rate(q, z)

@@ -198,10 +198,11 @@ class VAE(keras.Model):
         terms = self.elbo_terms(x)
         return self._update(terms, tf.constant(1.0))
 
-    def elbo_terms(self, x) -> estimators_lib.Terms:
+    def elbo_terms(self, x, seed=None) -> estimators_lib.Terms:
         """The ELBO decomposition at beta = 1 (evaluation mode), per example; whatever the
-        training estimator, so that every model is measured the same way."""
-        return estimators_lib.elbo_decomposition(self, x)
+        training estimator, so that every model is measured the same way. ``seed``: a stateless
+        seed (shape [2]) makes the draw reproducible."""
+        return estimators_lib.elbo_decomposition(self, x, seed=seed)
 
     # ------------------------------------------------------------------ measuring and using
     def log_likelihood(self, x, num_samples=1000, chunk_size=None):
@@ -221,6 +222,29 @@ class VAE(keras.Model):
             chunk_size = self.iw_chunk_size(int(x.shape[0] or 1))
         return self._iw_bound(x, tf.constant(num_samples, tf.int32),
                               max(1, min(int(chunk_size), num_samples)))
+
+    def log_weights(self, x, num_samples: int, chunk_size=None, seed=None) -> np.ndarray:
+        """All k importance log-weights log w_s = log p(x, z_s) - log q(z_s|x), z_s ~ q(z|x),
+        as a NumPy array ``[k, B]`` (for diagnostics: ESS, Pareto k-hat); drawn in chunks.
+        ``seed``: a pair of ints making the draws reproducible (stateless sampling)."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        chunk = max(1, min(chunk_size or self.iw_chunk_size(int(x.shape[0] or 1)), num_samples))
+        if seed is None:
+            seed = tuple(int(s) for s in tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32))
+        parts, drawn = [], 0
+        while drawn < num_samples:
+            chunk_seed = tf.constant([seed[0], (seed[1] * 1_000_003 + len(parts)) % (2 ** 31 - 1)],
+                                     tf.int32)
+            parts.append(self._log_weight_chunk(x, chunk, chunk_seed).numpy())
+            drawn += chunk
+        return np.concatenate(parts)[:num_samples]
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def _log_weight_chunk(self, x, chunk_size: int, seed):
+        q = self.encode(x, training=False)
+        z = q.sample(chunk_size, seed=seed)
+        return (self.likelihood(z, training=False).log_prob(x) + self.prior.log_prob(z)
+                - q.log_prob(z))
 
     def iw_chunk_size(self, batch_size: int) -> int:
         """Samples per chunk: ~16M decoder outputs (64 MB of float32) per chunk."""

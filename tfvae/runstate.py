@@ -56,6 +56,36 @@ def config_dict(config) -> dict:
     return json.loads(config.to_json_best_effort())
 
 
+def _merge(base: dict, stored: dict) -> dict:
+    out = dict(base)
+    for key, value in stored.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(
+            base.get(key), dict) else value
+    return out
+
+
+def read_config(path: str):
+    """The ``config.json`` at ``path`` as a ConfigDict, on top of today's defaults: a field added
+    to tfvae after the run was written takes its default (the value the run effectively had)."""
+    import ml_collections
+
+    from tfvae.config import get_config
+    with open(path) as f:
+        stored = json.load(f)
+    merged = _merge(config_dict(get_config()), stored)
+    config = ml_collections.ConfigDict(merged)
+    defaults = get_config()
+
+    def tuples(node, default):  # JSON made tuples lists; give them back their type
+        for key in list(node.keys()):
+            if isinstance(node[key], ml_collections.ConfigDict) and key in default:
+                tuples(node[key], default[key])
+            elif isinstance(node[key], list) and isinstance(default.get(key), tuple):
+                node[key] = tuple(node[key])
+    tuples(config, defaults)
+    return config
+
+
 class RunDir:
     """A workdir's files; creates nothing until `create`."""
 
@@ -91,8 +121,7 @@ class RunDir:
         run); raises `WorkdirError` listing the fields if any is not in `SAFE_TO_CHANGE`."""
         if not os.path.exists(self.path(CONFIG)):
             return {}
-        with open(self.path(CONFIG)) as f:
-            old = _flatten(json.load(f))
+        old = _flatten(config_dict(read_config(self.path(CONFIG))))
         new = _flatten(config_dict(config))
         changes = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new))
                    if old.get(k) != new.get(k)}

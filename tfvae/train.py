@@ -38,6 +38,10 @@ from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDiver
 RESULTS = runstate.RESULTS
 
 
+def _say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
 class Throughput(keras.callbacks.Callback):
     """Adds ``train_images_per_s`` (training steps only, validation excluded) and
     ``epoch_time_s`` (the whole epoch, validation included) to the epoch logs."""
@@ -180,10 +184,6 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self.replay()
 
 
-def _say(message):
-    print(message, file=sys.stderr, flush=True)
-
-
 def run(config, workdir: str, verbose=None) -> Run:
     """Trains ``config`` into ``workdir``; returns the model, data and results (see module doc).
 
@@ -296,23 +296,38 @@ def run(config, workdir: str, verbose=None) -> Run:
     return Run(model, splits, results)
 
 
-def load_run(workdir: str) -> Run:
-    """Reopens a finished run: its config, data, model with the best weights, and results."""
-    import ml_collections
-    path = os.path.join(workdir, RESULTS)
+def open_run(workdir: str, warn=_say):
+    """A workdir's config, data and model with its best weights, finished or not: the best
+    checkpoint, else (a run interrupted before its first validation) the training backup.
+    Returns ``(config, splits, model, source)``, ``source`` naming the weights used."""
+    path = os.path.join(workdir, runstate.CONFIG)
     if not os.path.exists(path):
-        raise ConfigError(f"{workdir} holds no finished run (no {RESULTS})")
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    with open(path) as f:
-        results = json.load(f)
+        raise WorkdirError(f"--workdir={workdir} holds no run (no {runstate.CONFIG}); give the "
+                           "workdir of a tfvae-train run")
+    config = runstate.read_config(path)
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
     first = next(iter(splits.train))[0][:64]
     model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch, train_images=first)
-    best = checkpoints.find_best(os.path.join(workdir, "checkpoints"), warn=_say)
-    if best is None:
-        raise CheckpointError(f"{workdir} holds no best checkpoint (checkpoints/best-*)")
-    checkpoints.restore(model, best.path)
+    best = checkpoints.find_best(os.path.join(workdir, "checkpoints"), warn=warn)
+    if best is not None:
+        checkpoints.restore(model, best.path)
+        return config, splits, model, f"best checkpoint (epoch {best.epoch + 1}): {best.path}"
+    backup = checkpoints.latest_backup(os.path.join(workdir, "backup"), warn=warn)
+    if backup is None:
+        raise CheckpointError(f"{workdir} holds no checkpoint yet (no checkpoints/best-*, no "
+                              "backup/): train at least one epoch first")
+    checkpoints.restore(model, backup)
+    return config, splits, model, f"training backup (no best checkpoint yet): {backup}"
+
+
+def load_run(workdir: str) -> Run:
+    """Reopens a finished run: its config, data, model with the best weights, and results."""
+    path = os.path.join(workdir, RESULTS)
+    if not os.path.exists(path):
+        raise ConfigError(f"{workdir} holds no finished run (no {RESULTS})")
+    with open(path) as f:
+        results = json.load(f)
+    _, splits, model, _ = open_run(workdir)
     return Run(model, splits, results)
 
 
