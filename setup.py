@@ -28,5 +28,6 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
     entry_points={"console_scripts": ["tfvae-train=tfvae.cli:train_main",
-                                      "tfvae-evaluate=tfvae.cli:evaluate_main"]},
+                                      "tfvae-evaluate=tfvae.cli:evaluate_main",
+                                      "tfvae-sample=tfvae.cli:sample_main"]},
 )

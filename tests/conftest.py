@@ -69,3 +69,16 @@ def trained(mnist_arrays):
     vae.fit(splits.train, epochs=2, verbose=0)
     after = vae.evaluate(splits.validation, verbose=0, return_dict=True)
     return {"model": vae, "splits": splits, "before": before, "after": after, "config": config}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, fashion_idx_dir):
+    """A finished 2-epoch tfvae-train workdir on the FashionMNIST sample (latent 10)."""
+    from tfvae import train
+    workdir = str(tmp_path_factory.mktemp("tiny") / "run")
+    config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=300,
+                         data__validation_size=300, data__train_size=512,
+                         data__pixels="binary", train__epochs=2, eval__iw_samples=10,
+                         eval__iw_examples=50, eval__plots=False)
+    train.train_and_evaluate(config, workdir, verbose=0)
+    return workdir

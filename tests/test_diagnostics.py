@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from conftest import REPO, make_config
-from tfvae import diagnostics, evaluate, model as model_lib, train
+from tfvae import diagnostics, evaluate, model as model_lib
 
 tfd = tfp.distributions
 
@@ -77,17 +77,6 @@ def test_marginal_kl_is_zero_when_the_prior_is_the_aggregated_posterior():
     s = diagnostics.elbo_surgery(vae, images, seed=1)
     assert abs(s["marginal_kl"]["mean"]) < 1e-4
     assert s["mutual_information"]["mean"] == pytest.approx(s["rate_one_sample"]["mean"], abs=1e-4)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, fashion_idx_dir):
-    workdir = str(tmp_path_factory.mktemp("eval") / "run")
-    config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=300,
-                         data__validation_size=300, data__train_size=512,
-                         data__pixels="binary", train__epochs=2, eval__iw_samples=10,
-                         eval__iw_examples=50, eval__plots=False)
-    train.train_and_evaluate(config, workdir, verbose=0)
-    return workdir
 
 
 def test_evaluate_cli_matches_the_api_and_seeds_are_independent(tiny_run, tmp_path):

@@ -131,6 +131,16 @@ def evaluate_main():
     app.run(evaluate.main, flags_parser=_plain_parser("tfvae-evaluate"))
 
 
+def sample_main():
+    """Console entry point ``tfvae-sample``."""
+    quiet_tensorflow()
+    from absl import app
+
+    from tfvae import sample
+    sample.define_flags()
+    app.run(sample.main, flags_parser=_plain_parser("tfvae-sample"))
+
+
 def _plain_parser(prog):
     """Flag errors as one line (no config flag here)."""
     def parser(argv):

@@ -10,6 +10,10 @@ variables (not its layers) and `tf.function`s with fixed signatures::
     loaded.decode(z)["mean"]                                 # E[x|z]
     loaded.reconstruct(x)["images"]
     loaded.log_likelihood(x, tf.constant(1000))["log_likelihood"]   # IWAE bound, [B]
+    # building blocks of tfvae-sample, each with an explicit int64 seed:
+    loaded.sample_latents(tf.constant(16), seed, tf.constant(0.8))["z"]   # z ~ p(z) at T = 0.8
+    loaded.decode_sample(z, seed)["images"]                  # pixels x ~ p(x|z)
+    loaded.encode_sample(x, seed)["z"]                       # z ~ q(z|x), any posterior
 
 Without a seed every call (and every process) draws new latents; with one, the draw is
 reproducible. Bad arguments (a negative image count, k < 1) fail with a message naming them.
@@ -63,6 +67,29 @@ class _Exported(tf.Module):
             px = vae.likelihood(z, training=False)
             return {"mean": px.mean(), "logits": vae.decode(z, training=False)}
 
+        seed_spec = tf.TensorSpec([], tf.int64, name="seed")
+
+        def _pair(seed):
+            return tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(1, tf.int64)]), tf.int32)
+
+        @tf.function(input_signature=[num_spec, seed_spec,
+                                      tf.TensorSpec([], tf.float32, name="temperature")])
+        def sample_latents(num_images, seed, temperature):
+            tf.debugging.assert_non_negative(
+                num_images, message="sample_latents: num_images must be >= 0")
+            tf.debugging.assert_positive(
+                temperature, message="sample_latents: temperature must be > 0")
+            return {"z": vae.prior.sample(num_images, seed=_pair(seed), temperature=temperature)}
+
+        @tf.function(input_signature=[latent_spec, seed_spec])
+        def decode_sample(z, seed):
+            return {"images": tf.cast(vae.likelihood(z, training=False).sample(seed=_pair(seed)),
+                                      tf.float32)}
+
+        @tf.function(input_signature=[image_spec, seed_spec])
+        def encode_sample(images, seed):
+            return {"z": vae.encode(images, training=False).sample(seed=_pair(seed))}
+
         @tf.function(input_signature=[image_spec])
         def reconstruct(images):
             return {"images": vae.reconstruct(images)}
@@ -74,6 +101,8 @@ class _Exported(tf.Module):
             return {"log_likelihood": vae._iw_bound(images, num_samples, 100)}
 
         self.sample, self.encode, self.decode = sample, encode, decode
+        self.sample_latents, self.decode_sample = sample_latents, decode_sample
+        self.encode_sample = encode_sample
         self.signature_functions = {"sample": sample_unseeded, "sample_seeded": sample_seeded}
         self.reconstruct, self.log_likelihood = reconstruct, log_likelihood
 
@@ -84,7 +113,9 @@ def export(model, path: str, config=None) -> str:
     signatures = {"serving_default": module.signature_functions["sample"],
                   **module.signature_functions,
                   "encode": module.encode, "decode": module.decode,
-                  "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood}
+                  "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood,
+                  "sample_latents": module.sample_latents, "decode_sample": module.decode_sample,
+                  "encode_sample": module.encode_sample}
     tf.saved_model.save(module, path, signatures=signatures)
     with open(os.path.join(path, "tfvae.json"), "w") as f:
         json.dump({"image_shape": list(model.image_shape), "latent_dim": model.latent_dim,

@@ -268,9 +268,10 @@ class VAE(keras.Model):
             acc = tf.reduce_logsumexp(tf.stack([acc, tf.reduce_logsumexp(log_w, 0)]), 0)
         return acc - tf.math.log(tf.cast(num_samples, tf.float32))
 
-    def sample(self, n, mean=True, seed=None):
-        """``n`` images from the model: z ~ p(z), then the mean (or a sample) of p(x|z)."""
-        z = self.prior.sample(n, seed=seed)
+    def sample(self, n, mean=True, seed=None, temperature=1.0):
+        """``n`` images from the model: z ~ p(z) (at ``temperature``, see `Prior.sample`), then
+        the mean (or a sample) of p(x|z)."""
+        z = self.prior.sample(n, seed=seed, temperature=temperature)
         px = self.likelihood(z, training=False)
         return px.mean() if mean else px.sample(seed=seed)
 

@@ -46,6 +46,25 @@ def image_grid(images, path, ncols: int = 8, title: str = ""):
     return _save(fig, path)
 
 
+def labelled_grid(images, path, title: str = "", row_labels: Sequence[str] = (),
+                  col_labels: Sequence[str] = ()):
+    """Images ``[rows, cols, H, W, C]`` in [0, 1] as one grid, rows and columns labelled."""
+    images = np.asarray(images, np.float32)
+    rows, cols, h, w = images.shape[:4]
+    size = 0.75 if max(h, w) <= 32 else 1.2
+    fig, ax = plt.subplots(figsize=(cols * size + (1.2 if row_labels else 0.3),
+                                    rows * size * h / w + 0.8))
+    _show(ax, _tile(images.reshape((-1,) + images.shape[2:]), cols))
+    if row_labels:
+        ax.set_yticks([1 + (h + 1) * (i + 0.5) for i in range(rows)])
+        ax.set_yticklabels(row_labels, fontsize=8)
+    if col_labels:
+        ax.set_xticks([1 + (w + 1) * (j + 0.5) for j in range(cols)])
+        ax.set_xticklabels(col_labels, fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
 def reconstructions(originals, reconstructed, path, title: str = "Reconstructions"):
     """Originals (top row of each pair) above their reconstructions (bottom row)."""
     originals, reconstructed = np.asarray(originals), np.asarray(reconstructed)

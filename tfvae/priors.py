@@ -134,7 +134,25 @@ class Prior(keras.layers.Layer):
     def log_prob(self, z):
         return self.log_prob_fn()(z)
 
-    def sample(self, n, seed=None):
+    def sample(self, n, seed=None, temperature=1.0):
+        """``n`` draws ``[n, L]``. ``temperature`` T scales the prior's noise: each Gaussian
+        component's standard deviation (mixtures), the base noise (a flow, the standard normal);
+        T < 1 gives typical samples, T = 1 the prior itself. ``seed``: stateless, shape [2]."""
+        params = self.mixture_parameters()
+        if params is None:
+            return self._tempered_sample(n, seed, temperature)
+        logits, loc, scale = params
+        pick_seed, noise_seed = (tfp.random.split_seed(seed, 2) if seed is not None
+                                 else (None, None))
+        k = tfd.Categorical(logits=logits).sample(n, seed=pick_seed)
+        eps = tfd.Normal(tf.zeros([], loc.dtype), 1.0).sample(
+            tf.stack([n, tf.shape(loc)[-1]]), seed=noise_seed)
+        return tf.gather(loc, k) + temperature * tf.gather(scale, k) * eps
+
+    def _tempered_sample(self, n, seed, temperature):
+        """Priors that are not Gaussian mixtures: override to support temperature != 1."""
+        tf.debugging.assert_equal(tf.cast(temperature, tf.float32), 1.0, message=(
+            f"{type(self).__name__} has no sampling temperature; use temperature=1"))
         return self.distribution().sample(n, seed=seed)
 
 
@@ -170,6 +188,9 @@ class StandardNormal(Prior):
     def distribution(self):
         zeros = tf.zeros([self.latent_dim], self.dtype)
         return tfd.Independent(tfd.Normal(zeros, tf.ones_like(zeros)), reinterpreted_batch_ndims=1)
+
+    def _tempered_sample(self, n, seed, temperature):
+        return temperature * self.distribution().sample(n, seed=seed)
 
 
 @PRIORS.register("mog")
@@ -406,6 +427,9 @@ class RealNVPPrior(Prior):
 
     def distribution(self):
         return tfd.TransformedDistribution(self.base(), self.bijector())
+
+    def _tempered_sample(self, n, seed, temperature):
+        return self.bijector().forward(temperature * self.base().sample(n, seed=seed))
 
 
 # Settings per prior used by configs/priors.py and scripts/compare_priors.py: K = 500 components

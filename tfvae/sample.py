@@ -1,0 +1,198 @@
+"""``tfvae-sample``: look at a trained model, from its SavedModel alone (only TensorFlow needed)
+or from a workdir.
+
+    tfvae-sample --saved_model=runs/default/saved_model --out=samples.png [--num=64] [--seed=1]
+        [--temperature=0.8] [--oversample=4] [--sampled_pixels]
+    tfvae-sample --workdir=runs/default --mode=conditional --num=8 --oversample=6 --out=cond.png
+    tfvae-sample --workdir=runs/default --mode=interpolate --indices=3,7 --steps=10 --out=int.png
+
+Modes:
+- ``prior``: z ~ p(z) (at a temperature T: each Gaussian's standard deviation, or a flow's base
+  noise, times T), then the mean of p(x|z), or pixels x ~ p(x|z) with ``--sampled_pixels``;
+  ``--oversample=N`` draws N pixel samples for each z (one row per z) to show what p(x|z) leaves
+  to chance.
+- ``conditional``: for each of ``--num`` images, z ~ q(z|x) then x' ~ p(x|z), ``--oversample``
+  times (the image first in its row).
+- ``interpolate``: between the codes (posterior means) of two images, linearly and spherically
+  (slerp), decoded to the mean of p(x|z), the two images at the ends.
+
+Images for ``conditional`` and ``interpolate`` come from ``--images`` (a .npy of
+[N, H, W, C] in [0, 1]) or the workdir's test split. A workdir without a SavedModel (an
+interrupted run) is exported first from its best checkpoint.
+"""
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+MODES = ("prior", "conditional", "interpolate")
+
+
+def slerp(a, b, t):
+    """Spherical interpolation between vectors ``a`` and ``b`` at fractions ``t`` ``[T]``
+    (linear where they are parallel)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    t = np.asarray(t, np.float64)[:, None]
+    if omega < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def _seed(seed, offset):
+    return tf.constant(seed + offset, tf.int64)
+
+
+def prior_samples(model, num, seed, temperature=1.0, oversample=1, sampled_pixels=False):
+    """``[rows, cols, H, W, C]``: ``num`` prior draws (``oversample`` pixel draws each)."""
+    z = model.sample_latents(tf.constant(num, tf.int32), _seed(seed, 0),
+                             tf.constant(temperature, tf.float32))["z"]
+    if oversample <= 1 and not sampled_pixels:
+        images = model.decode(z)["mean"].numpy()
+        cols = int(np.ceil(np.sqrt(num)))
+        pad = cols * int(np.ceil(num / cols)) - num
+        images = np.concatenate([images, np.ones((pad,) + images.shape[1:], images.dtype)])
+        return images.reshape((-1, cols) + images.shape[1:])
+    draws = [model.decode_sample(z, _seed(seed, 1 + i))["images"].numpy()
+             for i in range(max(1, oversample))]
+    return np.stack(draws, 1)  # one row per z
+
+
+def conditional_samples(model, images, seed, oversample=6, sampled_pixels=False):
+    """Each image, then ``oversample`` draws x' ~ p(x|z), z ~ q(z|x)."""
+    rows = [images]
+    for i in range(oversample):
+        z = model.encode_sample(tf.constant(images), _seed(seed, 2 * i))["z"]
+        x = (model.decode_sample(z, _seed(seed, 2 * i + 1))["images"] if sampled_pixels
+             else model.decode(z)["mean"])
+        rows.append(x.numpy())
+    return np.stack(rows, 1)
+
+
+def interpolation(model, a, b, steps=8):
+    """Rows: linear and spherical paths between the posterior means of images ``a``, ``b``,
+    each ``[image a, steps decoded points, image b]``."""
+    codes = model.encode(tf.constant(np.stack([a, b])))["loc"].numpy()
+    t = np.linspace(0.0, 1.0, steps)
+    linear = (1 - t)[:, None] * codes[0] + t[:, None] * codes[1]
+    spherical = slerp(codes[0], codes[1], t)
+    rows = []
+    for path in (linear, spherical):
+        decoded = model.decode(tf.constant(path, tf.float32))["mean"].numpy()
+        rows.append(np.concatenate([a[None], decoded, b[None]]))
+    return np.stack(rows)
+
+
+def _open(saved_model, workdir, say):
+    if saved_model:
+        return tf.saved_model.load(saved_model), saved_model
+    path = os.path.join(workdir, "saved_model")
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return tf.saved_model.load(path), path
+    from tfvae import export, train
+    _, _, model, source = train.open_run(workdir)
+    say(f"no SavedModel in {workdir} (an unfinished run): exporting its {source}")
+    path = export.export(model, tempfile.mkdtemp(prefix="tfvae_sample_"))
+    return tf.saved_model.load(path), path
+
+
+def _load_images(images_path, workdir, count):
+    if images_path:
+        images = np.load(images_path).astype(np.float32)
+    else:
+        from tfvae import data, runstate
+        config = runstate.read_config(os.path.join(workdir, runstate.CONFIG))
+        splits = data.load(config.data, seed=config.seed)
+        images = np.concatenate([b.numpy() for b in splits.test.take(
+            int(np.ceil(count / config.data.eval_batch_size)) + 1)])
+    return images[:count]
+
+
+def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temperature=1.0,
+        oversample=1, sampled_pixels=False, images="", indices=(0, 1), steps=8, say=print):
+    """Writes the PNG ``out`` for ``mode`` and returns the image array drawn."""
+    from tfvae import plots
+    from tfvae.errors import ConfigError
+    if mode not in MODES:
+        raise ConfigError(f"--mode={mode!r}; valid modes are: {', '.join(MODES)}")
+    if bool(saved_model) == bool(workdir):
+        raise ConfigError("give exactly one of --saved_model=PATH and --workdir=PATH")
+    if mode != "prior" and not (images or workdir):
+        raise ConfigError(f"--mode={mode} needs images: --images=FILE.npy or --workdir=PATH")
+    for name, value, low in (("num", num, 1), ("oversample", oversample, 1),
+                             ("steps", steps, 2)):
+        if value < low:
+            raise ConfigError(f"--{name}={value} must be >= {low}")
+    if temperature <= 0:
+        raise ConfigError(f"--temperature={temperature} must be > 0")
+    seed = int(seed) if seed is not None else int(time.time_ns() % (2 ** 31 - 1))
+    model, where = _open(saved_model, workdir, say)
+    if not hasattr(model, "sample_latents"):
+        raise ConfigError(f"{where} was exported by an older tfvae without sample_latents; "
+                          "export it again (tfvae.export.export) or pass --workdir")
+    if mode == "prior":
+        grid = prior_samples(model, num, seed, temperature, oversample, sampled_pixels)
+        what = "pixels x ~ p(x|z)" if oversample > 1 or sampled_pixels else "mean of p(x|z)"
+        title = f"{what}, z ~ p(z), T = {temperature:g}, seed {seed}"
+        rows = [f"z{i}" for i in range(len(grid))] if oversample > 1 else ()
+        cols = [f"x{j}" for j in range(grid.shape[1])] if oversample > 1 else ()
+    elif mode == "conditional":
+        x = _load_images(images, workdir, num)
+        grid = conditional_samples(model, x, seed, oversample, sampled_pixels)
+        what = "pixels x' ~ p(x|z)" if sampled_pixels else "mean of p(x|z)"
+        title = f"{what}, z ~ q(z|x): data (first column), {oversample} draws; seed {seed}"
+        rows, cols = (), ["data"] + [f"draw {j + 1}" for j in range(oversample)]
+    else:
+        i, j = indices
+        x = _load_images(images, workdir, max(i, j) + 1)
+        if max(i, j) >= len(x):
+            raise ConfigError(f"--indices={i},{j}: only {len(x)} images")
+        grid = interpolation(model, x[i], x[j], steps)
+        title = f"Interpolation between images {i} and {j} (codes: posterior means)"
+        rows = ["linear", "spherical"]
+        cols = [f"x{i}"] + [f"{t:.2f}" for t in np.linspace(0, 1, steps)] + [f"x{j}"]
+    plots.labelled_grid(grid, out, title=title, row_labels=rows, col_labels=cols)
+    return grid
+
+
+def define_flags():
+    from absl import flags
+    flags.DEFINE_string("saved_model", "", "A tfvae SavedModel folder.")
+    flags.DEFINE_string("workdir", "", "Or a tfvae-train workdir (finished or not).")
+    flags.DEFINE_string("out", "samples.png", "PNG to write.")
+    flags.DEFINE_enum("mode", "prior", list(MODES), "What to draw.")
+    flags.DEFINE_integer("num", 64, "Prior draws, or images for 'conditional'.")
+    flags.DEFINE_integer("seed", None, "Seed of every draw (default: a new one).")
+    flags.DEFINE_float("temperature", 1.0, "Prior temperature T (noise scale).")
+    flags.DEFINE_integer("oversample", 1, "Pixel draws per z (prior), or draws per image.")
+    flags.DEFINE_bool("sampled_pixels", False, "Draw pixels x ~ p(x|z), not its mean.")
+    flags.DEFINE_string("images", "", "A .npy of images [N, H, W, C] in [0, 1].")
+    flags.DEFINE_list("indices", ["0", "1"], "Two image indices for 'interpolate'.")
+    flags.DEFINE_integer("steps", 8, "Points on each interpolation path.")
+
+
+def main(argv):
+    from absl import flags
+
+    from tfvae.errors import CheckpointError, ConfigError, DataError, WorkdirError
+    if len(argv) > 1:
+        raise SystemExit(f"tfvae-sample: error: unexpected arguments: {' '.join(argv[1:])}")
+    f = flags.FLAGS
+    try:
+        indices = tuple(int(i) for i in f.indices)
+        if len(indices) != 2:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"tfvae-sample: error: --indices={','.join(f.indices)}: give two "
+                         "image indices, e.g. --indices=0,5") from None
+    try:
+        run(f.out, f.saved_model, f.workdir, f.mode, f.num, f.seed, f.temperature, f.oversample,
+            f.sampled_pixels, f.images, indices, f.steps,
+            say=lambda m: print(m, file=sys.stderr))
+    except (ConfigError, DataError, CheckpointError, WorkdirError, OSError) as err:
+        raise SystemExit(f"tfvae-sample: error: {err}") from None
+    print(f"written: {f.out}")
