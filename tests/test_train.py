@@ -1,5 +1,6 @@
 """The training entry point end to end: outputs, export, resume, NaNs, and CLI errors."""
 import csv
+import glob
 import json
 import os
 import subprocess
@@ -49,6 +50,13 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
                  "curves.png", "config.json"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     assert os.listdir(os.path.join(workdir, "tensorboard"))
+    # Per-epoch image summaries: samples and reconstructions at every epoch.
+    seen = set()
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "images", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            seen |= {(value.tag, event.step) for value in event.summary.value}
+    assert {("samples", 0), ("samples", 1)} <= seen
+    assert {tag for tag, _ in seen} >= {"samples", "reconstructions (data | reconstruction)"}
 
     # The SavedModel samples, encodes and scores with neither tfvae nor TFP importable.
     probe = textwrap.dedent(f"""

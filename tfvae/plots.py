@@ -144,7 +144,11 @@ def latent_density(panels, path, title: str = "", class_names: Optional[Sequence
     window covers its samples and at least [-3, 3]^2.
     """
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0), squeeze=False)
+    with_bar = bool(panels) and panels[-1].get("labels") is not None
+    # Constrained layout keeps each panel's axis labels out of its neighbour and puts the colour
+    # bar right beside the last panel.
+    fig, axes = plt.subplots(1, n, figsize=(3.9 * n + (1.0 if with_bar else 0.2), 4.2),
+                             squeeze=False, layout="constrained")
     scatter = None
     for ax, panel in zip(axes[0], panels):
         z, labels = np.asarray(panel["z"]), panel.get("labels")
@@ -169,11 +173,11 @@ def latent_density(panels, path, title: str = "", class_names: Optional[Sequence
         ax.set_title(panel["name"])
         ax.set_xlabel("$z_1$")
         ax.set_ylabel("$z_2$")
-    if panels and panels[-1].get("labels") is not None:
+    if with_bar:
         _class_colorbar(fig, scatter, axes[0].tolist(), panels[-1]["labels"], class_names,
-                        shrink=0.8)
+                        shrink=0.85, pad=0.01, aspect=30)
     if title:
-        fig.suptitle(title, y=1.04)
+        fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -225,8 +229,9 @@ def prior_histograms(panels, path, dims: Sequence[int] = (0, 1, 2, 3), bins: int
     ``[M, L]``.
     """
     dims = [d for d in dims if d < np.asarray(panels[0]["prior_samples"]).shape[1]]
-    fig, axes = plt.subplots(len(panels), len(dims), figsize=(3.0 * len(dims), 2.1 * len(panels)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(panels), len(dims),
+                             figsize=(3.0 * len(dims) + 1.0, 2.1 * len(panels) + 0.8),
+                             squeeze=False, layout="constrained")
     for i, (row, panel) in enumerate(zip(axes, panels)):
         prior, post = np.asarray(panel["prior_samples"]), np.asarray(panel["posterior_samples"])
         for ax, d in zip(row, dims):
@@ -242,7 +247,38 @@ def prior_histograms(panels, path, dims: Sequence[int] = (0, 1, 2, 3), bins: int
                 ax.set_ylabel(panel["name"], rotation=0, ha="right", va="center")
             if i == 0:
                 ax.set_title(f"$z_{{{d}}}$")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    return _save(fig, path)
+
+
+def rate_distortion(curves, path, title: str = "Rate-distortion plane (test set)"):
+    """Distortion D against rate R, one line per prior through its beta sweep, with lines of
+    equal ELBO (D + R = const, dashed) behind them (Alemi et al. 2018).
+
+    ``curves``: ``{name: [(beta, R, D), ...]}``.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
+    rates = [r for points in curves.values() for _, r, _ in points]
+    dists = [d for points in curves.values() for _, _, d in points]
+    lo_r, hi_r = 0.0, max(rates) * 1.15 + 1
+    lo_d, hi_d = min(dists) * 0.95, max(dists) * 1.05 + 1
+    totals = np.linspace(lo_r + lo_d, hi_r + hi_d, 12)
+    for c in totals:
+        ax.plot([lo_r, hi_r], [c - lo_r, c - hi_r], color="0.8", ls="--", lw=0.7, zorder=0)
+    ax.plot([], [], color="0.8", ls="--", lw=0.7, label="equal ELBO: D + R = const")
+    for name, points in curves.items():
+        points = sorted(points, key=lambda p: p[1])
+        ax.plot([p[1] for p in points], [p[2] for p in points], "o-", label=name)
+        for beta, r, d in points:
+            ax.annotate(f"beta={beta:g}", (r, d), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+    ax.set_xlim(lo_r, hi_r)
+    ax.set_ylim(lo_d, hi_d)
+    ax.set_xlabel("rate R (nats)")
+    ax.set_ylabel("distortion D (nats)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.2)
     return _save(fig, path)

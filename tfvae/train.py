@@ -65,6 +65,29 @@ class Throughput(keras.callbacks.Callback):
             logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
+class ImageSummaries(keras.callbacks.Callback):
+    """Per-epoch TensorBoard images (``tensorboard/images``): samples from fixed prior draws
+    (the same z every epoch, so the images show training's progress, not new noise) and
+    reconstructions of fixed validation images beside them."""
+
+    def __init__(self, logdir, images, num_samples=16, seed=0):
+        super().__init__()
+        self.logdir, self.images = logdir, tf.convert_to_tensor(images[:8])
+        self.num_samples, self.seed = num_samples, seed
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.logdir)
+        model = self.model
+        samples = model.sample(self.num_samples, seed=tf.constant([self.seed, 0]))
+        pairs = tf.concat([self.images, model.reconstruct(self.images)], axis=2)  # side by side
+        with self._writer.as_default(step=epoch):
+            tf.summary.image("samples", samples, max_outputs=self.num_samples)
+            tf.summary.image("reconstructions (data | reconstruction)", pairs, max_outputs=8)
+        self._writer.flush()
+
+
 def make_optimizers(train_config):
     """The default optimiser and ``{group: optimizer}`` for groups configured otherwise."""
     t = train_config
@@ -232,6 +255,8 @@ def run(config, workdir: str, verbose=None) -> Run:
         best,
         keras.callbacks.CSVLogger(rundir.path(runstate.METRICS), append=True),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
+        ImageSummaries(os.path.join(workdir, "tensorboard", "images"),
+                       next(iter(splits.validation if splits.num_validation else splits.test))[0]),
     ]
     stopper = None
     if config.train.early_stopping_patience:
