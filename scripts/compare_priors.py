@@ -79,6 +79,7 @@ def main(argv):
         images = np.concatenate([b[0].numpy() for b in run.splits.test])[:FLAGS.surgery_images]
         surgery = diagnostics.elbo_surgery(run.model, images, seed=0)
         rows.append((name, run.results, time.perf_counter() - start, surgery))
+        class_names = run.splits.class_names
         print(train._format(run.results), flush=True)
         z, y = evaluation.encode_dataset(run.model, run.splits.test, 2000, sample=True)
         panel = {"name": name, "z": z, "labels": y, "posterior_samples": z,
@@ -94,7 +95,8 @@ def main(argv):
     figure = os.path.join(FLAGS.workdir, "priors.png")
     if panels[0]["z"].shape[1] == 2:
         plots.latent_density(panels, figure, title="Prior density (contours) and encoder samples "
-                                                   "of test images (aggregated posterior)")
+                                                   "of test images (aggregated posterior)",
+                             class_names=class_names)
     else:
         plots.prior_histograms(panels, figure)
     print(markdown)

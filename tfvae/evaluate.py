@@ -88,6 +88,12 @@ def _format(result: dict) -> str:
                   f"{w['ess_fraction_p5']:.4f}",
                   f"  {'Pareto k-hat':<28s} median {w['khat_median']:.2f}, max "
                   f"{w['khat_max']:.2f}"]
+        if w["unreliable_images"]:
+            lines.append(
+                f"  warning: {w['unreliable_images']} of {result['num_examples']} images have "
+                f"k-hat > {w['khat_threshold']}: their importance-sampled estimates are not "
+                "reliable (the weights' variance may be infinite); raise --iw_samples or use a "
+                "better posterior (indices in evaluation.json)")
     s = result["elbo_surgery"]
     if "marginal_kl" in s:
         lines += [row("I_q(n; z)", s["mutual_information"]),

@@ -147,10 +147,15 @@ def latent_density(panels, path, title: str = "", class_names: Optional[Sequence
     with_bar = bool(panels) and panels[-1].get("labels") is not None
     # Constrained layout keeps each panel's axis labels out of its neighbour and puts the colour
     # bar right beside the last panel.
-    fig, axes = plt.subplots(1, n, figsize=(3.9 * n + (1.0 if with_bar else 0.2), 4.2),
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols + (1.0 if with_bar else 0.2),
+                                                    3.9 * nrows + 0.3),
                              squeeze=False, layout="constrained")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
     scatter = None
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes.ravel(), panels):
         z, labels = np.asarray(panel["z"]), panel.get("labels")
         lo, hi = _window(z)
         gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
@@ -174,7 +179,7 @@ def latent_density(panels, path, title: str = "", class_names: Optional[Sequence
         ax.set_xlabel("$z_1$")
         ax.set_ylabel("$z_2$")
     if with_bar:
-        _class_colorbar(fig, scatter, axes[0].tolist(), panels[-1]["labels"], class_names,
+        _class_colorbar(fig, scatter, axes.ravel().tolist(), panels[-1]["labels"], class_names,
                         shrink=0.85, pad=0.01, aspect=30)
     if title:
         fig.suptitle(title)
