@@ -119,3 +119,28 @@ def test_interrupted_run_evaluates_from_its_backup(tiny_run, tmp_path):
     assert out.returncode != 0
     assert out.stderr.strip().startswith("tfvae-evaluate: error: --workdir=")
     assert "holds no run" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_collapsed_dimensions_for_standard_and_mixture_priors():
+    """A latent dimension the encoder ignores (mean 0, scale 1) has KL 0 to a standard normal
+    prior, and KL 0 to a mixture prior whose marginal in that dimension is N(0, 1)."""
+    for prior, extra in (("standard_normal", {}), ("mog", {"model__prior_components": 5})):
+        config = make_config(model__prior=prior, model__latent_dim=3, model__hidden=(16,),
+                             **extra)
+        vae = model_lib.build(config, (28, 28, 1))
+        out = vae.encoder.layers[-1]
+        kernel, bias = out.kernel.numpy(), out.bias.numpy()
+        kernel[:, [2, 5]] = 0.0                         # dimension 2: loc 0, raw scale 0 ...
+        bias[2], bias[5] = 0.0, np.log(np.expm1(1.0))    # ... softplus(raw) = 1
+        out.kernel.assign(kernel)
+        out.bias.assign(bias)
+        if prior == "mog":
+            locs = vae.prior.locs.numpy()
+            locs[:, 2] = 0.0
+            vae.prior.locs.assign(locs)
+            raw = vae.prior.raw_scales.numpy()
+            raw[:, 2] = np.log(np.expm1(1.0 - 1e-4))
+            vae.prior.raw_scales.assign(raw)
+        images = np.random.default_rng(0).random((50, 28, 28, 1)).astype(np.float32)
+        assert diagnostics.collapsed_dimensions(vae, tf.constant(images)) >= 1
+        assert diagnostics.collapsed_dimensions(vae, tf.constant(images), threshold=-1) == 0

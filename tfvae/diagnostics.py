@@ -157,15 +157,30 @@ def elbo_surgery(model, images, seed=None) -> Dict[str, Dict[str, float]]:
             "max_mutual_information": float(np.log(int(images.shape[0])))}
 
 
-def collapsed_dimensions(model, images, threshold=0.01):
+def collapsed_dimensions(model, images, threshold=0.01, num_samples=16, seed=0):
     """Number of latent dimensions whose mean KL(q(z_d|x) || p(z_d)) over ``images`` is below
-    ``threshold`` nats, where the prior factorises over dimensions (standard normal); else None."""
-    if type(model.prior).__name__ != "StandardNormal":
-        return None
+    ``threshold`` nats, with p(z_d) the prior's marginal: analytic for the standard normal,
+    Monte Carlo (``num_samples`` draws) for a mixture of diagonal Gaussians, whose marginal is
+    the 1-D mixture of its components' coordinates; None for other priors (a flow's marginals
+    have no tractable density) or non-Gaussian posteriors."""
     q = model.encode(images, training=False)
     params = priors._gaussian_parameters(q)
     if params is None:
         return None
     loc, scale = params
-    kl = 0.5 * (tf.square(loc) + tf.square(scale) - 1.0) - tf.math.log(scale)  # [N, L]
+    scale = tf.broadcast_to(scale, tf.shape(loc))
+    if type(model.prior).__name__ == "StandardNormal":
+        kl = 0.5 * (tf.square(loc) + tf.square(scale) - 1.0) - tf.math.log(scale)  # [N, L]
+    else:
+        mixture = model.prior.mixture_parameters()
+        if mixture is None:
+            return None
+        logits, p_loc, p_scale = mixture                                          # [K], [K, L]
+        eps = tf.random.stateless_normal((num_samples,) + tuple(loc.shape), seed=[seed, 7])
+        z = loc + scale * eps                                                     # [S, N, L]
+        log_q = -0.5 * tf.square(eps) - tf.math.log(scale) - 0.5 * np.log(2 * np.pi)
+        comp = (-0.5 * tf.square((z[..., None, :] - p_loc) / p_scale) - tf.math.log(p_scale)
+                - 0.5 * np.log(2 * np.pi))                                        # [S, N, K, L]
+        log_p = tf.reduce_logsumexp(comp + tf.nn.log_softmax(logits)[:, None], axis=-2)
+        kl = tf.reduce_mean(log_q - log_p, axis=0)                                # [N, L]
     return int(np.sum(np.mean(kl.numpy(), axis=0) < threshold))

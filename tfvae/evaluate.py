@@ -71,7 +71,8 @@ def evaluate(model, images, iw_samples: int, batch_size: int = 100, seed: int = 
         out["elbo_surgery"] = {"skipped": str(err)}
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(500)
     out["active_units"] = evaluation.active_units(model, dataset)
-    out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(model, tf.constant(images))
+    out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
+        model, tf.constant(images[:1000]), seed=seed)
     return out
 
 
