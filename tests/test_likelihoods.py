@@ -41,5 +41,77 @@ def test_continuous_bernoulli_log_prob_matches_formula():
 
 
 def test_unknown_likelihood_lists_valid_ones():
-    with pytest.raises(ConfigError, match="bernoulli, continuous_bernoulli"):
+    with pytest.raises(ConfigError, match="model.likelihood='gaussian_mixture': unknown "
+                                          "likelihood; valid likelihoods are: bernoulli, "
+                                          "categorical, continuous_bernoulli"):
         likelihoods.build("gaussian_mixture")
+
+
+GRID = np.arange(256, dtype=np.float32) / 255.0
+LEVEL_HEADS = [("discretized_logistic", 2), ("discretized_logistic_mixture", 15),
+               ("categorical", 256)]
+
+
+@pytest.mark.parametrize("name,params", LEVEL_HEADS)
+def test_probabilities_over_the_256_levels_sum_to_one(name, params):
+    """For any parameters, including extreme locations and scales."""
+    rng = np.random.default_rng(1)
+    outputs = rng.normal(size=(1, 2, 3, params)).astype(np.float32) * 4  # [B, H, W, C * P]
+    outputs[..., 1::params] -= 6.0                     # very small scales in some pixels
+    head = likelihoods.build(name)
+    assert head.params_per_pixel == params
+    pixel = head(tf.constant(outputs)).distribution      # batch [1, 2, 3, 1]
+    log_p = pixel.log_prob(GRID.reshape(-1, 1, 1, 1, 1)).numpy()   # [256, 1, 2, 3, 1]
+    np.testing.assert_allclose(np.exp(log_p).sum(0), 1.0, atol=2e-5)
+
+
+def test_discretized_logistic_matches_the_cdf_difference():
+    """Interior levels: F(x + 1/510) - F(x - 1/510); level 0: F(1/510); level 1: 1 - F(1 - 1/510),
+    with F the logistic CDF, in float64."""
+    loc, log_scale = 0.37, -2.5
+    dist = likelihoods.DiscretizedLogistic(tf.constant(loc), tf.constant(log_scale))
+    s = np.exp(log_scale)
+    cdf = lambda v: 1.0 / (1.0 + np.exp(-(v - loc) / s))  # noqa: E731
+    half = 0.5 / 255
+    expected = cdf(GRID.astype(np.float64) + half) - cdf(GRID.astype(np.float64) - half)
+    expected[0], expected[-1] = cdf(half), 1.0 - cdf(1.0 - half)
+    got = np.exp(dist.log_prob(tf.constant(GRID)).numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,params", LEVEL_HEADS)
+def test_samples_lie_on_the_256_level_grid(name, params):
+    outputs = np.random.default_rng(2).normal(size=(2, 4, 5, params)).astype(np.float32)
+    x = likelihoods.build(name)(tf.constant(outputs)).sample(3, seed=(1, 2)).numpy()
+    assert x.shape == (3, 2, 4, 5, 1) and x.min() >= 0.0 and x.max() <= 1.0
+    np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-4)
+
+
+def test_level_likelihoods_need_grey_pixels_and_report_bits_per_dim():
+    from conftest import make_config
+    from tfvae import model as model_lib
+    with pytest.raises(ConfigError, match="model.likelihood='categorical' models the 256 grey "
+                                          "levels.*use data.pixels='continuous'"):
+        model_lib.build(make_config(model__likelihood="categorical"), (28, 28, 1))
+    assert likelihoods.bits_per_dim(-784 * np.log(2.0), 784) == pytest.approx(1.0)
+
+
+def test_discretized_logistic_trains_on_grey_fashion_mnist(fashion_idx_dir):
+    """Grey-level FashionMNIST (the sample): bits/dim of the validation ELBO falls over the
+    first epochs."""
+    import tf_keras as keras
+    from conftest import make_config
+    from tfvae import data, model as model_lib
+    config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=300,
+                         data__validation_size=500, data__pixels="continuous",
+                         model__likelihood="discretized_logistic", model__hidden=(256, 256))
+    keras.utils.set_random_seed(0)
+    splits = data.load(config.data, seed=0)
+    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+    vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=8)
+    bits = []
+    for _ in range(4):
+        vae.fit(splits.train, epochs=1, verbose=0)
+        val = vae.evaluate(splits.validation, verbose=0, return_dict=True)
+        bits.append(likelihoods.bits_per_dim(val["elbo"], 784))
+    assert np.all(np.isfinite(bits)) and bits[-1] < bits[0] - 0.2 and bits[-1] < 6.0, bits

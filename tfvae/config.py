@@ -50,7 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     model.prior_learn_weights = False  # vamp, gtm_vamp: learn the mixture weights
     model.prior_hidden = (64, 64)   # gtm / gtm_vamp networks, realnvp coupling networks
     model.flow_layers = 4           # realnvp: number of coupling layers
-    model.likelihood = "bernoulli"  # 'bernoulli' (binary pixels), 'continuous_bernoulli'
+    model.likelihood = "bernoulli"  # 'bernoulli' (binary pixels), 'continuous_bernoulli', 8-bit
+    # grey levels: 'discretized_logistic', 'discretized_logistic_mixture', 'categorical'
+    model.likelihood_components = 5  # discretized_logistic_mixture: M logistics per pixel
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 

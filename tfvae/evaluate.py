@@ -49,6 +49,9 @@ def evaluate(model, images, iw_samples: int, batch_size: int = 100, seed: int = 
     out = {key: diagnostics.mean_and_se(np.concatenate([getattr(t, key).numpy() for t in terms]))
            for key in ("elbo", "distortion", "rate")}
     out["num_examples"] = n
+    to_bits = 1.0 / (np.prod(model.image_shape) * np.log(2.0))  # nats of -log p -> bits/dim
+    out["elbo_bits_per_dim"] = {"mean": -out["elbo"]["mean"] * to_bits,
+                                "se": out["elbo"]["se"] * to_bits}
     if iw_samples:
         bar = Progress(n, f"log p(x), k={iw_samples}", stream=progress)
         per_image = {}
@@ -61,6 +64,8 @@ def evaluate(model, images, iw_samples: int, batch_size: int = 100, seed: int = 
         bar.close()
         per_image = {k: np.concatenate(v) for k, v in per_image.items()}
         out["log_likelihood"] = diagnostics.mean_and_se(per_image["log_likelihood"])
+        out["bits_per_dim"] = {"mean": -out["log_likelihood"]["mean"] * to_bits,
+                               "se": out["log_likelihood"]["se"] * to_bits}
         out["iw_samples"] = int(iw_samples)
         out["importance_weights"] = diagnostics.summarize_weights(per_image)
         bad = np.flatnonzero(per_image["khat"] > diagnostics.KHAT_THRESHOLD)
@@ -85,6 +90,7 @@ def _format(result: dict) -> str:
     if "log_likelihood" in result:
         w = result["importance_weights"]
         lines += [row(f"log p(x) >= (k={result['iw_samples']})", result["log_likelihood"]),
+                  row("  in bits/dim", result["bits_per_dim"], "bits"),
                   f"  {'ESS / k':<28s} mean {w['ess_fraction_mean']:.3f}, 5th percentile "
                   f"{w['ess_fraction_p5']:.4f}",
                   f"  {'Pareto k-hat':<28s} median {w['khat_median']:.2f}, max "

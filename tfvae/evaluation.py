@@ -87,9 +87,13 @@ def active_units(model, dataset, threshold: float = 0.01) -> int:
 
 def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
              iw_batch_size: int = 100, progress=sys.stderr) -> Dict[str, float]:
-    """ELBO, D, R, active units and (if ``iw_samples``) the importance-sampled log-likelihood."""
+    """ELBO, D, R, active units and (if ``iw_samples``) the importance-sampled log-likelihood;
+    both bounds also in bits per dimension, -log p / (D ln 2) with D pixels x channels."""
     out = elbo(model, dataset)
     out["active_units"] = active_units(model, dataset)
+    dims = int(np.prod(model.image_shape))
+    out["elbo_bits_per_dim"] = float(-out["elbo"] / (dims * np.log(2.0)))
     if iw_samples:
         out |= log_likelihood(model, dataset, iw_samples, iw_examples, iw_batch_size, progress)
+        out["bits_per_dim"] = float(-out["log_likelihood"] / (dims * np.log(2.0)))
     return out

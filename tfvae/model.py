@@ -52,6 +52,9 @@ class VAE(keras.Model):
         self.prior = prior
         self.estimator = estimator
         self.image_shape = tuple(int(d) for d in image_shape)
+        # Decoder outputs: the likelihood's parameters, P per pixel and channel.
+        self.param_shape = self.image_shape[:-1] + (
+            self.image_shape[-1] * int(getattr(likelihood, "params_per_pixel", 1)),)
         self.latent_dim = int(posterior.latent_dim)
         self.num_samples = int(num_samples)
         self.beta = float(beta)
@@ -71,10 +74,11 @@ class VAE(keras.Model):
         return self.posterior_head(self.encoder(x, training=training))
 
     def decode(self, z, training=None):
-        """Likelihood logits ``[..., H, W, C]`` for latents ``[..., L]`` (any leading axes)."""
+        """Likelihood parameters ``[..., H, W, C * P]`` (logits for P = 1) for latents
+        ``[..., L]`` (any leading axes)."""
         lead = tf.shape(z)[:-1]
         logits = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)
-        return tf.reshape(logits, tf.concat([lead, self.image_shape], 0))
+        return tf.reshape(logits, tf.concat([lead, self.param_shape], 0))
 
     def likelihood(self, z, training=None) -> tfd.Distribution:
         """p(x|z), batch shape ``z.shape[:-1]``, event shape ``[H, W, C]``."""
@@ -248,7 +252,7 @@ class VAE(keras.Model):
 
     def iw_chunk_size(self, batch_size: int) -> int:
         """Samples per chunk: ~16M decoder outputs (64 MB of float32) per chunk."""
-        per_sample = max(1, batch_size * math.prod(self.image_shape))
+        per_sample = max(1, batch_size * math.prod(self.param_shape))
         return max(1, (16 * 2 ** 20) // per_sample)
 
     @tf.function(jit_compile=True, reduce_retracing=True)
@@ -288,13 +292,18 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
     """
     m = config.model
     posterior = posteriors.build(m)
-    likelihood = likelihoods.build(m.likelihood)
+    likelihood = likelihoods.build(m.likelihood, m.likelihood_components)
     if likelihood.binary_data and config.data.pixels == "continuous":
         raise ConfigError(
             f"model.likelihood={m.likelihood!r} is a distribution over {{0, 1}} but "
             "data.pixels='continuous' gives [0, 1] intensities; use data.pixels='binary' or "
             "'dynamic', or model.likelihood='continuous_bernoulli'")
-    encoder, decoder = networks.build(m, image_shape, posterior.params_size)
+    if likelihood.levels_data and config.data.pixels != "continuous":
+        raise ConfigError(
+            f"model.likelihood={m.likelihood!r} models the 256 grey levels of 8-bit pixels but "
+            f"data.pixels={config.data.pixels!r} binarises them; use data.pixels='continuous'")
+    encoder, decoder = networks.build(m, image_shape, posterior.params_size,
+                                      likelihood.params_per_pixel)
     context = priors.PriorContext(
         image_shape=tuple(image_shape),
         posterior_fn=lambda x: posterior(encoder(x, training=False)),

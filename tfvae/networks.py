@@ -165,11 +165,13 @@ def validate(model_config) -> None:
                           "positive channel count for the cnn network")
 
 
-def build(model_config, image_shape, encoder_output_size):
-    """Returns ``(encoder, decoder)`` for ``model_config.network``."""
+def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1):
+    """Returns ``(encoder, decoder)`` for ``model_config.network``; the decoder gives
+    ``params_per_pixel`` outputs per pixel and channel, ``[B, H, W, C * params_per_pixel]``."""
     validate(model_config)
     image_shape = tuple(int(d) for d in image_shape)
+    output_shape = image_shape[:-1] + (image_shape[-1] * int(params_per_pixel),)
     encoder = ENCODERS.build(model_config.network, image_shape, encoder_output_size, model_config)
-    decoder = DECODERS.build(model_config.network, model_config.latent_dim, image_shape,
+    decoder = DECODERS.build(model_config.network, model_config.latent_dim, output_shape,
                              model_config)
     return encoder, decoder

@@ -361,7 +361,8 @@ def _format(results):
     line = (f"test: ELBO {t['elbo']:.2f}  D {t['distortion']:.2f}  R {t['rate']:.2f}  "
             f"active units {t['active_units']}")
     if "log_likelihood" in t:
-        line += f"  log p(x) >= {t['log_likelihood']:.2f} (k={t['iw_samples']}, n={t['iw_examples']})"
+        line += (f"  log p(x) >= {t['log_likelihood']:.2f} (k={t['iw_samples']}, "
+                 f"n={t['iw_examples']}; {t['bits_per_dim']:.4f} bits/dim)")
     return line
 
 
