@@ -72,8 +72,8 @@ def main(argv):
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; valid rows are: {', '.join(ROWS)}")
-    lines = ["| estimator | test ELBO | log p(x) >= | grad variance | images/s | epochs |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| estimator | test ELBO | log p(x) >= | bits/dim | grad variance | images/s | epochs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in rows:
         workdir = os.path.join(FLAGS.workdir, name.replace(":", "_").replace(",", "_"))
         if os.path.exists(os.path.join(workdir, train.RESULTS)):
@@ -86,7 +86,8 @@ def main(argv):
         header, values = last[0].split(","), last[-1].split(",")
         variance = float(values[header.index("grad_variance")])
         t = results["test"]
-        lines.append(f"| {name} | {t['elbo']:.2f} | {t['log_likelihood']:.2f} | "
+        bits = t.get("bits_per_dim", float("nan"))
+        lines.append(f"| {name} | {t['elbo']:.2f} | {t['log_likelihood']:.2f} | {bits:.4f} | "
                      f"{variance:.3g} | {results['train_images_per_s']:.0f} | "
                      f"{results['epochs_trained']} |")
         print(lines[-1], flush=True)

@@ -37,16 +37,17 @@ FLAGS = flags.FLAGS
 
 def table(rows):
     """``rows``: (name, results, wall seconds, ELBO surgery of the test images)."""
-    lines = ["| prior | test ELBO | D | R | I_q(n; z) | KL(q(z) &#124;&#124; p(z)) | log p(x) >= | k "
-             "| active units | train s | epochs |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| prior | test ELBO | D | R | I_q(n; z) | KL(q(z) &#124;&#124; p(z)) | log p(x) >= | "
+             "bits/dim | k | active units | train s | epochs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r, wall, surgery in rows:
         t = r["test"]
         info, marginal = surgery["mutual_information"], surgery["marginal_kl"]
         lines.append(f"| {name} | {t['elbo']:.2f} | {t['distortion']:.2f} | {t['rate']:.2f} | "
                      f"{info['mean']:.2f} +- {info['se']:.2f} | "
                      f"{marginal['mean']:.2f} +- {marginal['se']:.2f} | "
-                     f"{t.get('log_likelihood', float('nan')):.2f} | {t.get('iw_samples', '-')} | "
+                     f"{t.get('log_likelihood', float('nan')):.2f} | "
+                     f"{t.get('bits_per_dim', float('nan')):.4f} | {t.get('iw_samples', '-')} | "
                      f"{t['active_units']} | {r['train_time_s']:.0f} | {r['epochs_trained']} |")
     return "\n".join(lines)
 
