@@ -77,6 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
     train.steps_per_execution = 32    # train steps per tf.function call (less Python overhead)
     train.jit_compile = True          # XLA-compile the train step (measured 1.3x faster on CPU)
     train.checkpoint_every_epoch = True
+    train.strategy = "auto"           # auto, default, mirrored, multi_worker, tpu (distribute.py)
+    train.devices = ""                # mirrored: comma-separated devices ('' = all local GPUs)
+    train.tpu = ""                    # tpu: the TPU resolver address ('' = local)
 
     config.eval = ev = ml_collections.ConfigDict()
     ev.iw_samples = 1000          # k of the importance-sampled log-likelihood on the test set
@@ -99,6 +102,8 @@ def validate(config) -> None:
     estimators.ESTIMATORS.get(config.estimator)
     t, e = config.train, config.eval
     optimizers.OPTIMIZERS.get(t.optimizer)
+    from tfvae import distribute
+    distribute.STRATEGIES.get(t.strategy)
     for group, settings in t.groups.items():
         if settings.optimizer and settings.optimizer not in optimizers.OPTIMIZERS:
             raise ConfigError(f"train.groups.{group}.optimizer={settings.optimizer!r}: unknown "

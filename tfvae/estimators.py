@@ -144,9 +144,15 @@ class _RunningMoments(ControlVariate):
     def __init__(self, decay=0.99, **kwargs):
         super().__init__(**kwargs)
         self.decay = decay
-        self.ema_mean = self.add_weight("ema_mean", [], initializer="zeros", trainable=False)
-        self.ema_sq = self.add_weight("ema_sq", [], initializer="zeros", trainable=False)
-        self.count = self.add_weight("count", [], initializer="zeros", trainable=False)
+        # Under a multi-replica strategy each replica's update is averaged: the statistics are
+        # those of the global batch and agree on every replica.
+        mean = tf.VariableAggregation.MEAN
+        self.ema_mean = self.add_weight("ema_mean", [], initializer="zeros", trainable=False,
+                                        aggregation=mean)
+        self.ema_sq = self.add_weight("ema_sq", [], initializer="zeros", trainable=False,
+                                      aggregation=mean)
+        self.count = self.add_weight("count", [], initializer="zeros", trainable=False,
+                                     aggregation=mean)
 
     def moments(self):
         correction = 1.0 - tf.pow(self.decay, self.count)

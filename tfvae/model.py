@@ -65,7 +65,8 @@ class VAE(keras.Model):
         estimator.prepare(self)
         names = ("loss", "elbo", "distortion", "rate", "beta") + tuple(estimator.metric_names)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
-        self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
+        self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step",
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.group_optimizers = {}
 
     # ------------------------------------------------------------------ parts of the model
@@ -186,7 +187,13 @@ class VAE(keras.Model):
                 reg = tf.add_n(self.losses)
                 terms = terms._replace(loss=terms.loss + reg, group_losses={
                     g: loss + reg for g, loss in terms.group_losses.items()})
-        per_group = self.gradients(terms, tape)
+            # Each replica's loss is a mean over its share of the global batch, and optimisers
+            # sum gradients over replicas: dividing by the replica count makes the applied
+            # gradient the global batch's mean gradient (1 replica: unchanged).
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = terms._replace(loss=terms.loss / replicas, group_losses={
+                g: loss / replicas for g, loss in terms.group_losses.items()})
+        per_group = self.gradients(scaled, tape)
         default = [gv for g, gvs in per_group.items() if g not in self.group_optimizers
                    for gv in gvs]
         if default:

@@ -15,8 +15,9 @@ class Registry(Generic[T]):
     >>> priors.get("standard_normal")
     """
 
-    def __init__(self, kind: str, field: str = ""):
+    def __init__(self, kind: str, field: str = "", plural: str = ""):
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self.field = field  # the config field that names the part, quoted in errors
         self._items: Dict[str, Callable[..., T]] = {}
 
@@ -35,7 +36,7 @@ class Registry(Generic[T]):
             where = f"{self.field}={name!r}: unknown {self.kind}" if self.field else \
                 f"unknown {self.kind} {name!r}"
             raise ConfigError(
-                f"{where}; valid {self.kind}s are: {', '.join(self.names())}") from None
+                f"{where}; valid {self.plural} are: {', '.join(self.names())}") from None
 
     def build(self, key: str, /, *args, **kwargs) -> T:
         return self.get(key)(*args, **kwargs)

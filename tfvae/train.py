@@ -30,7 +30,7 @@ import tf_keras as keras
 
 from tfvae import config as config_lib
 from tfvae import data as data_lib
-from tfvae import checkpoints, evaluation, export, optimizers, plots, runstate
+from tfvae import checkpoints, distribute, evaluation, export, optimizers, plots, runstate
 from tfvae import model as model_lib
 from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
                           WorkdirError)
@@ -234,11 +234,15 @@ def run(config, workdir: str, verbose=None) -> Run:
     train_ds = splits.train.map(lambda x, y: x)  # the model trains on images alone
     val_ds = splits.validation.map(lambda x, y: x)
     first = next(iter(splits.train))[0][:64]
-    model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch, train_images=first)
-    default_optimizer, group_optimizers = make_optimizers(config.train)
-    model.compile(optimizer=default_optimizer, group_optimizers=group_optimizers,
-                  steps_per_execution=min(config.train.steps_per_execution, splits.steps_per_epoch),
-                  jit_compile=config.train.jit_compile)
+    strategy = distribute.build(config.train)
+    with strategy.scope():  # variables, optimisers and metrics are replicated by the strategy
+        model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+                                train_images=first)
+        default_optimizer, group_optimizers = make_optimizers(config.train)
+        model.compile(optimizer=default_optimizer, group_optimizers=group_optimizers,
+                      steps_per_execution=min(config.train.steps_per_execution,
+                                              splits.steps_per_epoch),
+                      jit_compile=config.train.jit_compile)
 
     # With data.validation_size = 0 the training ELBO stands in for the validation ELBO.
     monitor = "val_elbo" if splits.num_validation else "elbo"

@@ -1,0 +1,82 @@
+"""tf.distribute: one step under MirroredStrategy over 2 logical CPUs applies the same update as
+one device on the same global batch (the loss-scaling trap), and replicated state agrees."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import REPO, make_config
+from tfvae import config as config_lib
+from tfvae.errors import ConfigError
+
+PROBE = textwrap.dedent("""
+    import sys
+    import numpy as np, tensorflow as tf, tf_keras as keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, {tests!r})
+    from conftest import make_config
+    from tfvae import estimators, model as model_lib
+
+    class MeanCode(estimators.Reparameterized):
+        # The ELBO's terms at z = mean of q(z|x): the same gradient on every run (no noise).
+        def terms(self, model, x, beta=1.0, training=False, update_state=True):
+            q = model.encode(x, training=training)
+            z = q.mean()[None]
+            d = -tf.reduce_mean(model.likelihood(z, training=training).log_prob(x), 0)
+            r = tf.reduce_sum(tf.square(q.mean()) + tf.square(q.stddev())
+                              - 2 * tf.math.log(q.stddev()) - 1, -1) / 2
+            return estimators.Terms(loss=tf.reduce_mean(d + beta * r), elbo=-(d + r),
+                                    distortion=d, rate=r)
+    estimators.ESTIMATORS._items["mean_code"] = MeanCode
+
+    def one_step(strategy, estimator, cvs):
+        config = make_config(model__hidden=(32,), model__latent_dim=4, estimator=estimator,
+                             control_variates=cvs)
+        keras.utils.set_random_seed(0)
+        x = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3).astype("float32")
+        with strategy.scope():
+            vae = model_lib.build(config, (28, 28, 1))
+            vae.compile(keras.optimizers.SGD(0.1), steps_per_execution=1)
+        before = [v.numpy().copy() for v in vae.trainable_variables]
+        vae.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=1, verbose=0)
+        after = [v.numpy() for v in vae.trainable_variables]
+        return vae, [a - b for a, b in zip(after, before)]
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    _, single = one_step(tf.distribute.get_strategy(), "mean_code", "")
+    _, double = one_step(mirrored, "mean_code", "")
+    worst = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12))
+                for a, b in zip(single, double))
+    print("relative update difference", worst)
+    assert worst < 1e-4, worst
+    # Score function with running statistics: the replicas' statistics agree.
+    vae, _ = one_step(mirrored, "score_function", "centered")
+    cv = vae.estimator.control_variates[0]
+    values = mirrored.experimental_local_results(cv.ema_mean)
+    assert len(values) == 2 and float(values[0]) == float(values[1]) != 0.0
+    assert float(mirrored.experimental_local_results(cv.count)[0]) == 1.0
+    assert int(vae.step.numpy()) == 1
+    print("OK")
+""")
+
+
+def test_mirrored_update_equals_the_single_device_update():
+    out = subprocess.run([sys.executable, "-c", PROBE.format(tests=os.path.join(REPO, "tests"))],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert out.stdout.strip().endswith("OK")
+
+
+def test_unknown_or_unstartable_strategies_say_what_to_do(monkeypatch):
+    with pytest.raises(ConfigError, match="train.strategy='horovod': unknown strategy; valid "
+                                          "strategies are: auto, default, mirrored, "
+                                          "multi_worker, tpu"):
+        config_lib.validate(make_config(train__strategy="horovod"))
+    from tfvae import distribute
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="needs the cluster in TF_CONFIG"):
+        distribute.build(make_config(train__strategy="multi_worker").train)
