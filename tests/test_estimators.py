@@ -256,3 +256,11 @@ def test_bad_group_settings():
     vae = _tiny()
     with pytest.raises(ConfigError, match="unknown parameter groups \\['encoder'\\]"):
         vae.compile(keras.optimizers.Adam(), group_optimizers={"encoder": keras.optimizers.Adam()})
+
+
+def test_dreg_refuses_a_flow_posterior():
+    from tfvae import model as model_lib
+    with pytest.raises(ConfigError, match="estimator 'dreg' holds q's parameters fixed.*use "
+                                          "estimator='iwae'"):
+        model_lib.build(make_config(model__posterior="iaf", estimator="dreg",
+                                    model__num_samples=3), (28, 28, 1))

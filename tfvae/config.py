@@ -39,10 +39,13 @@ def get_config() -> ml_collections.ConfigDict:
     model.kernel_size = 4           # cnn only
     model.activation = "relu"
     model.dropout = 0.0
-    model.posterior = "gaussian"      # 'gaussian' (mean-field) or 'mog' (mixture)
+    model.posterior = "gaussian"      # 'gaussian' (mean-field), 'mog' (mixture), 'iaf' (flow)
     model.posterior_scale = "softplus"  # 'softplus', 'exp', 'hardtanh_logvar' (log-var in [-6, 2])
     model.posterior_components = 5      # mog posterior: K components
     model.posterior_reparameterize = True  # mog posterior: implicit reparameterisation
+    model.posterior_flow_steps = 2          # iaf posterior: autoregressive steps
+    model.posterior_flow_hidden = (128, 128)  # iaf posterior: each step's MADE
+    model.posterior_context = 32            # iaf posterior: encoder context h fed to the MADEs
     model.prior = "standard_normal"  # standard_normal, mog, vamp, gtm, gtm_vamp, realnvp
     model.prior_components = 100    # K of mog / vamp (pseudo-inputs) / gtm, gtm_vamp (square)
     model.prior_init = "data"       # vamp pseudo-inputs: 'data' (training images) or 'noise'

@@ -400,6 +400,15 @@ class DReG(IWAE):
     name_in_config = "dreg"
     uses_group_losses = True
 
+    def check(self, model) -> None:
+        super().check(model)
+        if model.posterior_head.trainable_variables:
+            raise ConfigError(
+                f"estimator 'dreg' holds q's parameters fixed by stopping the gradient at the "
+                f"encoder's outputs, but model.posterior={model.posterior_name!r} has weights of "
+                "its own (a flow), which that would not stop; use estimator='iwae' or "
+                "'reparameterized' with it")
+
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         params = model.encoder(x, training=training)
         q = model.posterior_head(params)

@@ -9,6 +9,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
+from tfvae import posteriors
 from tfvae.progress import Progress
 
 
@@ -62,7 +63,7 @@ def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
     codes, labels, n = [], [], 0
     for batch in dataset:
         q = model.encode(_images(batch), training=False)
-        codes.append((q.sample() if sample else q.mean()).numpy())
+        codes.append((q.sample() if sample else posteriors.code(q)).numpy())
         if isinstance(batch, (tuple, list)):
             labels.append(np.asarray(batch[1]))
         n += len(codes[-1])

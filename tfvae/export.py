@@ -6,7 +6,9 @@ variables (not its layers) and `tf.function`s with fixed signatures::
     loaded = tf.saved_model.load(path)
     loaded.sample(tf.constant(16))["images"]                 # [16, H, W, C] means of p(x|z)
     loaded.sample(tf.constant(16), tf.constant(7, tf.int64))  # the same 16 images for seed 7
-    loaded.encode(x)["loc"], loaded.encode(x)["scale"]       # q(z|x) parameters
+    loaded.encode(x)["loc"], loaded.encode(x)["scale"]       # q(z|x) mean and std (for a flow
+                                                             # posterior: the flow's image of its
+                                                             # base mean, and the base's std)
     loaded.decode(z)["mean"]                                 # E[x|z]
     loaded.reconstruct(x)["images"]
     loaded.log_likelihood(x, tf.constant(1000))["log_likelihood"]   # IWAE bound, [B]
@@ -22,6 +24,8 @@ import json
 import os
 
 import tensorflow as tf
+
+from tfvae import posteriors
 
 
 class _Exported(tf.Module):
@@ -59,8 +63,8 @@ class _Exported(tf.Module):
 
         @tf.function(input_signature=[image_spec])
         def encode(images):
-            q = vae.encode(images, training=False)
-            return {"loc": q.mean(), "scale": q.stddev()}
+            loc, scale = posteriors.code_statistics(vae.encode(images, training=False))
+            return {"loc": loc, "scale": scale}
 
         @tf.function(input_signature=[latent_spec])
         def decode(z):

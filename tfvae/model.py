@@ -96,8 +96,10 @@ class VAE(keras.Model):
         return self.prior.log_prob(z) + self.likelihood(z).log_prob(x)
 
     def call(self, x, training=None):
-        """Reconstruction mean E[x | z = mean of q(z|x)], ``[B, H, W, C]``."""
-        return self.likelihood(self.encode(x, training=training).mean(), training=training).mean()
+        """Reconstruction mean E[x | z = code of q(z|x)] (its mean; a flow's image of its base
+        mean), ``[B, H, W, C]``."""
+        z = posteriors.code(self.encode(x, training=training))
+        return self.likelihood(z, training=training).mean()
 
     def _dummy_posterior(self):
         return self.posterior_head(tf.zeros([1, self.posterior_head.params_size]))

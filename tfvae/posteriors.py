@@ -9,7 +9,7 @@ import tensorflow_probability as tfp
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
-tfd, tfpl = tfp.distributions, tfp.layers
+tfd, tfpl, tfb = tfp.distributions, tfp.layers, tfp.bijectors
 
 POSTERIORS = Registry("posterior", field="model.posterior")
 def _hardtanh_logvar(raw):
@@ -85,8 +85,104 @@ class MixturePosterior(tfpl.DistributionLambda):
         super().__init__(make, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
 
 
+@POSTERIORS.register("iaf")
+class IAFPosterior(tfpl.DistributionLambda):
+    """Inverse autoregressive flow (Kingma et al. 2016) on a mean-field Gaussian, conditioned on
+    the image through an encoder context h:
+
+        z_0 = mu(x) + sigma(x) * eps,   z_k = (z_{k-1} - m_k(z_{k-1}, h)) * exp(-s_k(z_{k-1}, h)),
+
+    each step a `tfb.Invert(tfb.MaskedAutoregressiveFlow)` whose MADE (`tfb.AutoregressiveNetwork`
+    with the context as conditional input) makes m_k, s_k of coordinate i from coordinates < i,
+    with the order reversed between steps (and back at the end). Sampling is one pass per step, and the ELBO's
+    log q(z|x) of its own samples comes from TFP's bijector cache (no inverse pass); scoring
+    other points runs the autoregressive inverse (L passes). Each step's outputs are multiplied
+    by a learnt gate that starts at 0: the flow starts as the identity, q = the Gaussian.
+
+    Encoder outputs: ``params_size = 2 L + context``. KL to any prior is Monte Carlo.
+    """
+
+    def __init__(self, latent_dim: int, num_steps: int = 2, hidden=(128, 128), context: int = 32,
+                 scale: str = "softplus", **kwargs):
+        if scale not in SCALE_FUNCTIONS:
+            raise ConfigError(f"model.posterior_scale={scale!r}; valid scales are: "
+                              f"{', '.join(sorted(SCALE_FUNCTIONS))}")
+        if num_steps < 1 or context < 1 or latent_dim < 2:
+            raise ConfigError(
+                f"model.posterior='iaf' needs model.posterior_flow_steps >= 1 (got {num_steps}), "
+                f"model.posterior_context >= 1 (got {context}) and model.latent_dim >= 2 (got "
+                f"{latent_dim}: an autoregressive flow on one coordinate is affine)")
+        scale_fn = SCALE_FUNCTIONS[scale]
+        self.latent_dim, self.context = latent_dim, context
+        self.params_size = 2 * latent_dim + context
+        made = [tfb.AutoregressiveNetwork(params=2, event_shape=[latent_dim],
+                                          hidden_units=list(hidden), conditional=True,
+                                          conditional_event_shape=[context], activation="elu",
+                                          name=f"made{i}") for i in range(num_steps)]
+        reverse = list(reversed(range(latent_dim)))
+
+        def make(params):
+            loc = params[..., :latent_dim]
+            raw_scale = params[..., latent_dim:2 * latent_dim]
+            h = params[..., 2 * latent_dim:]
+            base = tfd.Independent(tfd.Normal(loc, scale_fn(raw_scale) + MIN_SCALE),
+                                   reinterpreted_batch_ndims=1)
+            steps = []
+            for i, net in enumerate(made):
+                gate = self.gates[i]
+
+                def shift_and_log_scale(z, net=net, gate=gate):
+                    lead = tf.shape(z)[:-1]                 # [..., B]: broadcast the context
+                    context_b = tf.broadcast_to(h, tf.concat([lead, [self.context]], 0))
+                    out = net(z, conditional_input=context_b)
+                    return gate * out[..., 0], gate * out[..., 1]
+
+                if i:
+                    steps.append(tfb.Permute(reverse))
+                steps.append(tfb.Invert(tfb.MaskedAutoregressiveFlow(
+                    shift_and_log_scale_fn=shift_and_log_scale)))
+            if len(made) % 2 == 0:  # restore the coordinates' order: identity at the start
+                steps.append(tfb.Permute(reverse))
+            return tfd.TransformedDistribution(base, tfb.Chain(list(reversed(steps))))
+
+        # As a tensor: the point code (no sample drawn on every call).
+        super().__init__(make, convert_to_tensor_fn=lambda q: code(q), **kwargs)
+        self.mades = made
+        self.gates = [self.add_weight(f"gate{i}", [], initializer="zeros")
+                      for i in range(num_steps)]
+        for net in made:  # creates the MADEs' weights now
+            net(tf.zeros([1, latent_dim]), conditional_input=tf.zeros([1, context]))
+
+
+def code_statistics(q):
+    """``(loc, scale)`` summarising q(z|x) per example: its mean and standard deviation, or,
+    for a flow (no closed-form moments), the flow applied to the base mean and the base's
+    standard deviation."""
+    q = getattr(q, "tensor_distribution", q)
+    try:
+        return q.mean(), q.stddev()
+    except NotImplementedError:
+        # TFP builds a non-composite-tensor `_TransformedDistribution` for Python-function
+        # bijectors, so check what it has, not its class.
+        if hasattr(q, "bijector") and hasattr(q, "distribution"):
+            base = q.distribution
+            return q.bijector.forward(base.mean()), base.stddev()
+        raise
+
+
+def code(q):
+    """A point code for each example (`code_statistics`' location)."""
+    return code_statistics(q)[0]
+
+
 def build(model_config):
     name = model_config.posterior
+    if name == "iaf":
+        return POSTERIORS.build(name, model_config.latent_dim,
+                                num_steps=model_config.posterior_flow_steps,
+                                hidden=tuple(model_config.posterior_flow_hidden),
+                                context=model_config.posterior_context,
+                                scale=model_config.posterior_scale, name="posterior")
     if name == "mog":
         return POSTERIORS.build(name, model_config.latent_dim,
                                 num_components=model_config.posterior_components,
