@@ -120,10 +120,11 @@ def traversals(images, values, dims: Sequence[int], path, title: str = "Latent t
 def _class_colorbar(fig, mappable, ax, labels, class_names, **kwargs):
     """A colour bar of the label classes, ticked with their names where known."""
     bar = fig.colorbar(mappable, ax=ax, label="class", **kwargs)
-    if class_names is not None and labels is not None:
-        ticks = np.arange(len(class_names))
-        bar.set_ticks(ticks)
-        bar.set_ticklabels(list(class_names), fontsize=7)
+    if labels is not None:
+        names = (list(class_names) if class_names is not None
+                 else [str(k) for k in range(max(10, int(np.max(labels)) + 1))])
+        bar.set_ticks(np.arange(len(names)))
+        bar.set_ticklabels(names, fontsize=7)
     return bar
 
 
