@@ -22,11 +22,14 @@ SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "s
 flags.DEFINE_string("workdir", "runs/posterior_likelihood", "Parent of the row workdirs.")
 flags.DEFINE_integer("epochs", 10, "Training epochs of every row.")
 flags.DEFINE_integer("mnist_train_size", 20000, "MNIST training images used.")
+flags.DEFINE_integer("seed", 0, "config.seed of every row.")
+flags.DEFINE_list("data", ["mnist", "fashion_mnist_grey"], "Which data rows.")
 FLAGS = flags.FLAGS
 
 
 def row_config(data, posterior):
     c = config_lib.get_config()
+    c.seed = FLAGS.seed
     c.model.hidden, c.model.latent_dim, c.model.posterior = (300, 300), 20, posterior
     c.data.batch_size, c.train.learning_rate, c.train.epochs = 100, 1e-3, FLAGS.epochs
     c.eval.iw_samples, c.eval.iw_examples, c.eval.plots = 500, 1000, False
@@ -46,10 +49,10 @@ def main(argv):
     del argv
     lines = ["| data | likelihood | posterior | test ELBO | log p(x) >= (k=500) | gap | bits/dim "
              "| train images/s |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for data in ("mnist", "fashion_mnist_grey"):
+    for data in FLAGS.data:
         for posterior in ("gaussian", "iaf"):
             config = row_config(data, posterior)
-            workdir = os.path.join(FLAGS.workdir, f"{data}_{posterior}")
+            workdir = os.path.join(FLAGS.workdir, f"{data}_{posterior}_seed{FLAGS.seed}")
             if os.path.exists(os.path.join(workdir, train.RESULTS)):
                 r = train.load_run(workdir).results
             else:
