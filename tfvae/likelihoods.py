@@ -87,23 +87,42 @@ class ContinuousBernoulliHead(LikelihoodHead):
 LEVELS = 256  # 8-bit pixels: values k / 255, k = 0 .. 255
 
 
-class DiscretizedLogistic(tfd.Distribution):
+class _LevelDistribution(tfd.Distribution):
+    """Base of per-pixel distributions over the 256 levels k / 255: scalar events, the mean from
+    ``level_probs()`` ``[..., 256]``; subclasses give ``_log_prob``, ``level_probs``, ``_sample_n``."""
+
+    def __init__(self, dtype, parameters, name):
+        super().__init__(dtype=dtype, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                         validate_args=False, allow_nan_stats=True, parameters=parameters,
+                         name=name)
+
+    def _event_shape(self):
+        return tf.TensorShape([])
+
+    def _event_shape_tensor(self):
+        return tf.constant([], tf.int32)
+
+    def level_probs(self):
+        raise NotImplementedError
+
+    def _mean(self):
+        grid = tf.cast(tf.range(LEVELS), self.dtype) / (LEVELS - 1)
+        return tf.reduce_sum(self.level_probs() * grid, axis=-1)
+
+
+class DiscretizedLogistic(_LevelDistribution):
     """Logistic(loc, exp(log_scale)) discretised into the 256 levels k / 255 of [0, 1]: level k
     has the probability of its bin [k / 255 - 1/510, k / 255 + 1/510], the edge levels 0 and 1
     the whole tails, so the 256 probabilities sum to 1 for any parameters. ``log_prob`` follows
     PixelCNN++'s stable form (log-sigmoid at the edges; the density at the bin centre times the
     bin width where the CDF difference underflows)."""
 
-    def __init__(self, loc, log_scale, validate_args=False, allow_nan_stats=True,
-                 name="DiscretizedLogistic"):
+    def __init__(self, loc, log_scale, name="DiscretizedLogistic"):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._loc = tf.convert_to_tensor(loc, dtype_hint=tf.float32)
             self._log_scale = tf.convert_to_tensor(log_scale, dtype=self._loc.dtype)
-            super().__init__(dtype=self._loc.dtype,
-                             reparameterization_type=tfd.NOT_REPARAMETERIZED,
-                             validate_args=validate_args, allow_nan_stats=allow_nan_stats,
-                             parameters=parameters, name=name)
+            super().__init__(self._loc.dtype, parameters, name)
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -117,12 +136,6 @@ class DiscretizedLogistic(tfd.Distribution):
     @property
     def log_scale(self):
         return self._log_scale
-
-    def _event_shape(self):
-        return tf.TensorShape([])
-
-    def _event_shape_tensor(self):
-        return tf.constant([], tf.int32)
 
     def _log_prob(self, x):
         half = 0.5 / (LEVELS - 1)
@@ -141,14 +154,9 @@ class DiscretizedLogistic(tfd.Distribution):
                         tf.where(x > 1.0 - half, log_survival_minus, interior))
 
     def level_probs(self):
-        """``[..., 256]`` probabilities of the levels k / 255."""
         grid = tf.cast(tf.range(LEVELS), self.dtype) / (LEVELS - 1)
         per_level = DiscretizedLogistic(self._loc[..., None], self._log_scale[..., None])
         return tf.exp(per_level._log_prob(grid))
-
-    def _mean(self):
-        grid = tf.cast(tf.range(LEVELS), self.dtype) / (LEVELS - 1)
-        return tf.reduce_sum(self.level_probs() * grid, axis=-1)
 
     def _sample_n(self, n, seed=None):
         shape = tf.concat([[n], self._batch_shape_tensor()], 0)
@@ -158,17 +166,14 @@ class DiscretizedLogistic(tfd.Distribution):
         return tf.round(tf.clip_by_value(x, 0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
 
 
-class Categorical256(tfd.Distribution):
+class Categorical256(_LevelDistribution):
     """A 256-way categorical over the pixel levels k / 255, from ``logits`` ``[..., 256]``."""
 
-    def __init__(self, logits, validate_args=False, allow_nan_stats=True, name="Categorical256"):
+    def __init__(self, logits, name="Categorical256"):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._logits = tf.convert_to_tensor(logits, dtype_hint=tf.float32)
-            super().__init__(dtype=self._logits.dtype,
-                             reparameterization_type=tfd.NOT_REPARAMETERIZED,
-                             validate_args=validate_args, allow_nan_stats=allow_nan_stats,
-                             parameters=parameters, name=name)
+            super().__init__(self._logits.dtype, parameters, name)
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -178,12 +183,6 @@ class Categorical256(tfd.Distribution):
     def logits(self):
         return self._logits
 
-    def _event_shape(self):
-        return tf.TensorShape([])
-
-    def _event_shape_tensor(self):
-        return tf.constant([], tf.int32)
-
     def _log_prob(self, x):
         k = tf.cast(tf.round(tf.cast(x, self.dtype) * (LEVELS - 1)), tf.int32)
         return tf.reduce_sum(tf.nn.log_softmax(self._logits)
@@ -191,10 +190,6 @@ class Categorical256(tfd.Distribution):
 
     def level_probs(self):
         return tf.nn.softmax(self._logits)
-
-    def _mean(self):
-        grid = tf.cast(tf.range(LEVELS), self.dtype) / (LEVELS - 1)
-        return tf.reduce_sum(self.level_probs() * grid, axis=-1)
 
     def _sample_n(self, n, seed=None):
         k = tfd.Categorical(logits=self._logits).sample(n, seed=seed)

@@ -86,22 +86,14 @@ class MixturePosterior(tfpl.DistributionLambda):
         super().__init__(make, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
 
 
-@POSTERIORS.register("iaf")
-class IAFPosterior(tfpl.DistributionLambda):
-    """Inverse autoregressive flow (Kingma et al. 2016) on a mean-field Gaussian, conditioned on
-    the image through an encoder context h:
+class _FlowPosterior(tfpl.DistributionLambda):
+    """Base of flow posteriors: a mean-field Gaussian base N(mu(x), sigma(x)^2) pushed through
+    ``num_steps`` steps conditioned on an encoder context h, the coordinates' order reversed
+    between steps and restored at the end (so a flow whose steps start as the identity starts
+    as the Gaussian). Encoder outputs: ``params_size = 2 L + context``; KL is Monte Carlo.
+    Subclasses implement ``_step(i, h)``, a bijector, and create their weights in ``_build``."""
 
-        z_0 = mu(x) + sigma(x) * eps,   z_k = (z_{k-1} - m_k(z_{k-1}, h)) * exp(-s_k(z_{k-1}, h)),
-
-    each step a `tfb.Invert(tfb.MaskedAutoregressiveFlow)` whose MADE (`tfb.AutoregressiveNetwork`
-    with the context as conditional input) makes m_k, s_k of coordinate i from coordinates < i,
-    with the order reversed between steps (and back at the end). Sampling is one pass per step, and the ELBO's
-    log q(z|x) of its own samples comes from TFP's bijector cache (no inverse pass); scoring
-    other points runs the autoregressive inverse (L passes). Each step's outputs are multiplied
-    by a learnt gate that starts at 0: the flow starts as the identity, q = the Gaussian.
-
-    Encoder outputs: ``params_size = 2 L + context``. KL to any prior is Monte Carlo.
-    """
+    kind = ""
 
     def __init__(self, latent_dim: int, num_steps: int = 2, hidden=(128, 128), context: int = 32,
                  scale: str = "softplus", **kwargs):
@@ -110,16 +102,12 @@ class IAFPosterior(tfpl.DistributionLambda):
                               f"{', '.join(sorted(SCALE_FUNCTIONS))}")
         if num_steps < 1 or context < 1 or latent_dim < 2:
             raise ConfigError(
-                f"model.posterior='iaf' needs model.posterior_flow_steps >= 1 (got {num_steps}), "
-                f"model.posterior_context >= 1 (got {context}) and model.latent_dim >= 2 (got "
-                f"{latent_dim}: an autoregressive flow on one coordinate is affine)")
+                f"model.posterior={self.kind!r} needs model.posterior_flow_steps >= 1 (got "
+                f"{num_steps}), model.posterior_context >= 1 (got {context}) and "
+                f"model.latent_dim >= 2 (got {latent_dim}: a flow on one coordinate is affine)")
         scale_fn = SCALE_FUNCTIONS[scale]
-        self.latent_dim, self.context = latent_dim, context
+        self.latent_dim, self.context, self.num_steps = latent_dim, context, num_steps
         self.params_size = 2 * latent_dim + context
-        made = [tfb.AutoregressiveNetwork(params=2, event_shape=[latent_dim],
-                                          hidden_units=list(hidden), conditional=True,
-                                          conditional_event_shape=[context], activation="elu",
-                                          name=f"made{i}") for i in range(num_steps)]
         reverse = list(reversed(range(latent_dim)))
 
         def make(params):
@@ -129,34 +117,66 @@ class IAFPosterior(tfpl.DistributionLambda):
             base = tfd.Independent(tfd.Normal(loc, scale_fn(raw_scale) + MIN_SCALE),
                                    reinterpreted_batch_ndims=1)
             steps = []
-            for i, net in enumerate(made):
-                gate = self.gates[i]
-
-                def shift_and_log_scale(z, net=net, gate=gate):
-                    lead = tf.shape(z)[:-1]                 # [..., B]: broadcast the context
-                    context_b = tf.broadcast_to(h, tf.concat([lead, [self.context]], 0))
-                    out = net(z, conditional_input=context_b)
-                    return gate * out[..., 0], gate * out[..., 1]
-
+            for i in range(num_steps):
                 if i:
                     steps.append(tfb.Permute(reverse))
-                steps.append(tfb.Invert(tfb.MaskedAutoregressiveFlow(
-                    shift_and_log_scale_fn=shift_and_log_scale)))
-            if len(made) % 2 == 0:  # restore the coordinates' order: identity at the start
+                steps.append(self._step(i, h))
+            if num_steps % 2 == 0:
                 steps.append(tfb.Permute(reverse))
             return tfd.TransformedDistribution(base, tfb.Chain(list(reversed(steps))))
 
         # As a tensor: the point code (no sample drawn on every call).
         super().__init__(make, convert_to_tensor_fn=lambda q: code(q), **kwargs)
-        self.mades = made
+        self._build(hidden)
+
+    def _broadcast_context(self, h, z):
+        """The context ``[B, C]`` broadcast to the leading axes of ``z`` ``[..., B, L]``."""
+        return tf.broadcast_to(h, tf.concat([tf.shape(z)[:-1], [self.context]], 0))
+
+    def _build(self, hidden):
+        raise NotImplementedError
+
+    def _step(self, i, h):
+        raise NotImplementedError
+
+
+@POSTERIORS.register("iaf")
+class IAFPosterior(_FlowPosterior):
+    """Inverse autoregressive flow (Kingma et al. 2016) on a mean-field Gaussian:
+
+        z_0 = mu(x) + sigma(x) * eps,   z_k = (z_{k-1} - m_k(z_{k-1}, h)) * exp(-s_k(z_{k-1}, h)),
+
+    each step a `tfb.Invert(tfb.MaskedAutoregressiveFlow)` whose MADE (`tfb.AutoregressiveNetwork`
+    with the context as conditional input) makes m_k, s_k of coordinate i from coordinates < i.
+    Sampling is one pass per step, and the ELBO's log q(z|x) of its own samples comes from TFP's
+    bijector cache (no inverse pass); scoring other points runs the autoregressive inverse (L
+    passes). Each step's outputs are multiplied by a learnt gate that starts at 0, so the flow
+    starts as the identity.
+    """
+
+    kind = "iaf"
+
+    def _build(self, hidden):
+        self.mades = [tfb.AutoregressiveNetwork(
+            params=2, event_shape=[self.latent_dim], hidden_units=list(hidden), conditional=True,
+            conditional_event_shape=[self.context], activation="elu", name=f"made{i}")
+            for i in range(self.num_steps)]
         self.gates = [self.add_weight(f"gate{i}", [], initializer="zeros")
-                      for i in range(num_steps)]
-        for net in made:  # creates the MADEs' weights now
-            net(tf.zeros([1, latent_dim]), conditional_input=tf.zeros([1, context]))
+                      for i in range(self.num_steps)]
+        for net in self.mades:  # creates the MADEs' weights now
+            net(tf.zeros([1, self.latent_dim]), conditional_input=tf.zeros([1, self.context]))
+
+    def _step(self, i, h):
+        net, gate = self.mades[i], self.gates[i]
+
+        def shift_and_log_scale(z):
+            out = net(z, conditional_input=self._broadcast_context(h, z))
+            return gate * out[..., 0], gate * out[..., 1]
+        return tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale))
 
 
 class _CouplingNet(keras.layers.Layer):
-    """RealNVP coupling function: (x_a [.., d], context h) -> (shift, log_scale) [.., D - d];
+    """RealNVP coupling function: (x_a [.., d], context) -> (shift, log_scale) [.., D - d];
     the output layer starts at zero, so every coupling starts as the identity."""
 
     def __init__(self, hidden, output_units, **kwargs):
@@ -164,9 +184,8 @@ class _CouplingNet(keras.layers.Layer):
         self.body = [keras.layers.Dense(u, activation="elu") for u in hidden]
         self.out = keras.layers.Dense(2 * output_units, kernel_initializer="zeros")
 
-    def call(self, x, h):
-        lead = tf.shape(x)[:-1]
-        out = tf.concat([x, tf.broadcast_to(h, tf.concat([lead, tf.shape(h)[-1:]], 0))], -1)
+    def call(self, x, context):
+        out = tf.concat([x, context], -1)
         for layer in self.body:
             out = layer(out)
         shift, log_scale = tf.split(self.out(out), 2, axis=-1)
@@ -174,50 +193,25 @@ class _CouplingNet(keras.layers.Layer):
 
 
 @POSTERIORS.register("realnvp")
-class RealNVPPosterior(tfpl.DistributionLambda):
+class RealNVPPosterior(_FlowPosterior):
     """A coupling flow (`tfb.RealNVP`, Dinh et al. 2017) on a mean-field Gaussian, each coupling
-    conditioned on an encoder context h, the order reversed between couplings: unlike the IAF,
-    both sampling and scoring any point are one pass. Starts as the identity (zero-initialised
-    output layers). ``params_size = 2 L + context``; KL is Monte Carlo."""
+    conditioned on the encoder context: unlike the IAF, both sampling and scoring any point are
+    one pass. Starts as the identity (zero-initialised output layers)."""
 
-    def __init__(self, latent_dim: int, num_steps: int = 4, hidden=(128, 128), context: int = 32,
-                 scale: str = "softplus", **kwargs):
-        if scale not in SCALE_FUNCTIONS:
-            raise ConfigError(f"model.posterior_scale={scale!r}; valid scales are: "
-                              f"{', '.join(sorted(SCALE_FUNCTIONS))}")
-        if num_steps < 1 or context < 1 or latent_dim < 2:
-            raise ConfigError(
-                f"model.posterior='realnvp' needs model.posterior_flow_steps >= 1 (got "
-                f"{num_steps}), model.posterior_context >= 1 (got {context}) and "
-                f"model.latent_dim >= 2 (got {latent_dim})")
-        scale_fn = SCALE_FUNCTIONS[scale]
-        self.latent_dim, self.context = latent_dim, context
-        self.params_size = 2 * latent_dim + context
-        half = latent_dim // 2
-        nets = [_CouplingNet(hidden, latent_dim - half, name=f"coupling{i}")
-                for i in range(num_steps)]
-        reverse = list(reversed(range(latent_dim)))
+    kind = "realnvp"
 
-        def make(params):
-            loc = params[..., :latent_dim]
-            raw_scale = params[..., latent_dim:2 * latent_dim]
-            h = params[..., 2 * latent_dim:]
-            base = tfd.Independent(tfd.Normal(loc, scale_fn(raw_scale) + MIN_SCALE),
-                                   reinterpreted_batch_ndims=1)
-            steps = []
-            for i, net in enumerate(nets):
-                if i:
-                    steps.append(tfb.Permute(reverse))
-                steps.append(tfb.RealNVP(
-                    num_masked=half, shift_and_log_scale_fn=lambda x, units, net=net: net(x, h)))
-            if len(nets) % 2 == 0:  # restore the coordinates' order: identity at the start
-                steps.append(tfb.Permute(reverse))
-            return tfd.TransformedDistribution(base, tfb.Chain(list(reversed(steps))))
+    def _build(self, hidden):
+        half = self.latent_dim // 2
+        self.nets = [_CouplingNet(hidden, self.latent_dim - half, name=f"coupling{i}")
+                     for i in range(self.num_steps)]
+        for net in self.nets:  # creates the weights now
+            net(tf.zeros([1, half]), tf.zeros([1, self.context]))
 
-        super().__init__(make, convert_to_tensor_fn=lambda q: code(q), **kwargs)
-        self.nets = nets
-        for net in nets:  # creates the weights now
-            net(tf.zeros([1, half]), tf.zeros([1, context]))
+    def _step(self, i, h):
+        net = self.nets[i]
+        return tfb.RealNVP(num_masked=self.latent_dim // 2,
+                           shift_and_log_scale_fn=lambda x, units: net(
+                               x, self._broadcast_context(h, x)))
 
 
 def code_statistics(q):
