@@ -80,3 +80,62 @@ def test_unknown_or_unstartable_strategies_say_what_to_do(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="needs the cluster in TF_CONFIG"):
         distribute.build(make_config(train__strategy="multi_worker").train)
+
+
+WORKER = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np, tensorflow as tf, tf_keras as keras
+    from conftest import make_config
+    from tfvae import distribute, model as model_lib
+    config = make_config(model__hidden=(32,), model__latent_dim=4, train__strategy="multi_worker")
+    strategy = distribute.build(config.train)
+    keras.utils.set_random_seed(0)
+    x = (np.random.default_rng(0).random((256, 28, 28, 1)) < 0.3).astype("float32")
+    with strategy.scope():
+        vae = model_lib.build(config, (28, 28, 1))
+        vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=1)
+    history = vae.fit(tf.data.Dataset.from_tensor_slices(x).batch(32).repeat(), steps_per_epoch=4,
+                      epochs=2, verbose=0).history
+    weights = np.concatenate([v.numpy().ravel() for v in vae.trainable_variables])
+    # Every worker takes part in saving (replicated variables are read collectively); only the
+    # chief's copy is kept, the other goes to a scratch path (as Keras's BackupAndRestore does).
+    chief = strategy.cluster_resolver.task_id == 0
+    tf.train.Checkpoint(model=vae).write({ckpt!r} if chief else {ckpt!r} + "-worker")
+    print("RESULT", json.dumps({{"loss": history["loss"], "sum": float(weights.sum())}}))
+""")
+
+
+def test_two_workers_train_in_step_on_localhost(tmp_path):
+    """MultiWorkerMirroredStrategy with tf-keras: two processes (cluster from TF_CONFIG on
+    loopback ports) end with identical weights and losses; the chief's checkpoint loads."""
+    import json
+    import socket
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    ckpt = str(tmp_path / "chief")
+    code = WORKER.format(tests=os.path.join(REPO, "tests"), ckpt=ckpt)
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.split("RESULT", 1)[1]))
+    assert results[0] == results[1]                   # the workers stayed in step
+    assert results[0]["loss"][1] < results[0]["loss"][0]
+    import tensorflow as tf
+    from tfvae import model as model_lib
+    vae = model_lib.build(make_config(model__hidden=(32,), model__latent_dim=4), (28, 28, 1))
+    tf.train.Checkpoint(model=vae).read(ckpt).expect_partial()
+    import numpy as np
+    total = float(np.concatenate([v.numpy().ravel() for v in vae.trainable_variables]).sum())
+    assert total == pytest.approx(results[0]["sum"], rel=1e-6)
