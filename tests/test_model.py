@@ -153,3 +153,14 @@ def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
 def test_bad_model_config(override, message):
     with pytest.raises(ConfigError, match=message):
         model_lib.build(make_config(**override), (28, 28, 1))
+
+
+def test_changing_k_does_not_retrace_the_importance_sampled_bound(trained):
+    """k is a tensor and chunks are masked: one XLA program serves every k >= the chunk."""
+    vae, x = trained["model"], next(iter(trained["splits"].test))[:20]
+    vae.log_likelihood(x, 300, chunk_size=100)
+    traces = vae._iw_bound.experimental_get_tracing_count()
+    for k in (400, 1000, 257):
+        values = vae.log_likelihood(x, k, chunk_size=100)
+        assert np.all(np.isfinite(values.numpy()))
+    assert vae._iw_bound.experimental_get_tracing_count() == traces
