@@ -176,11 +176,14 @@ def collapsed_dimensions(model, images, threshold=0.01, num_samples=16, seed=0):
         if mixture is None:
             return None
         logits, p_loc, p_scale = mixture                                          # [K], [K, L]
+        log_w = tf.nn.log_softmax(logits)
         eps = tf.random.stateless_normal((num_samples,) + tuple(loc.shape), seed=[seed, 7])
         z = loc + scale * eps                                                     # [S, N, L]
         log_q = -0.5 * tf.square(eps) - tf.math.log(scale) - 0.5 * np.log(2 * np.pi)
-        comp = (-0.5 * tf.square((z[..., None, :] - p_loc) / p_scale) - tf.math.log(p_scale)
-                - 0.5 * np.log(2 * np.pi))                                        # [S, N, K, L]
-        log_p = tf.reduce_logsumexp(comp + tf.nn.log_softmax(logits)[:, None], axis=-2)
-        kl = tf.reduce_mean(log_q - log_p, axis=0)                                # [N, L]
+        per_dim = []
+        for d in range(int(loc.shape[-1])):  # one dimension at a time: [S, N, K], not [S, N, K, L]
+            comp = (-0.5 * tf.square((z[..., d, None] - p_loc[:, d]) / p_scale[:, d])
+                    - tf.math.log(p_scale[:, d]) - 0.5 * np.log(2 * np.pi))
+            per_dim.append(tf.reduce_logsumexp(comp + log_w, axis=-1))           # [S, N]
+        kl = tf.reduce_mean(log_q - tf.stack(per_dim, -1), axis=0)                # [N, L]
     return int(np.sum(np.mean(kl.numpy(), axis=0) < threshold))
