@@ -83,6 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
     train.strategy = "auto"           # auto, default, mirrored, multi_worker, tpu (distribute.py)
     train.devices = ""                # mirrored: comma-separated devices ('' = all local GPUs)
     train.tpu = ""                    # tpu: the TPU resolver address ('' = local)
+    # float32, mixed_float16 (networks in float16, dynamic loss scaling) or mixed_bfloat16:
+    # the networks' compute dtype; distributions, log-probs and the loss stay float32.
+    train.precision = "float32"
 
     config.eval = ev = ml_collections.ConfigDict()
     ev.iw_samples = 1000          # k of the importance-sampled log-likelihood on the test set
@@ -107,6 +110,8 @@ def validate(config) -> None:
     optimizers.OPTIMIZERS.get(t.optimizer)
     from tfvae import distribute
     distribute.STRATEGIES.get(t.strategy)
+    from tfvae import precision
+    precision.PRECISIONS.get(t.precision)
     for group, settings in t.groups.items():
         if settings.optimizer and settings.optimizer not in optimizers.OPTIMIZERS:
             raise ConfigError(f"train.groups.{group}.optimizer={settings.optimizer!r}: unknown "

@@ -13,6 +13,7 @@ import tf_keras as keras
 
 from tfvae import estimators as estimators_lib
 from tfvae import likelihoods, networks, posteriors, priors
+from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -161,29 +162,51 @@ class VAE(keras.Model):
             self._trackers[name].update_state(value)
         return {name: t.result() for name, t in self._trackers.items()}
 
-    def gradients(self, terms, tape):
-        """``{group: [(grad, var), ...]}``: each group's gradient of its loss (``terms.loss``,
-        or ``terms.group_losses[group]`` where the estimator gives one)."""
-        groups = {g: v for g, v in self.parameter_groups().items() if v}
-        out = {}
-        shared = [g for g in groups if g not in terms.group_losses]
-        if shared:  # one backward pass for every group that shares the surrogate loss
-            variables = [v for g in shared for v in groups[g]]
-            grads = tape.gradient(terms.loss, variables)
-            i = 0
-            for g in shared:
-                out[g] = list(zip(grads[i:i + len(groups[g])], groups[g]))
-                i += len(groups[g])
-        for g in groups:
-            if g in terms.group_losses:
-                grads = tape.gradient(terms.group_losses[g], groups[g])
-                out[g] = list(zip(grads, groups[g]))
+    def optimizer_for(self, group):
+        return self.group_optimizers.get(group, self.optimizer)
+
+    def backward_passes(self, terms):
+        """``[(loss, scaler, groups)]``: the backward passes `gradients` takes. Groups that share
+        the surrogate loss share one pass (``terms.loss``); a group with its own loss
+        (``terms.group_losses``) gets its own. Under loss scaling (`tfvae.precision`) each
+        optimiser's groups take its scale: ``loss`` is then ``scaler``'s scaled loss. Call it
+        inside the tape."""
+        passes = {}
+        for g, variables in self.parameter_groups().items():
+            if not variables:
+                continue
+            optimizer = self.optimizer_for(g)
+            scaler = optimizer if precision_lib.loss_scale(optimizer) is not None else None
+            key = (g if g in terms.group_losses else "", id(scaler))
+            passes.setdefault(key, (scaler, []))[1].append(g)
+        out = []
+        for (loss_name, _), (scaler, groups) in passes.items():
+            loss = terms.group_losses[loss_name] if loss_name else terms.loss
+            out.append((scaler.get_scaled_loss(loss) if scaler else loss, scaler, groups))
         return out
+
+    def gradients(self, passes, tape):
+        """``{group: [(grad, var), ...]}`` from `backward_passes`, unscaled."""
+        variables_of = self.parameter_groups()
+        out = {}
+        for loss, scaler, groups in passes:
+            variables = [v for g in groups for v in variables_of[g]]
+            grads = tape.gradient(loss, variables)
+            if scaler is not None:
+                grads = scaler.get_unscaled_gradients(grads)
+            i = 0
+            for g in groups:
+                out[g] = list(zip(grads[i:i + len(variables_of[g])], variables_of[g]))
+                i += len(variables_of[g])
+        return out
+
+    def optimizer_for(self, group):
+        return self.group_optimizers.get(group, self.optimizer)
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         beta = self.current_beta()
-        with tf.GradientTape(persistent=self.estimator.uses_group_losses) as tape:
+        with tf.GradientTape(persistent=True) as tape:
             terms = self.estimator.terms(self, x, beta=beta, training=True)
             if self.losses:  # layer regularisers join every group's loss
                 reg = tf.add_n(self.losses)
@@ -193,9 +216,11 @@ class VAE(keras.Model):
             # sum gradients over replicas: dividing by the replica count makes the applied
             # gradient the global batch's mean gradient (1 replica: unchanged).
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = terms._replace(loss=terms.loss / replicas, group_losses={
-                g: loss / replicas for g, loss in terms.group_losses.items()})
-        per_group = self.gradients(scaled, tape)
+            passes = self.backward_passes(terms._replace(
+                loss=terms.loss / replicas,
+                group_losses={g: loss / replicas for g, loss in terms.group_losses.items()}))
+        per_group = self.gradients(passes, tape)
+        del tape
         default = [gv for g, gvs in per_group.items() if g not in self.group_optimizers
                    for gv in gvs]
         if default:
@@ -312,7 +337,7 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
             f"model.likelihood={m.likelihood!r} models the 256 grey levels of 8-bit pixels but "
             f"data.pixels={config.data.pixels!r} binarises them; use data.pixels='continuous'")
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
-                                      likelihood.params_per_pixel)
+                                      likelihood.params_per_pixel, config.train.precision)
     context = priors.PriorContext(
         image_shape=tuple(image_shape),
         posterior_fn=lambda x: posterior(encoder(x, training=False)),

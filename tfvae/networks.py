@@ -9,6 +9,7 @@ from typing import Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
+from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
@@ -165,13 +166,24 @@ def validate(model_config) -> None:
                           "positive channel count for the cnn network")
 
 
-def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1):
+def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1,
+          precision: str = "float32"):
     """Returns ``(encoder, decoder)`` for ``model_config.network``; the decoder gives
-    ``params_per_pixel`` outputs per pixel and channel, ``[B, H, W, C * params_per_pixel]``."""
+    ``params_per_pixel`` outputs per pixel and channel, ``[B, H, W, C * params_per_pixel]``.
+
+    ``precision`` (`tfvae.precision`): the networks' compute dtype; under a mixed policy each
+    network ends in a float32 layer, so what it hands to the posterior and likelihood heads is
+    float32 whatever it computed in.
+    """
     validate(model_config)
     image_shape = tuple(int(d) for d in image_shape)
     output_shape = image_shape[:-1] + (image_shape[-1] * int(params_per_pixel),)
-    encoder = ENCODERS.build(model_config.network, image_shape, encoder_output_size, model_config)
-    decoder = DECODERS.build(model_config.network, model_config.latent_dim, output_shape,
-                             model_config)
+    with precision_lib.scope(precision):
+        encoder = ENCODERS.build(model_config.network, image_shape, encoder_output_size,
+                                 model_config)
+        decoder = DECODERS.build(model_config.network, model_config.latent_dim, output_shape,
+                                 model_config)
+    if precision_lib.is_low(precision):
+        for net in (encoder, decoder):
+            net.add(keras.layers.Activation("linear", dtype="float32", name=f"{net.name}_float32"))
     return encoder, decoder

@@ -32,6 +32,7 @@ from tfvae import config as config_lib
 from tfvae import data as data_lib
 from tfvae import checkpoints, distribute, evaluation, export, optimizers, plots, runstate
 from tfvae import model as model_lib
+from tfvae import precision as precision_lib
 from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
                           WorkdirError)
 
@@ -91,12 +92,16 @@ class ImageSummaries(keras.callbacks.Callback):
 def make_optimizers(train_config):
     """The default optimiser and ``{group: optimizer}`` for groups configured otherwise."""
     t = train_config
-    default = optimizers.make(t.optimizer, t.learning_rate)
+
+    def make(name, rate):  # every optimiser scales the loss under mixed_float16
+        return precision_lib.wrap_optimizer(optimizers.make(name, rate), t.precision)
+
+    default = make(t.optimizer, t.learning_rate)
     groups = {}
     for group, settings in t.groups.items():
         if settings.optimizer or settings.learning_rate:
-            groups[group] = optimizers.make(settings.optimizer or t.optimizer,
-                                            settings.learning_rate or t.learning_rate)
+            groups[group] = make(settings.optimizer or t.optimizer,
+                                 settings.learning_rate or t.learning_rate)
     return default, groups
 
 

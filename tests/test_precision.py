@@ -1,0 +1,108 @@
+"""Mixed precision (``train.precision``): networks in float16 / bfloat16, distributions, log-probs
+and the loss in float32, dynamic loss scaling for float16 with every optimiser wrapped."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from conftest import make_config
+from tfvae import estimators, model as model_lib, precision, train
+from tfvae.errors import ConfigError
+
+
+def _build(prec, **overrides):
+    config = make_config(model__hidden=(64,), model__latent_dim=8, train__precision=prec,
+                         **overrides)
+    keras.utils.set_random_seed(0)
+    vae = model_lib.build(config, (28, 28, 1))
+    default, groups = train.make_optimizers(config.train)
+    vae.compile(optimizer=default, group_optimizers=groups, steps_per_execution=4)
+    return vae
+
+
+def _images(mnist_arrays, n):
+    x = mnist_arrays["train"][0][:n].astype("float32") / 255.0
+    return (x > 0.5).astype("float32")
+
+
+@pytest.mark.parametrize("prec,network,estimator,cvs", [
+    ("mixed_float16", "mlp", "reparameterized", ""),
+    ("mixed_float16", "mlp", "iwae", ""),
+    ("mixed_float16", "gated_mlp", "score_function", "centered,baseline"),
+    ("mixed_bfloat16", "mlp", "dreg", ""),
+])
+def test_mixed_precision_trains_and_keeps_probabilities_in_float32(mnist_arrays, prec, network,
+                                                                    estimator, cvs):
+    vae = _build(prec, model__network=network, estimator=estimator, control_variates=cvs,
+                 model__num_samples=4 if estimator in ("iwae", "dreg") else 1,
+                 train__groups__inference__learning_rate=3e-4)
+    low = precision.policy(prec).compute_dtype
+    assert {layer.compute_dtype for layer in vae.encoder.layers[:-1]} == {low}
+    assert all(v.dtype == tf.float32 for v in vae.trainable_variables)  # float32 master weights
+    wrapped = [vae.optimizer, *vae.group_optimizers.values()]
+    assert len(wrapped) == 2                    # the inference group has its own optimiser
+    assert all(isinstance(o, keras.mixed_precision.LossScaleOptimizer) == (low == "float16")
+               for o in wrapped)
+    x = _images(mnist_arrays, 512)
+    before = float(tf.reduce_mean(vae.elbo_terms(x[:256], seed=tf.constant([1, 2])).elbo))
+    history = vae.fit(x, batch_size=32, epochs=3, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    after = float(tf.reduce_mean(vae.elbo_terms(x[:256], seed=tf.constant([1, 2])).elbo))
+    assert after > before + 5, (before, after)   # it learns
+    q = vae.encode(x[:8])
+    z = q.sample(2)
+    for value in (q.sample(), q.log_prob(z), vae.prior.log_prob(z), vae.decode(z),
+                  vae.likelihood(z).log_prob(x[:8]), vae.rate(q, z),
+                  vae.log_likelihood(x[:8], num_samples=16)):
+        assert value.dtype == tf.float32
+
+
+@pytest.mark.parametrize("network", ["cnn", "gated_mlp"])
+def test_every_network_hands_float32_to_the_heads(network):
+    """Convolutions in float16 are slow on CPU (no tensor cores), so the CNN is only built and
+    run forward here; its arithmetic is the same Keras layers under the same policy."""
+    vae = _build("mixed_float16", model__network=network)
+    assert vae.encoder.layers[0].compute_dtype == "float16"
+    assert vae.decoder.layers[-2].compute_dtype == "float16"
+    assert vae.encoder.layers[-1].compute_dtype == vae.decoder.layers[-1].compute_dtype == "float32"
+    x = tf.zeros([2, 28, 28, 1])
+    assert vae.encoder(x).dtype == vae.decode(vae.encode(x).sample()).dtype == tf.float32
+
+
+def test_float16_gradients_are_unscaled_and_match_float32(mnist_arrays):
+    """The gradient `VAE.gradients` hands the optimiser under mixed_float16 (computed from the
+    loss times a loss scale of 2^15, then unscaled) equals the float32 model's gradient to
+    float16 rounding; without the unscaling it would be 32,768 times too large."""
+    x = _images(mnist_arrays, 64)
+    grads = {}
+    for prec in ("float32", "mixed_float16"):
+        vae = _build(prec)
+        if prec == "mixed_float16":
+            vae.set_weights(reference.get_weights())
+            assert float(vae.optimizer.loss_scale) == 2.0 ** 15
+        reference = vae
+        with tf.GradientTape(persistent=True) as tape:
+            q = vae.encode(x)                   # z at the posterior mean: no sampling noise
+            d = -vae.likelihood(q.mean()).log_prob(x)
+            loss = tf.reduce_mean(d + vae.rate(q, q.mean()[None]))
+            passes = vae.backward_passes(estimators.Terms(loss=loss, elbo=-loss,
+                                                          distortion=d, rate=d))
+        grads[prec] = {g: [gv[0].numpy() for gv in gvs]
+                       for g, gvs in vae.gradients(passes, tape).items()}
+    for group, exact in grads["float32"].items():
+        for a, b in zip(exact, grads["mixed_float16"][group]):
+            assert np.max(np.abs(a - b)) <= 0.02 * np.max(np.abs(a)) + 1e-6, group
+
+
+def test_unknown_precision_lists_the_valid_ones():
+    from tfvae import config as config_lib
+    with pytest.raises(ConfigError, match="train.precision='fp8': unknown precision; valid "
+                                          "precisions are: float32, mixed_bfloat16, "
+                                          "mixed_float16"):
+        config_lib.validate(make_config(train__precision="fp8"))
+
+
+def test_precision_scope_restores_the_global_policy():
+    with precision.scope("mixed_bfloat16"):
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
