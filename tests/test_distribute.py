@@ -164,3 +164,77 @@ def test_two_workers_train_in_step_on_localhost(tmp_path):
     import numpy as np
     total = float(np.concatenate([v.numpy().ravel() for v in vae.trainable_variables]).sum())
     assert total == pytest.approx(results[0]["sum"], rel=1e-6)
+
+
+def _launch_workers(workdir, epochs):
+    """Two ``tfvae-train`` workers of one cluster (TF_CONFIG on loopback ports), same workdir."""
+    import json
+    import socket
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    from conftest import FASHION_IDX
+    args = [sys.executable, os.path.join(REPO, "scripts", "train.py"),
+            "--config=" + os.path.join(REPO, "configs", "default.py"), f"--workdir={workdir}",
+            "--config.train.strategy=multi_worker", "--config.data.source=idx",
+            f"--config.data.idx_dir={FASHION_IDX}", "--config.data.train_size=1024",
+            "--config.data.validation_size=256", "--config.data.test_size=256",
+            f"--config.train.epochs={epochs}", "--config.eval.iw_samples=10",
+            "--config.eval.plots=False", "--config.model.hidden=32",
+            "--config.model.latent_dim=4"]
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def test_multi_worker_tfvae_train_resumes_after_a_worker_is_killed(tmp_path, fashion_idx_dir):
+    """tfvae-train on a 2-worker cluster: a worker is SIGKILLed mid-run, the chief stops with
+    one line saying what to do, both are started again and the run resumes from the backup and
+    finishes; only the chief wrote the workdir (no scratch folders left), each epoch logged
+    once, and the results are the chief's."""
+    import csv
+    import signal
+    import time
+    workdir = tmp_path / "run"
+    chief, worker = _launch_workers(workdir, epochs=12)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        metrics = workdir / "metrics.csv"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:  # 3 epochs done
+            break
+        assert chief.poll() is None, chief.communicate()[1][-3000:]
+        time.sleep(0.2)
+    else:
+        pytest.fail("the cluster did not finish 3 epochs in time")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    try:  # the chief notices the lost heartbeats and stops (else we stop it, as a scheduler would)
+        _, err = chief.communicate(timeout=120)
+        assert chief.returncode == 1, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("tfvae-train: error: a worker of the cluster stopped"), last
+        assert "start every worker again with the same command" in last
+    except subprocess.TimeoutExpired:
+        chief.kill()
+        chief.communicate()
+    assert not (workdir / "results.json").exists()
+
+    procs = _launch_workers(workdir, epochs=12)
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, "\n---\n".join(e[-2500:] for _, e in outs)
+    assert "resuming training at epoch" in outs[0][1]
+    assert "the chief worker evaluates and writes the results" in outs[1][0]
+    with open(workdir / "metrics.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == list(range(12))
+    assert (workdir / "results.json").exists() and (workdir / "saved_model").is_dir()
+    leftovers = [str(p) for p in workdir.rglob("workertemp_*")]
+    assert not leftovers, leftovers

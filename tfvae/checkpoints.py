@@ -24,7 +24,7 @@ from typing import List, NamedTuple, Optional
 
 import tensorflow as tf
 import tf_keras as keras
-from tf_keras.src.distribute import worker_training_state
+from tf_keras.src.distribute import distributed_file_utils, worker_training_state
 
 from tfvae.errors import CheckpointError
 
@@ -33,7 +33,7 @@ BEST = "best"
 _BEST_RE = re.compile(r"best-(\d+)\.index$")
 
 
-def _first_line(err) -> str:
+def first_line(err) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
@@ -51,7 +51,7 @@ def verify(prefix: str) -> None:
             reader.get_tensor(name)
     except (tf.errors.OpError, ValueError) as err:
         bad = prefix + ".index" if "sstable" in str(err) or "index" in str(err) else files[-1]
-        raise CheckpointError(f"{bad}: corrupt ({_first_line(err)})") from None
+        raise CheckpointError(f"{bad}: corrupt ({first_line(err)})") from None
 
 
 class Best(NamedTuple):
@@ -83,6 +83,9 @@ def find_best(directory: str, before_epoch: Optional[int] = None, warn=print) ->
     `CheckpointError` if best checkpoints exist but none is intact.
     """
     candidates = best_checkpoints(directory)
+    if before_epoch is not None:  # decided by name: such files may be being deleted (resume)
+        candidates = [p for p in candidates
+                      if int(_BEST_RE.search(p + ".index").group(1)) < before_epoch]
     errors = []
     for prefix in candidates:
         try:
@@ -92,8 +95,7 @@ def find_best(directory: str, before_epoch: Optional[int] = None, warn=print) ->
             errors.append(str(err))
             warn(f"warning: {err}; falling back to the best checkpoint before it")
             continue
-        if before_epoch is None or best.epoch < before_epoch:
-            return best
+        return best
     if errors and len(errors) == len(candidates):
         raise CheckpointError(
             f"no intact best checkpoint in {directory} ({'; '.join(errors)}). Restore the files "
@@ -109,7 +111,10 @@ def restore(model, prefix: str) -> None:
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model whenever ``monitor`` reaches a new maximum, as ``best-EEEEE`` (epoch) in
     ``directory`` with the value and epoch inside; keeps the newest `KEEP`. Call `resume` with
-    the epoch training resumes at before ``fit``."""
+    the epoch training resumes at before ``fit``.
+
+    Under a multi-worker strategy every worker saves (reading replicated state is collective),
+    the non-chief ones to a scratch folder that is removed at once, as Keras's callbacks do."""
 
     def __init__(self, directory: str, monitor: str):
         super().__init__()
@@ -118,10 +123,10 @@ class BestCheckpoint(keras.callbacks.Callback):
         self._epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
         self._value = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_value")
 
-    def resume(self, epoch: int, warn=print) -> Optional[Best]:
+    def resume(self, epoch: int, warn=print, chief: bool = True) -> Optional[Best]:
         """Restores "best so far" from disk for a run resuming at ``epoch``; best checkpoints of
-        epochs >= ``epoch`` (to be trained again) are deleted."""
-        for prefix in best_checkpoints(self.directory):
+        epochs >= ``epoch`` (to be trained again) are deleted (by the ``chief`` only)."""
+        for prefix in best_checkpoints(self.directory) if chief else []:
             if int(_BEST_RE.search(prefix + ".index").group(1)) >= epoch:
                 _remove(prefix)
         self.best = find_best(self.directory, epoch, warn) if os.path.isdir(self.directory) else None
@@ -134,13 +139,18 @@ class BestCheckpoint(keras.callbacks.Callback):
             return  # a diverged epoch is never "best" (nor backed up, see `Backup`)
         if self.best is not None and value <= self.best.value:
             return
-        os.makedirs(self.directory, exist_ok=True)
+        strategy = self.model.distribute_strategy
+        directory = distributed_file_utils.write_dirpath(self.directory, strategy)
+        os.makedirs(directory, exist_ok=True)
         self._epoch.assign(epoch)
         self._value.assign(value)
-        prefix = os.path.join(self.directory, f"{BEST}-{epoch:05d}")
+        prefix = os.path.join(directory, f"{BEST}-{epoch:05d}")
         tf.train.Checkpoint(model=self.model, epoch=self._epoch, value=self._value).write(prefix)
+        if directory != self.directory:  # a non-chief worker: its copy is not kept
+            distributed_file_utils.remove_temp_dirpath(self.directory, strategy)
+            prefix = os.path.join(self.directory, f"{BEST}-{epoch:05d}")
         self.best = Best(prefix, epoch, float(value))
-        for old in best_checkpoints(self.directory)[KEEP:]:
+        for old in best_checkpoints(directory)[KEEP:]:
             _remove(old)
 
 

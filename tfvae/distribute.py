@@ -8,6 +8,12 @@
 - ``multi_worker``: ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG``;
 - ``tpu``: ``TPUStrategy`` with the resolver at ``train.tpu`` ('' = the local TPU).
 
+Build the strategy before any other TensorFlow operation runs: ``MultiWorkerMirroredStrategy``
+configures collective ops, which TensorFlow allows only at program start-up (`tfvae.train.run`
+builds it first). Under several workers only the chief writes the workdir (`is_chief`); the
+others write what must be written collectively to scratch folders that are removed (Keras's
+``distributed_file_utils``, as its ``BackupAndRestore`` and ``TensorBoard`` do).
+
 ``data.batch_size`` is the global batch: each of R replicas gets 1/R of it, and the model divides
 its loss by R so the applied gradient is the global batch's mean gradient (`VAE.train_step`).
 """
@@ -55,7 +61,14 @@ def _multi_worker(train_config):
         json.loads(raw)
     except ValueError as err:
         raise ConfigError(f"TF_CONFIG is not valid JSON ({err}); see README, 'A cluster'") from None
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as err:
+        if "program startup" not in str(err):
+            raise
+        raise ConfigError("train.strategy='multi_worker' must be built before any TensorFlow "
+                          "operation runs: call tfvae.distribute.build first in the program "
+                          "(tfvae-train does)") from None
 
 
 @STRATEGIES.register("tpu")
@@ -69,6 +82,30 @@ def _tpu(train_config):
                           f"train.tpu={train_config.tpu!r} ({str(err).splitlines()[0]}); "
                           "use another strategy on this machine") from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the one process that writes the workdir: always, except on the non-chief
+    workers of a multi-worker strategy."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def is_default(strategy: tf.distribute.Strategy) -> bool:
+    """True for TensorFlow's default strategy (one device, no replication)."""
+    return strategy is tf.distribute.get_strategy()  # outside any scope: the default
+
+
+def jit_compile(strategy: tf.distribute.Strategy, requested: bool, warn=None) -> bool:
+    """Whether the train step may be XLA-compiled under ``strategy``: XLA has no collectives
+    for CPU devices ("Collectives are not yet implemented for CPU devices when compiling with
+    XLA", b/194942685), so a multi-worker run on CPUs trains uncompiled."""
+    if (requested and strategy.extended._in_multi_worker_mode()
+            and not tf.config.list_logical_devices("GPU")):
+        if warn:
+            warn("note: train.jit_compile is off for this run: XLA has no cross-worker "
+                 "collectives on CPU devices")
+        return False
+    return bool(requested)
 
 
 def build(train_config) -> tf.distribute.Strategy:

@@ -19,3 +19,7 @@ class CheckpointError(RuntimeError):
 
 class WorkdirError(RuntimeError):
     """The workdir cannot be used: not writable, finished, or started with another config."""
+
+
+class WorkerLostError(RuntimeError):
+    """Another worker of a multi-worker run stopped (crashed, killed or preempted)."""

@@ -196,9 +196,10 @@ class RunDir:
             writer.writerows(rows)
         os.replace(tmp, path)
 
-    def history(self) -> Dict[str, list]:
-        """``{metric: [value per epoch]}`` over the whole run, as Keras's ``History``."""
-        rows = self.metrics()
+    def history(self, epochs: Optional[int] = None) -> Dict[str, list]:
+        """``{metric: [value per epoch]}`` over the whole run (its first ``epochs`` epochs if
+        given), as Keras's ``History``."""
+        rows = [r for r in self.metrics() if epochs is None or r["epoch"] < epochs]
         keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
         return {k: [row.get(k, math.nan) for row in rows] for k in keys}
 

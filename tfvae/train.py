@@ -34,7 +34,7 @@ from tfvae import checkpoints, distribute, evaluation, export, optimizers, plots
 from tfvae import model as model_lib
 from tfvae import precision as precision_lib
 from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
-                          WorkdirError)
+                          WorkdirError, WorkerLostError)
 
 RESULTS = runstate.RESULTS
 
@@ -180,6 +180,11 @@ class Run:
     results: dict
 
 
+def _collective_error(err) -> str:
+    import re
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", checkpoints.first_line(err))
+
+
 def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
     """Trains ``config`` into ``workdir`` and returns (and writes) the final results."""
     return run(config, workdir, verbose).results
@@ -219,6 +224,9 @@ def run(config, workdir: str, verbose=None) -> Run:
     epoch, a run killed after training resumes at its final evaluation, and the best weights,
     early stopping and run statistics cover the whole run.
     """
+    # First: a multi-worker strategy must be built before any other TensorFlow operation.
+    strategy = distribute.build(config.train)
+    chief = distribute.is_chief(strategy)  # only the chief writes the workdir
     config_lib.validate(config)
     rundir = runstate.RunDir(workdir)
     rundir.check_usable()
@@ -229,17 +237,18 @@ def run(config, workdir: str, verbose=None) -> Run:
 
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
     # Nothing is written before the config is accepted and the data has loaded.
-    rundir.create(config, changes, epochs_done)
+    if chief:
+        rundir.create(config, changes, epochs_done)
     if changes:
         _say(f"resuming at epoch {epochs_done + 1} with changed settings: " + ", ".join(
             f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
-    rundir.truncate_metrics(epochs_done)
-    history = rundir.history()
+    history = rundir.history(epochs_done)  # every worker replays the same history
+    if chief:
+        rundir.truncate_metrics(epochs_done)
 
     train_ds = splits.train.map(lambda x, y: x)  # the model trains on images alone
     val_ds = splits.validation.map(lambda x, y: x)
     first = next(iter(splits.train))[0][:64]
-    strategy = distribute.build(config.train)
     with strategy.scope():  # variables, optimisers and metrics are replicated by the strategy
         model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
                                 train_images=first)
@@ -247,26 +256,29 @@ def run(config, workdir: str, verbose=None) -> Run:
         model.compile(optimizer=default_optimizer, group_optimizers=group_optimizers,
                       steps_per_execution=min(config.train.steps_per_execution,
                                               splits.steps_per_epoch),
-                      jit_compile=config.train.jit_compile)
+                      jit_compile=distribute.jit_compile(strategy, config.train.jit_compile,
+                                                         warn=_say))
 
     # With data.validation_size = 0 the training ELBO stands in for the validation ELBO.
     monitor = "val_elbo" if splits.num_validation else "elbo"
     val_ds = val_ds if splits.num_validation else None
     best = checkpoints.BestCheckpoint(os.path.join(workdir, "checkpoints"), monitor)
-    best.resume(epochs_done, warn=_say)
+    best.resume(epochs_done, warn=_say, chief=chief)
     throughput = Throughput(config.data.batch_size, splits.steps_per_epoch)
     callbacks = [throughput]
     if config.eval.grad_variance_repeats:
         fixed = next(iter(splits.validation))[0][:100]
         callbacks.append(GradientVariance(fixed, config.eval.grad_variance_repeats))
-    callbacks += [
-        keras.callbacks.TerminateOnNaN(),
-        best,
-        keras.callbacks.CSVLogger(rundir.path(runstate.METRICS), append=True),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
-        ImageSummaries(os.path.join(workdir, "tensorboard", "images"),
-                       next(iter(splits.validation if splits.num_validation else splits.test))[0]),
-    ]
+    callbacks += [keras.callbacks.TerminateOnNaN(), best]
+    if chief:
+        callbacks.append(keras.callbacks.CSVLogger(rundir.path(runstate.METRICS), append=True))
+    # Keras's TensorBoard writes a non-chief worker's summaries to a scratch folder it removes.
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"),
+                                                 profile_batch=0))
+    if chief:
+        callbacks.append(ImageSummaries(
+            os.path.join(workdir, "tensorboard", "images"),
+            next(iter(splits.validation if splits.num_validation else splits.test))[0]))
     stopper = None
     if config.train.early_stopping_patience:
         stopper = ResumableEarlyStopping(history, monitor=monitor, mode="max",
@@ -286,12 +298,26 @@ def run(config, workdir: str, verbose=None) -> Run:
         if epochs_done:
             _say(f"resuming training at epoch {epochs_done + 1} of {config.train.epochs} "
                  f"(backup in {backup_dir})")
-        rundir.update_state(phase="training", stopped=None)
+        if chief:
+            rundir.update_state(phase="training", stopped=None)
         # A repeated data set keeps one iterator for the whole run: Keras otherwise makes a new
         # one each epoch, which costs seconds per epoch here (measured: ~4 s on 2 cores).
-        model.fit(train_ds.repeat(), steps_per_epoch=splits.steps_per_epoch,
-                  validation_data=val_ds, epochs=config.train.epochs,
-                  callbacks=callbacks, verbose=verbose)
+        try:
+            model.fit(train_ds.repeat(), steps_per_epoch=splits.steps_per_epoch,
+                      validation_data=val_ds, epochs=config.train.epochs,
+                      callbacks=callbacks, verbose=verbose)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError, tf.errors.CancelledError) as err:
+            if not strategy.extended._in_multi_worker_mode():
+                raise
+            # A collective was aborted: a worker of the cluster stopped. Keras's own remedy is
+            # to restart the whole cluster, which resumes from the backup.
+            raise WorkerLostError(
+                f"a worker of the cluster stopped ({_collective_error(err)}); start every "
+                "worker again with the same command: training resumes from the last backed-up "
+                f"epoch in {backup_dir}") from None
+    if not chief:  # the chief evaluates, draws and exports alone (none of it is collective)
+        return Run(model, splits, {})
     history = rundir.history()
     losses = history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
@@ -305,6 +331,13 @@ def run(config, workdir: str, verbose=None) -> Run:
     state = rundir.update_state(phase="trained", stopped=stopped)
 
     final = checkpoints.find_best(best.directory, warn=_say)
+    if not distribute.is_default(strategy):
+        # The final phase uses a plain copy of the model: nothing in it is then collective
+        # (the other workers have gone), and the SavedModel holds no distributed variables.
+        model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+                                train_images=first)
+        if final is None:
+            checkpoints.restore(model, checkpoints.latest_backup(backup_dir, warn=_say))
     if final is not None:
         checkpoints.restore(model, final.path)
 
@@ -384,8 +417,12 @@ def main(argv):
     cfg, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     try:
         results = train_and_evaluate(cfg, workdir)
-    except (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError) as err:
+    except (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError,
+            WorkerLostError) as err:
         raise SystemExit(f"tfvae-train: error: {err}") from None
+    if not results:  # a non-chief worker of a multi-worker run
+        print("training finished; the chief worker evaluates and writes the results")
+        return
     print(_format(results))
     print(f"results: {os.path.join(workdir, RESULTS)}")
 
