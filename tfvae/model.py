@@ -203,6 +203,9 @@ class VAE(keras.Model):
     def optimizer_for(self, group):
         return self.group_optimizers.get(group, self.optimizer)
 
+    # Plain Python tracing, no AutoGraph: nothing in a step branches or loops on a tensor, and
+    # converting the ~60 functions a step calls took 1.7 s of a 3.3 s first-step trace (CPU).
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         beta = self.current_beta()
@@ -231,6 +234,7 @@ class VAE(keras.Model):
         self.step.assign_add(1)
         return self._update(terms, beta)
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         terms = self.elbo_terms(x)
