@@ -417,8 +417,14 @@ def main(argv):
     cfg, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     try:
         results = train_and_evaluate(cfg, workdir)
-    except (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError,
-            WorkerLostError) as err:
+    except WorkerLostError as err:
+        # After an aborted collective TensorFlow's teardown can itself abort (seen: "double
+        # free or corruption" while collecting garbage), which would replace exit status 1
+        # with a signal: leave without it, everything the run keeps is already on disk.
+        print(f"tfvae-train: error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
+    except (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError) as err:
         raise SystemExit(f"tfvae-train: error: {err}") from None
     if not results:  # a non-chief worker of a multi-worker run
         print("training finished; the chief worker evaluates and writes the results")
