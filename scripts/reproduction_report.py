@@ -28,6 +28,9 @@ PUBLISHED = {("mnist", "standard"): -84.45, ("mnist", "vamp"): -82.43,
 
 flags.DEFINE_multi_string("runs", [], "DATASET,PRIOR=WORKDIR (repeat).")
 flags.DEFINE_string("out", "docs/reproduction", "Output path without extension.")
+flags.DEFINE_multi_string(
+    "snapshot", [], "DATASET,PRIOR:EPOCH=LOGP (repeat): a measured test log p(x) (tfvae-evaluate, "
+    "S = 5,000) of that run's best checkpoint at EPOCH, drawn as a point.")
 flags.DEFINE_string("hardware", "2-core CPU (this project's machine)", "Where the runs ran.")
 FLAGS = flags.FLAGS
 
@@ -76,6 +79,11 @@ def main(argv):
         if r["key"] in PUBLISHED:
             ax.axhline(PUBLISHED[r["key"]], color="k", ls="--", lw=1,
                        label=f"published test log p(x) {PUBLISHED[r['key']]:.2f}")
+        points = [spec.split(":", 1)[1].split("=") for spec in FLAGS.snapshot
+                  if tuple(spec.split(":", 1)[0].split(",")) == r["key"]]
+        if points:
+            ax.plot([int(e) for e, _ in points], [float(v) for _, v in points], "o",
+                    color="tab:orange", ms=4, label="test log p(x), S = 5,000 (subset)")
         if r["results"]:
             t = r["results"]["test"]["log_likelihood"]
             ax.axhline(t, color="tab:red", lw=1, label=f"tfvae test log p(x) {t:.2f}")
