@@ -163,6 +163,7 @@ class VAE(keras.Model):
         return {name: t.result() for name, t in self._trackers.items()}
 
     def optimizer_for(self, group):
+        """The optimiser that updates ``group``: its own, or the default."""
         return self.group_optimizers.get(group, self.optimizer)
 
     def backward_passes(self, terms):
@@ -199,9 +200,6 @@ class VAE(keras.Model):
                 out[g] = list(zip(grads[i:i + len(variables_of[g])], variables_of[g]))
                 i += len(variables_of[g])
         return out
-
-    def optimizer_for(self, group):
-        return self.group_optimizers.get(group, self.optimizer)
 
     # Plain Python tracing, no AutoGraph: nothing in a step branches or loops on a tensor, and
     # converting the ~60 functions a step calls took 1.7 s of a 3.3 s first-step trace (CPU).
