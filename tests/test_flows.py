@@ -15,8 +15,11 @@ def _head(name="iaf", perturb=True, latent=5, context=3):
     """A flow posterior; ``perturb`` moves it away from its identity start."""
     if name == "iaf":
         head = posteriors.IAFPosterior(latent, num_steps=2, hidden=(16,), context=context)
-        for g in head.gates:
-            g.assign(0.8 if perturb else 0.0)
+        rng = np.random.default_rng(0)
+        for made in head.mades if perturb else []:
+            layer = head.output_layer(made)  # its constraint keeps the autoregressive mask
+            layer.kernel.assign(layer.kernel_constraint(
+                0.3 * rng.standard_normal(layer.kernel.shape).astype("float32")))
     else:
         head = posteriors.RealNVPPosterior(latent, num_steps=3, hidden=(16,), context=context)
         rng = np.random.default_rng(0)
@@ -60,8 +63,9 @@ def test_flow_starts_as_the_identity_and_its_weights_learn(name):
         loss = tf.reduce_sum(head(params).log_prob(tf.identity(zs)) + tf.reduce_sum(zs ** 2))
     grads = tape.gradient(loss, head.trainable_variables)
     assert all(g is not None for g in grads)
-    first = head.gates if name == "iaf" else [net.out.kernel for net in head.nets]
-    # What starts the flow at the identity (the gates; the zero output layers) moves first.
+    first = ([head.output_layer(m).kernel for m in head.mades] if name == "iaf"
+             else [net.out.kernel for net in head.nets])
+    # What starts the flow at the identity (the zero output layers) moves first.
     assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in tape.gradient(loss, first))
 
 
@@ -84,3 +88,40 @@ def test_flow_model_trains_scores_and_exports(name, tmp_path):
     enc = loaded.encode(tf.constant(x[:3]))
     assert enc["loc"].shape == (3, 6) and enc["scale"].shape == (3, 6)
     assert loaded.encode_sample(tf.constant(x[:3]), tf.constant(1, tf.int64))["z"].shape == (3, 6)
+
+
+
+def test_iaf_beats_the_gaussian_on_mnist(mnist_arrays):
+    """The point of a richer posterior, on real MNIST: with the decoder fixed (trained 5 epochs
+    with a Gaussian posterior, then frozen), fresh Gaussian and IAF encoders fitted for the same
+    5 epochs (MLP 300-300, latent 20, batch 100, Adam 1e-3, 20,000 dynamically binarised
+    images). p(x|z) is the same for both, so everything that differs is q(z|x): the IAF reaches
+    a higher test ELBO and a smaller gap to the importance-sampled log p(x) (k = 500), i.e.
+    KL(q || p(z|x)) is smaller. Measured on seeds 0, 1, 2: ELBO +0.81, +0.35, +1.36 nats,
+    gap -0.51, -0.34, -1.08 nats."""
+    import tf_keras as keras
+    from tfvae import data, evaluation
+
+    def config(posterior):
+        return make_config(model__posterior=posterior, model__hidden=(300, 300),
+                           model__latent_dim=20, data__batch_size=100, data__train_size=20000)
+
+    keras.utils.set_random_seed(0)
+    splits = data.load(config("gaussian").data, seed=0, arrays=mnist_arrays)
+    base = model_lib.build(config("gaussian"), splits.image_shape, splits.steps_per_epoch)
+    base.compile(keras.optimizers.Adam(1e-3), steps_per_execution=50)
+    base.fit(splits.train, epochs=5, verbose=0)
+    test = splits.test.unbatch().take(1000).batch(100)
+    out = {}
+    for name in ("gaussian", "iaf"):
+        keras.utils.set_random_seed(1)
+        vae = model_lib.build(config(name), splits.image_shape, splits.steps_per_epoch)
+        vae.decoder.set_weights(base.decoder.get_weights())
+        vae.decoder.trainable = False
+        vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=50)
+        vae.fit(splits.train, epochs=5, verbose=0)
+        elbo = np.mean([evaluation.elbo(vae, test)["elbo"] for _ in range(5)])
+        ll = evaluation.log_likelihood(vae, test, 500, progress=None)["log_likelihood"]
+        out[name] = (elbo, ll - elbo)
+    (g_elbo, g_gap), (f_elbo, f_gap) = out["gaussian"], out["iaf"]
+    assert f_elbo > g_elbo + 0.2 and f_gap < g_gap - 0.2, out

@@ -150,8 +150,9 @@ class IAFPosterior(_FlowPosterior):
     with the context as conditional input) makes m_k, s_k of coordinate i from coordinates < i.
     Sampling is one pass per step, and the ELBO's log q(z|x) of its own samples comes from TFP's
     bijector cache (no inverse pass); scoring other points runs the autoregressive inverse (L
-    passes). Each step's outputs are multiplied by a learnt gate that starts at 0, so the flow
-    starts as the identity.
+    passes). The context enters each MADE's first layer (as in Kingma et al.), and each MADE's
+    output layer starts at zero, so the flow starts as the identity and that layer learns from
+    the first step.
     """
 
     kind = "iaf"
@@ -159,19 +160,26 @@ class IAFPosterior(_FlowPosterior):
     def _build(self, hidden):
         self.mades = [tfb.AutoregressiveNetwork(
             params=2, event_shape=[self.latent_dim], hidden_units=list(hidden), conditional=True,
-            conditional_event_shape=[self.context], activation="elu", name=f"made{i}")
+            conditional_event_shape=[self.context], conditional_input_layers="first_layer",
+            activation="elu", name=f"made{i}")
             for i in range(self.num_steps)]
-        self.gates = [self.add_weight(f"gate{i}", [], initializer="zeros")
-                      for i in range(self.num_steps)]
-        for net in self.mades:  # creates the MADEs' weights now
+        for net in self.mades:  # creates the MADEs' weights now, then zeroes the output layer
             net(tf.zeros([1, self.latent_dim]), conditional_input=tf.zeros([1, self.context]))
+            for weight in self.output_layer(net).weights:
+                weight.assign(tf.zeros_like(weight))
+
+    @staticmethod
+    def output_layer(made):
+        """The MADE's hidden-to-output masked dense layer."""
+        return [layer for layer in made._network.layers
+                if isinstance(layer, keras.layers.Dense)][-1]
 
     def _step(self, i, h):
-        net, gate = self.mades[i], self.gates[i]
+        net = self.mades[i]
 
         def shift_and_log_scale(z):
             out = net(z, conditional_input=self._broadcast_context(h, z))
-            return gate * out[..., 0], gate * out[..., 1]
+            return out[..., 0], out[..., 1]
         return tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale))
 
 
