@@ -252,7 +252,7 @@ class VAE(keras.Model):
 
         tight as k -> infinity. Samples are drawn ``chunk_size`` at a time and combined with a
         running log-sum-exp, so k = 5,000 fits in memory (peak ~ chunk_size * B decoder
-        outputs). One XLA program serves every k (k is a tensor; no retracing when it changes).
+        outputs, see `iw_chunk_size`). One XLA program serves every k (k is a tensor; no retracing when it changes).
         """
         num_samples = int(num_samples)
         if num_samples < 1:
@@ -287,9 +287,11 @@ class VAE(keras.Model):
                 - q.log_prob(z))
 
     def iw_chunk_size(self, batch_size: int) -> int:
-        """Samples per chunk: ~16M decoder outputs (64 MB of float32) per chunk."""
+        """Samples per chunk: ~4M decoder outputs (16 MB of float32) per chunk, small enough
+        that the masked tail of the last chunk wastes < 1% at k = 1,000 (53 samples per chunk
+        for 100 MNIST images; 214 wasted 7%) and large enough to keep the matmuls efficient."""
         per_sample = max(1, batch_size * math.prod(self.param_shape))
-        return max(1, (16 * 2 ** 20) // per_sample)
+        return max(1, (4 * 2 ** 20) // per_sample)
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def _iw_bound(self, x, num_samples, chunk_size: int):
