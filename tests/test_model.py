@@ -51,6 +51,15 @@ def test_bound_with_5000_samples_fits(trained):
     assert value.shape == (100,) and np.all(np.isfinite(value))
 
 
+def test_default_chunks_divide_the_usual_k(trained):
+    """No decoder pass is wasted on the masked tail at the usual k, and memory stays bounded."""
+    vae = trained["model"]
+    for batch in (20, 100, 500):
+        chunk = vae.iw_chunk_size(batch)
+        assert chunk * batch * 784 <= 4 * 2 ** 20
+        assert all(k % chunk == 0 for k in (1000, 5000)), (batch, chunk)
+
+
 def test_log_prob_is_the_joint(trained):
     vae, x = trained["model"], _batch(trained, 8)
     z = vae.encode(x).sample(3)
