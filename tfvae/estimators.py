@@ -400,19 +400,14 @@ class DReG(IWAE):
     name_in_config = "dreg"
     uses_group_losses = True
 
-    def check(self, model) -> None:
-        super().check(model)
-        if model.posterior_head.trainable_variables:
-            raise ConfigError(
-                f"estimator 'dreg' holds q's parameters fixed by stopping the gradient at the "
-                f"encoder's outputs, but model.posterior={model.posterior_name!r} has weights of "
-                "its own (a flow), which that would not stop; use estimator='iwae' or "
-                "'reparameterized' with it")
-
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         params = model.encoder(x, training=training)
         q = model.posterior_head(params)
-        q_stop = model.posterior_head(tf.stop_gradient(params))
+        if model.posterior_head.trainable_variables:
+            # A flow has weights of its own beyond the encoder's outputs: hold them fixed too.
+            q_stop = _PathwiseOnly(q)
+        else:
+            q_stop = model.posterior_head(tf.stop_gradient(params))
         _, z, log_px, log_w_stop, bound = self._bound(model, x, beta, training, q=q,
                                                       q_for_weights=q_stop)
         weights = tf.stop_gradient(tf.nn.softmax(log_w_stop, axis=0))  # w~_s, [k, B]
@@ -423,6 +418,25 @@ class DReG(IWAE):
         return self._report(model, q, z, log_px, bound, generative_loss,
                             group_losses={"inference": inference_loss,
                                           "generative": generative_loss})
+
+
+class _PathwiseOnly:
+    """log q_phi'(z) with phi' = phi held fixed, for a q whose parameters include weights that a
+    stop-gradient at the encoder's outputs would not reach (a flow's): the value of log q(z),
+    and only the gradient that flows through z,
+
+        log q(z) - log q(stop(z)) + stop(log q(z)),
+
+    whose derivative is d log q / d z * dz / d phi (the direct, score-function part cancels).
+    ``log q(stop(z))`` scores a new tensor, so it runs the flow's inverse (for an IAF, one MADE
+    pass per coordinate)."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def log_prob(self, z):
+        log_q = self.q.log_prob(z)
+        return log_q - self.q.log_prob(tf.stop_gradient(z)) + tf.stop_gradient(log_q)
 
 
 def build(config) -> Estimator:
