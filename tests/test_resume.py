@@ -267,3 +267,19 @@ def test_workdir_checks_write_nothing_before_the_data_loads(tmp_path, monkeypatc
     with pytest.raises(WorkdirError, match=r"is not writable .*Read-only file system.*choose"):
         train.train_and_evaluate(make_config(), str(workdir))
     assert not (tmp_path / "new").exists()
+
+
+def test_resumed_metrics_csv_keeps_its_columns(tmp_path):
+    """A resumed run whose logs differ from the file's header (a metric gone, one new) still
+    appends rows under that header, each value in its own column."""
+    from tfvae import runstate, train
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,elbo,loss,val_elbo,val_iwae\n0,-100.0,100.0,-101.0,-99.0\n")
+    logger = train.MetricsCSVLogger(str(path), append=True)
+    logger.on_train_begin()
+    logger.on_epoch_end(1, {"elbo": -90.0, "loss": 90.0, "val_elbo": -91.0, "new": 7.0})
+    logger.on_train_end()
+    rows = runstate.RunDir(str(tmp_path)).metrics()
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["elbo"] == -90.0 and rows[1]["loss"] == 90.0 and rows[1]["val_elbo"] == -91.0
+    assert np.isnan(rows[1]["val_iwae"]) and "new" not in rows[1]

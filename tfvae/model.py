@@ -162,7 +162,9 @@ class VAE(keras.Model):
                   "rate": terms.rate, "beta": beta, **terms.extras}
         for name, value in values.items():
             self._trackers[name].update_state(value)
-        return {name: t.result() for name, t in self._trackers.items()}
+        # Only what this step measured: an estimator's extras (e.g. ``iwae``) are training
+        # quantities, so evaluation does not report them (it would report their reset value, 0).
+        return {name: self._trackers[name].result() for name in values}
 
     def optimizer_for(self, group):
         """The optimiser that updates ``group``: its own, or the default."""
@@ -254,7 +256,8 @@ class VAE(keras.Model):
 
         tight as k -> infinity. Samples are drawn ``chunk_size`` at a time and combined with a
         running log-sum-exp, so k = 5,000 fits in memory (peak ~ chunk_size * B decoder
-        outputs, see `iw_chunk_size`). One XLA program serves every k (k is a tensor; no retracing when it changes).
+        outputs, see `iw_chunk_size`). One XLA program serves every k (k is a tensor; no
+        retracing when it changes).
         """
         num_samples = int(num_samples)
         if num_samples < 1:

@@ -17,6 +17,7 @@ evaluation): it continues where the run stopped; see `tfvae.runstate` and `tfvae
   *.png                  samples, reconstructions, traversals, latent space, training curves
   saved_model/           a SavedModel that samples without tfvae installed (`tfvae.export`)
 """
+import csv
 import dataclasses
 import json
 import math
@@ -190,6 +191,27 @@ def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
     return run(config, workdir, verbose).results
 
 
+class MetricsCSVLogger(keras.callbacks.CSVLogger):
+    """Keras's ``CSVLogger`` that, appending to a resumed run's ``metrics.csv``, keeps the
+    file's columns: a metric the header has and these logs lack is written as nan, one the
+    header lacks is dropped (Keras would write the row in its own column order under the old
+    header, shifting every value after the first difference)."""
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                header = next(csv.reader(f), None)
+            if header and header[0] == "epoch":
+                self.keys = header[1:]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is not None:
+            logs = {key: logs.get(key, float("nan")) for key in self.keys}
+        super().on_epoch_end(epoch, logs)
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """Keras's ``EarlyStopping`` whose patience counter and best value continue from the run's
     history (``metrics.csv``) after a restart, instead of starting afresh."""
@@ -271,7 +293,7 @@ def run(config, workdir: str, verbose=None) -> Run:
         callbacks.append(GradientVariance(fixed, config.eval.grad_variance_repeats))
     callbacks += [keras.callbacks.TerminateOnNaN(), best]
     if chief:
-        callbacks.append(keras.callbacks.CSVLogger(rundir.path(runstate.METRICS), append=True))
+        callbacks.append(MetricsCSVLogger(rundir.path(runstate.METRICS), append=True))
     # Keras's TensorBoard writes a non-chief worker's summaries to a scratch folder it removes.
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"),
                                                  profile_batch=0))
