@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, make_config
 from tfvae import checkpoints, plots, runstate, train
-from tfvae.errors import CheckpointError, WorkdirError
+from tfvae.errors import CheckpointError, ConfigError, WorkdirError
 
 
 def _rows(workdir):
@@ -256,6 +256,13 @@ def test_workdir_checks_write_nothing_before_the_data_loads(tmp_path, monkeypatc
     with pytest.raises(DataError, match="does not exist"):
         train.train_and_evaluate(bad, str(workdir))
     assert not (tmp_path / "new").exists()         # no half-made workdir
+
+    # Parts that cannot work together are refused before the workdir exists, so the corrected
+    # command can use the same --workdir.
+    with pytest.raises(ConfigError, match="estimator 'hybrid' needs a mixture posterior"):
+        train.train_and_evaluate(make_config(model__posterior="iaf", estimator="hybrid",
+                                             data__train_size=500), str(workdir))
+    assert not (tmp_path / "new").exists()
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(WorkdirError, match="is a file, not a folder"):

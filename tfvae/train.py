@@ -258,16 +258,6 @@ def run(config, workdir: str, verbose=None) -> Run:
     keras.utils.set_random_seed(config.seed)
 
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
-    # Nothing is written before the config is accepted and the data has loaded.
-    if chief:
-        rundir.create(config, changes, epochs_done)
-    if changes:
-        _say(f"resuming at epoch {epochs_done + 1} with changed settings: " + ", ".join(
-            f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
-    history = rundir.history(epochs_done)  # every worker replays the same history
-    if chief:
-        rundir.truncate_metrics(epochs_done)
-
     train_ds = splits.train.map(lambda x, y: x)  # the model trains on images alone
     val_ds = splits.validation.map(lambda x, y: x)
     first = next(iter(splits.train))[0][:64]
@@ -280,6 +270,16 @@ def run(config, workdir: str, verbose=None) -> Run:
                                               splits.steps_per_epoch),
                       jit_compile=distribute.jit_compile(strategy, config.train.jit_compile,
                                                          warn=_say))
+    # Nothing is written before the config is accepted, the data has loaded and the model is
+    # built (which refuses combinations of parts that cannot work together).
+    if chief:
+        rundir.create(config, changes, epochs_done)
+    if changes:
+        _say(f"resuming at epoch {epochs_done + 1} with changed settings: " + ", ".join(
+            f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
+    history = rundir.history(epochs_done)  # every worker replays the same history
+    if chief:
+        rundir.truncate_metrics(epochs_done)
 
     # With data.validation_size = 0 the training ELBO stands in for the validation ELBO.
     monitor = "val_elbo" if splits.num_validation else "elbo"
