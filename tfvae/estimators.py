@@ -401,15 +401,9 @@ class DReG(IWAE):
     uses_group_losses = True
 
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
-        params = model.encoder(x, training=training)
-        q = model.posterior_head(params)
-        if model.posterior_head.trainable_variables:
-            # A flow has weights of its own beyond the encoder's outputs: hold them fixed too.
-            q_stop = _PathwiseOnly(q)
-        else:
-            q_stop = model.posterior_head(tf.stop_gradient(params))
+        q = model.encode(x, training=training)
         _, z, log_px, log_w_stop, bound = self._bound(model, x, beta, training, q=q,
-                                                      q_for_weights=q_stop)
+                                                      q_for_weights=_PathwiseOnly(q))
         weights = tf.stop_gradient(tf.nn.softmax(log_w_stop, axis=0))  # w~_s, [k, B]
         inference_loss = -tf.reduce_mean(tf.reduce_sum(weights ** 2 * log_w_stop, axis=0))
         # The generative gradient of L_k: log q (with stopped parameters) carries none, and the
@@ -421,15 +415,15 @@ class DReG(IWAE):
 
 
 class _PathwiseOnly:
-    """log q_phi'(z) with phi' = phi held fixed, for a q whose parameters include weights that a
-    stop-gradient at the encoder's outputs would not reach (a flow's): the value of log q(z),
-    and only the gradient that flows through z,
+    """log q_phi'(z) with phi' = phi held fixed: the value of log q(z), and only the gradient
+    that flows through z,
 
         log q(z) - log q(stop(z)) + stop(log q(z)),
 
     whose derivative is d log q / d z * dz / d phi (the direct, score-function part cancels).
-    ``log q(stop(z))`` scores a new tensor, so it runs the flow's inverse (for an IAF, one MADE
-    pass per coordinate)."""
+    Unlike a stop-gradient at the encoder's outputs this also holds a flow's own weights fixed.
+    ``log q(stop(z))`` scores a new tensor, so for a flow it runs the inverse (for an IAF, one
+    MADE pass per coordinate)."""
 
     def __init__(self, q):
         self.q = q
