@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from tfvae import config as config_lib, data, evaluation, model as model_lib  # noqa: E402
+from tfvae import config as config_lib, data, evaluation, model as model_lib, train  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,18 +52,11 @@ def main():
     vae.compile(keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution,
                 jit_compile=bool(args.jit_compile))
 
-    epoch_times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_times.append(time.perf_counter() - self.t0)
-
     t0 = time.perf_counter()
-    vae.fit(splits.train.repeat(), steps_per_epoch=splits.steps_per_epoch, epochs=args.epochs,
-            verbose=0, callbacks=[Timer()])
+    throughput = train.Throughput(c.data.batch_size, splits.steps_per_epoch)
+    epoch_times = vae.fit(splits.train.repeat(), steps_per_epoch=splits.steps_per_epoch,
+                          epochs=args.epochs, verbose=0,
+                          callbacks=[throughput]).history["epoch_time_s"]
     total = time.perf_counter() - t0
     images = splits.steps_per_epoch * args.batch
     test = splits.test.unbatch().take(args.test_n).batch(500)

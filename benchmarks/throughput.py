@@ -64,18 +64,10 @@ def one(args):
         vae.compile(optimizer=default, group_optimizers=groups,
                     steps_per_execution=min(32, steps),
                     jit_compile=distribute.jit_compile(strategy, True))
-    times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t0)
-
     start = time.perf_counter()
     history = vae.fit(splits.train.repeat(), steps_per_epoch=steps, epochs=args.epochs,
-                      verbose=0, callbacks=[Timer()]).history
+                      verbose=0, callbacks=[train.Throughput(args.batch, steps)]).history
+    times = history["epoch_time_s"]
     train_s = time.perf_counter() - start
     images = steps * args.batch
     test = splits.test.unbatch().take(args.iw_images).batch(args.iw_batch)
