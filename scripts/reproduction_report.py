@@ -63,8 +63,9 @@ def main(argv):
     for r in rows:
         test = r["results"]["test"]["log_likelihood"] if r["results"] else None
         stopped = r["state"].get("stopped") or "still training"
+        published = f"{PUBLISHED[r['key']]:.2f}" if r["key"] in PUBLISHED else "none published"
         lines.append(
-            f"| {r['key'][0]} | {r['key'][1]} | {PUBLISHED.get(r['key'], float('nan')):.2f} | "
+            f"| {r['key'][0]} | {r['key'][1]} | {published} | "
             f"{f'{test:.2f}' if test is not None else 'not yet (training)'} | "
             f"{r['best_val_elbo']:.2f} ({r['best_epoch']}) | {r['epochs']} | {stopped} | "
             f"{r['hours']:.2f} h, {FLAGS.hardware} | `{r['workdir']}` |")
