@@ -2,6 +2,10 @@
 network, latent 40, MNIST test images): images/s, and the projected wall time on all 10,000.
 
     python benchmarks/iw_eval_speed.py [--k=5000] [--examples=300] [--prior=standard]
+
+``--network=reference`` times the PyTorch reference's network instead (MLP 784-512-512, ReLU,
+latent 40; compare with ``benchmarks/iw_torch_ref.py`` one right after the other, on an idle
+machine, with the same ``--batch``: the reference evaluates 20 images per call).
 """
 import os
 import sys
@@ -21,6 +25,10 @@ from tfvae import data, evaluation, model as model_lib  # noqa: E402
 flags.DEFINE_list("k", ["5000", "1000"], "Numbers of importance samples to time.")
 flags.DEFINE_integer("examples", 300, "Test images timed (after a warm-up batch).")
 flags.DEFINE_string("prior", "standard", "standard, vamp or mog (configs/literature.py).")
+flags.DEFINE_enum("network", "literature", ["literature", "reference"],
+                  "literature: gated 300-300 (configs/literature.py); reference: the PyTorch "
+                  "reference's MLP 512-512 with ReLU.")
+flags.DEFINE_integer("batch", 100, "Test images per call.")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                              "tfds"), "TFDS folder holding mnist/.")
 FLAGS = flags.FLAGS
@@ -34,18 +42,23 @@ def main(argv):
     spec.loader.exec_module(module)
     config = module.get_config(f"mnist,{FLAGS.prior}")
     config.data.data_dir, config.data.download = FLAGS.data_dir, False
+    config.data.eval_batch_size = FLAGS.batch
+    if FLAGS.network == "reference":
+        config.model.network, config.model.hidden = "mlp", (512, 512)
+        config.model.posterior_scale = "softplus"
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0)
     vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
                           train_images=next(iter(splits.train))[:64])
     for k in map(int, FLAGS.k):
-        warm = splits.test.unbatch().take(100).batch(100)
-        evaluation.log_likelihood(vae, warm, k, progress=None)  # trace and compile
+        warm = splits.test.unbatch().take(FLAGS.batch).batch(FLAGS.batch)
+        evaluation.log_likelihood(vae, warm, k, batch_size=FLAGS.batch, progress=None)  # trace
         start = time.perf_counter()
-        out = evaluation.log_likelihood(vae, splits.test, k, FLAGS.examples, progress=None)
+        out = evaluation.log_likelihood(vae, splits.test, k, FLAGS.examples, FLAGS.batch,
+                                        progress=None)
         seconds = time.perf_counter() - start
         rate = out["iw_examples"] / seconds
-        print(f"k={k}: {rate:.1f} images/s; all {splits.num_test} test images: "
+        print(f"{FLAGS.network} network, {FLAGS.batch} images per call, k={k}: {rate:.1f} images/s; all {splits.num_test} test images: "
               f"{splits.num_test / rate / 60:.1f} min", flush=True)
 
 

@@ -72,7 +72,7 @@ def one(args):
     images = steps * args.batch
     test = splits.test.unbatch().take(args.iw_images).batch(args.iw_batch)
     warm = next(iter(test))
-    vae.log_likelihood(warm, 1000)  # compiles the bound for this batch shape (XLA: per shape)
+    vae.log_likelihood(warm, 1000)  # traces the bound for this batch shape
     t0 = time.perf_counter()
     ll = evaluation.log_likelihood(vae, test, 1000, batch_size=args.iw_batch, progress=None)
     iw_s = time.perf_counter() - t0
