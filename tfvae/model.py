@@ -280,26 +280,34 @@ class VAE(keras.Model):
 
     def log_weights(self, x, num_samples: int, chunk_size=None, seed=None) -> np.ndarray:
         """All k importance log-weights log w_s = log p(x, z_s) - log q(z_s|x), z_s ~ q(z|x),
-        as a NumPy array ``[k, B]`` (for diagnostics: ESS, Pareto k-hat); drawn in chunks.
-        ``seed``: a pair of ints making the draws reproducible (stateless sampling)."""
+        as a NumPy array ``[k, B]`` (for diagnostics: ESS, Pareto k-hat); drawn in chunks in
+        one traced loop. ``seed``: a pair of ints making the draws reproducible (stateless
+        sampling; chunk i draws with ``stateless_fold_in(seed, i)``)."""
+        num_samples = int(num_samples)
+        if num_samples < 1:
+            raise ConfigError(f"num_samples={num_samples} must be >= 1")
         x = tf.convert_to_tensor(x, tf.float32)
-        chunk = max(1, min(chunk_size or self.iw_chunk_size(int(x.shape[0] or 1)), num_samples))
+        chunk = max(1, min(int(chunk_size or self.iw_chunk_size(int(x.shape[0] or 1))),
+                           num_samples))
         if seed is None:
-            seed = tuple(int(s) for s in tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32))
-        parts, drawn = [], 0
-        while drawn < num_samples:
-            chunk_seed = tf.constant([seed[0], (seed[1] * 1_000_003 + len(parts)) % (2 ** 31 - 1)],
-                                     tf.int32)
-            parts.append(self._log_weight_chunk(x, chunk, chunk_seed).numpy())
-            drawn += chunk
-        return np.concatenate(parts)[:num_samples]
+            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
+        return self._log_weights(x, tf.constant(num_samples, tf.int32), chunk,
+                                 tf.cast(seed, tf.int32)).numpy()
 
     @tf.function(reduce_retracing=True)
-    def _log_weight_chunk(self, x, chunk_size: int, seed):
+    def _log_weights(self, x, num_samples, chunk_size: int, seed):
         q = self.encode(x, training=False)
-        z = q.sample(chunk_size, seed=seed)
-        return (self.likelihood(z, training=False).log_prob(x) + self.prior.log_prob(z)
-                - q.log_prob(z))
+        log_prior = self.prior.log_prob_fn()
+        num_chunks = (num_samples + chunk_size - 1) // chunk_size
+        parts = tf.TensorArray(tf.float32, size=num_chunks)
+        for i in tf.range(num_chunks):
+            z = q.sample(chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, i))
+            parts = parts.write(i, self._log_weight(x, q, log_prior, z))
+        return parts.concat()[:num_samples]
+
+    def _log_weight(self, x, q, log_prior, z):
+        """log p(x|z) + log p(z) - log q(z|x), ``[C, B]`` for z ``[C, B, L]``."""
+        return self.likelihood(z, training=False).log_prob(x) + log_prior(z) - q.log_prob(z)
 
     def iw_chunk_size(self, batch_size: int) -> int:
         """Samples per chunk: at most `iw_chunk_outputs` decoder outputs, rounded down to a round
@@ -320,9 +328,7 @@ class VAE(keras.Model):
         acc = tf.fill(tf.shape(x)[:1], tf.constant(-np.inf, tf.float32))
         num_chunks = (num_samples + chunk_size - 1) // chunk_size
         for i in tf.range(num_chunks):
-            z = q.sample(chunk_size)                                       # [C, B, L]
-            log_w = (self.likelihood(z, training=False).log_prob(x) + log_prior(z)
-                     - q.log_prob(z))                                      # [C, B]
+            log_w = self._log_weight(x, q, log_prior, q.sample(chunk_size))   # [C, B]
             valid = i * chunk_size + tf.range(chunk_size) < num_samples
             log_w = tf.where(valid[:, None], log_w, tf.constant(-np.inf, tf.float32))
             acc = tf.reduce_logsumexp(tf.stack([acc, tf.reduce_logsumexp(log_w, 0)]), 0)
