@@ -178,6 +178,11 @@ class IAFPosterior(_FlowPosterior):
         net = self.mades[i]
 
         def shift_and_log_scale(z):
+            # Scoring a point runs the autoregressive inverse, which iterates from zeros:
+            # coordinates not yet solved hold transient values that can overflow, and a
+            # masked-out (zero) weight times inf is NaN in every output. Those values never
+            # reach the result, so non-finite entries are zeroed before the MADE.
+            z = tf.where(tf.math.is_finite(z), z, tf.zeros_like(z))
             out = net(z, conditional_input=self._broadcast_context(h, z))
             return out[..., 0], out[..., 1]
         return tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale))
