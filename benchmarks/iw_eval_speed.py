@@ -58,7 +58,8 @@ def main(argv):
                                         progress=None)
         seconds = time.perf_counter() - start
         rate = out["iw_examples"] / seconds
-        print(f"{FLAGS.network} network, {FLAGS.batch} images per call, k={k}: {rate:.1f} images/s; all {splits.num_test} test images: "
+        print(f"{FLAGS.network} network, {FLAGS.batch} images per call, k={k}: {rate:.1f} "
+              f"images/s; all {splits.num_test} test images: "
               f"{splits.num_test / rate / 60:.1f} min", flush=True)
 
 
