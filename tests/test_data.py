@@ -77,6 +77,15 @@ def test_labels_and_resize(mnist_arrays):
     assert data.load(config.data, arrays=mnist_arrays).image_shape == (64, 64, 1)
 
 
+def test_resize_with_no_validation_split(mnist_arrays):
+    """data.validation_size = 0 leaves an empty split, which resizes to an empty split."""
+    config = make_config(data__image_size=64, data__validation_size=0, data__train_size=300,
+                         data__batch_size=50)
+    s = data.load(config.data, seed=0, arrays=mnist_arrays)
+    assert s.image_shape == (64, 64, 1) and s.num_validation == 0
+    assert _first(s.train).shape == (50, 64, 64, 1)
+
+
 def test_fashion_mnist_sample_loads_through_idx(fashion_idx_dir):
     arrays = data.load_idx_dir(fashion_idx_dir)
     x, y = arrays["train"]

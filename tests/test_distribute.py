@@ -96,6 +96,38 @@ def test_mirrored_update_equals_the_single_device_update():
     assert out.stdout.strip().endswith("OK")
 
 
+MIRRORED_RUN = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, {tests!r})
+    from conftest import make_config
+    from tfvae import train
+    config = make_config(data__source="idx", data__idx_dir={idx!r}, data__test_size=200,
+                         data__validation_size=200, data__train_size=512, data__batch_size=64,
+                         model__hidden=(32,), model__latent_dim=4, train__epochs=2,
+                         train__strategy="mirrored", train__devices="/cpu:0,/cpu:1",
+                         eval__iw_samples=5, eval__iw_examples=50, eval__plots=False)
+    results = train.train_and_evaluate(config, {workdir!r}, verbose=0)
+    print("RESULT", json.dumps(results["test"]))
+""")
+
+
+def test_a_whole_mirrored_run_over_two_cpus(tmp_path, fashion_idx_dir):
+    """Through the public API: XLA cannot place a step's resources across CPU devices, so the
+    run must train uncompiled there (it used to end in an XLA 'Trying to access resource'
+    traceback), then evaluate and export."""
+    script = MIRRORED_RUN.format(tests=os.path.join(REPO, "tests"), idx=fashion_idx_dir,
+                                 workdir=str(tmp_path / "run"))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "RESULT" in out.stdout
+    assert "XLA" in out.stderr  # the note that says why XLA is off
+    assert os.path.exists(tmp_path / "run" / "saved_model" / "saved_model.pb")
+
+
 def test_unknown_or_unstartable_strategies_say_what_to_do(monkeypatch):
     with pytest.raises(ConfigError, match="train.strategy='horovod': unknown strategy; valid "
                                           "strategies are: auto, default, mirrored, "

@@ -207,6 +207,8 @@ def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, A
 def _resize(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
     if size <= 0 or images.shape[1:3] == (size, size):
         return images
+    if not len(images):  # e.g. data.validation_size = 0: an empty split of the new size
+        return np.zeros((0, size, size) + images.shape[3:], images.dtype)
     parts = []
     for i in range(0, len(images), chunk):
         x = tf.image.resize(tf.cast(images[i:i + chunk], tf.float32), (size, size),

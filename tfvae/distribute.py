@@ -96,16 +96,22 @@ def is_default(strategy: tf.distribute.Strategy) -> bool:
 
 
 def jit_compile(strategy: tf.distribute.Strategy, requested: bool, warn=None) -> bool:
-    """Whether the train step may be XLA-compiled under ``strategy``: XLA has no collectives
-    for CPU devices ("Collectives are not yet implemented for CPU devices when compiling with
-    XLA", b/194942685), so a multi-worker run on CPUs trains uncompiled."""
-    if (requested and strategy.extended._in_multi_worker_mode()
-            and not tf.config.list_logical_devices("GPU")):
-        if warn:
-            warn("note: train.jit_compile is off for this run: XLA has no cross-worker "
-                 "collectives on CPU devices")
+    """Whether the train step may be XLA-compiled under ``strategy``. Not where the replicas are
+    CPU devices: XLA has no collectives for CPU devices across workers ("Collectives are not yet
+    implemented for CPU devices when compiling with XLA", b/194942685), and within one process
+    an XLA cluster cannot reach a variable placed on another CPU device ("Trying to access
+    resource ... located in device CPU:1 from device CPU:0")."""
+    if not requested:
         return False
-    return bool(requested)
+    multi_worker = strategy.extended._in_multi_worker_mode()
+    devices = [d.upper() for d in strategy.extended.worker_devices]
+    cpu_replicas = len(devices) > 1 and any("CPU" in d for d in devices)
+    if (multi_worker and not tf.config.list_logical_devices("GPU")) or cpu_replicas:
+        if warn:
+            where = "cross-worker collectives" if multi_worker else "variables on several CPU devices"
+            warn(f"note: train.jit_compile is off for this run: XLA has no {where} on CPU devices")
+        return False
+    return True
 
 
 def build(train_config) -> tf.distribute.Strategy:
