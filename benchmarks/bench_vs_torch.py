@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from tfvae import config as config_lib, data, evaluation, model as model_lib, train  # noqa: E402
+from tfvae import callbacks, config as config_lib, data, evaluation, model as model_lib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,7 +44,7 @@ def main():
     c = config_lib.get_config()
     c.data.source, c.data.idx_dir, c.data.pixels = "idx", args.data, "dynamic"
     c.data.validation_size, c.data.batch_size = 0, args.batch
-    c.model.latent_dim, c.model.hidden = args.latent, (args.hidden, args.hidden)
+    c.model.latent_dim, c.model.network.hidden = args.latent, (args.hidden, args.hidden)
     c.train.learning_rate = args.lr
     keras.utils.set_random_seed(args.seed)
     splits = data.load(c.data, seed=args.seed)
@@ -53,15 +53,15 @@ def main():
                 jit_compile=bool(args.jit_compile))
 
     t0 = time.perf_counter()
-    throughput = train.Throughput(c.data.batch_size, splits.steps_per_epoch)
+    throughput = callbacks.Throughput(c.data.batch_size, splits.steps_per_epoch)
     epoch_times = vae.fit(splits.train.repeat(), steps_per_epoch=splits.steps_per_epoch,
                           epochs=args.epochs, verbose=0,
                           callbacks=[throughput]).history["epoch_time_s"]
     total = time.perf_counter() - t0
     images = splits.steps_per_epoch * args.batch
     test = splits.test.unbatch().take(args.test_n).batch(500)
-    elbo = evaluation.elbo(vae, test)["elbo"]
-    iwae = evaluation.log_likelihood(vae, test, args.iwae_k, batch_size=20)["log_likelihood"]
+    elbo = evaluation.evaluate(vae, test)["elbo"]["mean"]
+    iwae = evaluation.log_likelihood(vae, test, args.iwae_k, batch_size=20)["log_likelihood"]["mean"]
     steady = images / np.median(epoch_times[1:]) if len(epoch_times) > 1 else float("nan")
     print(f"tfvae epochs={args.epochs} batch={args.batch} latent={args.latent} "
           f"hidden={args.hidden} train_img_per_s={images * args.epochs / total:.0f} "

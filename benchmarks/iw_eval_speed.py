@@ -44,18 +44,18 @@ def main(argv):
     config.data.data_dir, config.data.download = FLAGS.data_dir, False
     config.data.eval_batch_size = FLAGS.batch
     if FLAGS.network == "reference":
-        config.model.network, config.model.hidden = "mlp", (512, 512)
-        config.model.posterior_scale = "softplus"
+        config.model.network.name, config.model.network.hidden = "mlp", (512, 512)
+        config.model.posterior.scale = "softplus"
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0)
     vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
-                          train_images=next(iter(splits.train))[:64])
+                          train_images=data.first_images(splits, 64))
     for k in map(int, FLAGS.k):
         warm = splits.test.unbatch().take(FLAGS.batch).batch(FLAGS.batch)
         evaluation.log_likelihood(vae, warm, k, batch_size=FLAGS.batch, progress=None)  # trace
         start = time.perf_counter()
-        out = evaluation.log_likelihood(vae, splits.test, k, FLAGS.examples, FLAGS.batch,
-                                        progress=None)
+        images = splits.test.unbatch().take(FLAGS.examples).batch(FLAGS.batch)
+        out = evaluation.log_likelihood(vae, images, k, FLAGS.batch, progress=None)
         seconds = time.perf_counter() - start
         rate = out["iw_examples"] / seconds
         print(f"{FLAGS.network} network, {FLAGS.batch} images per call, k={k}: {rate:.1f} "

@@ -17,8 +17,7 @@ import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import config as config_lib, data, model as model_lib, priors  # noqa: E402
-from tfvae.train import make_optimizers  # noqa: E402
+from tfvae import config as config_lib, data, model as model_lib, optimizers, priors  # noqa: E402
 
 flags.DEFINE_string("network", "mlp", "mlp or gated_mlp (300-300 either way).")
 flags.DEFINE_list("priors", list(priors.RECOMMENDED), "Priors to time.")
@@ -32,15 +31,14 @@ FLAGS = flags.FLAGS
 def step_time(prior, splits, arrays):
     config = config_lib.get_config()
     config.data.name, config.data.pixels, config.data.batch_size = "mnist", "dynamic", 100
-    config.model.latent_dim, config.model.hidden = 40, (300, 300)
-    config.model.network, config.model.prior = FLAGS.network, prior
-    for key, value in priors.RECOMMENDED[prior].items():
-        config.model[key] = value
+    config.model.latent_dim, config.model.network.hidden = 40, (300, 300)
+    config.model.network.name, config.model.prior.name = FLAGS.network, prior
+    config.model.prior.update(priors.RECOMMENDED[prior])
     config.train.learning_rate = 5e-4
     keras.utils.set_random_seed(0)
     vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
-                          train_images=next(iter(splits.train))[:64])
-    default, groups = make_optimizers(config.train)
+                          train_images=data.first_images(splits, 64))
+    default, groups = optimizers.for_training(config.train)
     vae.compile(default, group_optimizers=groups, steps_per_execution=32, jit_compile=True)
     train = splits.train.repeat()
     vae.fit(train, steps_per_epoch=64, epochs=1, verbose=0)  # trace + compile

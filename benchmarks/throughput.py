@@ -44,15 +44,15 @@ def one(args):
     import tensorflow as tf
     import tf_keras as keras
     sys.path.insert(0, REPO)
-    from tfvae import config as config_lib, data, distribute, evaluation, train
+    from tfvae import callbacks, config as config_lib, data, distribute, evaluation, optimizers
     from tfvae import model as model_lib
 
     c = config_lib.get_config()
     c.data.source, c.data.idx_dir, c.data.pixels = "idx", args.data, "dynamic"
     c.data.validation_size, c.data.batch_size = 0, args.batch
-    c.model.network, c.model.latent_dim, c.model.hidden = args.model, 40, (512, 512)
+    c.model.network.name, c.model.latent_dim, c.model.network.hidden = args.model, 40, (512, 512)
     if args.model == "cnn":
-        c.model.hidden = (512,)
+        c.model.network.hidden = (512,)
     c.train.strategy, c.train.precision = args.strategy, args.precision
     strategy = distribute.build(c.train)
     keras.utils.set_random_seed(0)
@@ -60,13 +60,13 @@ def one(args):
     steps = min(args.steps or splits.steps_per_epoch, splits.steps_per_epoch)
     with strategy.scope():
         vae = model_lib.build(c, splits.image_shape, splits.steps_per_epoch)
-        default, groups = train.make_optimizers(c.train)
+        default, groups = optimizers.for_training(c.train)
         vae.compile(optimizer=default, group_optimizers=groups,
                     steps_per_execution=min(32, steps),
                     jit_compile=distribute.jit_compile(strategy, True))
     start = time.perf_counter()
     history = vae.fit(splits.train.repeat(), steps_per_epoch=steps, epochs=args.epochs,
-                      verbose=0, callbacks=[train.Throughput(args.batch, steps)]).history
+                      verbose=0, callbacks=[callbacks.Throughput(args.batch, steps)]).history
     times = history["epoch_time_s"]
     train_s = time.perf_counter() - start
     images = steps * args.batch

@@ -20,11 +20,10 @@ from tfvae.config import get_config as base_config
 from tfvae.errors import ConfigError
 
 DATASETS = ("mnist", "fashion_mnist")
-PRIORS = {
-    "standard": {"prior": "standard_normal"},
-    "vamp": {"prior": "vamp", "prior_components": 500, "prior_init": "noise",
-             "prior_pseudo_inputs": "hardtanh"},
-    "mog": {"prior": "mog", "prior_components": 500},
+PRIORS = {  # config.model.prior of each
+    "standard": {"name": "standard_normal"},
+    "vamp": {"name": "vamp", "components": 500, "init": "noise", "pseudo_inputs": "hardtanh"},
+    "mog": {"name": "mog", "components": 500},
 }
 
 
@@ -39,11 +38,10 @@ def get_config(arg: str = "mnist,vamp"):
     d.validation_size, d.validation_split = 10000, "last"
     d.batch_size, d.eval_batch_size = 100, 1000
     m = config.model
-    m.network, m.hidden, m.latent_dim = "gated_mlp", (300, 300), 40
-    m.posterior, m.posterior_scale = "gaussian", "hardtanh_logvar"
-    m.likelihood = "bernoulli"
-    for key, value in PRIORS[prior].items():
-        m[key] = value
+    m.network.name, m.network.hidden, m.latent_dim = "gated_mlp", (300, 300), 40
+    m.posterior.name, m.posterior.scale = "gaussian", "hardtanh_logvar"
+    m.likelihood.name = "bernoulli"
+    m.prior.update(PRIORS[prior])
     t = config.train
     t.optimizer, t.learning_rate = "adam_normgrad", 5e-4
     t.epochs, t.kl_warmup_epochs, t.early_stopping_patience = 2000, 100.0, 50

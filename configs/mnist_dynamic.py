@@ -13,7 +13,7 @@ def get_config():
     config.data.pixels = "dynamic"
     config.data.batch_size = 100
     config.model.latent_dim = 40
-    config.model.hidden = (300, 300)
+    config.model.network.hidden = (300, 300)
     config.train.learning_rate = 5e-4
     config.train.epochs = 2000
     config.train.kl_warmup_epochs = 100.0

@@ -31,7 +31,6 @@ def get_config(arg: str = "mnist,vamp"):
         raise ConfigError(f"--config=configs/priors.py:{arg}: expected DATASET,PRIOR with DATASET "
                           f"in {', '.join(DATASETS)} and PRIOR in {', '.join(PRIOR_SETTINGS)}")
     config = _load("mnist_dynamic.py" if dataset == "mnist" else "default.py")
-    config.model.prior = prior
-    for key, value in PRIOR_SETTINGS[prior].items():
-        config.model[key] = value
+    config.model.prior.name = prior
+    config.model.prior.update(PRIOR_SETTINGS[prior])
     return config

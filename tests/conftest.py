@@ -29,7 +29,7 @@ def make_config(**overrides):
     config.data.download = False
     config.data.pixels = "dynamic"
     config.model.latent_dim = 10
-    config.model.hidden = (256, 256)
+    config.model.network.hidden = (256, 256)
     config.train.epochs = 1
     config.eval.iw_samples = 50
     config.eval.iw_examples = 200

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from commands import command
 from conftest import REPO
 from tfvae import data, evaluation, plots, progress
 from tfvae.errors import DataError
@@ -24,16 +25,30 @@ BAD_INPUTS = [
     (["--config=configs/priors.py:mnist,foo"],
      "--config=configs/priors.py:mnist,foo: expected DATASET,PRIOR with DATASET in mnist, "
      "fashion_mnist and PRIOR in standard_normal, mog, vamp, gtm, gtm_vamp, realnvp"),
-    (["--config.model.prior=foo"],
-     "model.prior='foo': unknown prior; valid priors are: gtm, gtm_vamp, mog, realnvp, "
+    (["--config.model.prior.name=foo"],
+     "model.prior.name='foo': unknown prior; valid priors are: gtm, gtm_vamp, mog, realnvp, "
      "standard_normal, vamp"),
+    (["--config.model.foo=1"],
+     "--config.model.foo: no field 'foo' in model; model has: kl, latent_dim, likelihood, "
+     "network, num_samples, posterior, prior"),
+    (["--config.nosuch.x=1"],
+     "--config.nosuch.x: no block 'nosuch' in the config; the config has: data, estimator, "
+     "eval, model, seed, train"),
+    (["--config.model.prior=vamp"],
+     "--config.model.prior=vamp: model.prior is a block of fields, not a value; set one of them "
+     "(e.g. --config.model.prior.name=vamp); model.prior has: activation, components, "
+     "flow_layers, hidden, init, learn_weights, name, pseudo_inputs"),
+    (["--config.model.prior.componets=3"],
+     "--config.model.prior.componets: no field 'componets' in the config; did you mean "
+     "components?"),
 ]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_without_traceback_or_cuda_noise(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has
     procs = [subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "scripts", "train.py"), *args,
+        [*command("train"), *args,
          f"--workdir={tmp_path / str(i)}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True) for i, (args, _) in enumerate(BAD_INPUTS)]
     for proc, (args, message) in zip(procs, BAD_INPUTS):
@@ -44,6 +59,28 @@ def test_bad_input_is_one_line_without_traceback_or_cuda_noise(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written for a rejected command
     if not os.path.exists("/dev/nvidia0"):
         assert "cuInit" not in err and "cuda" not in err.lower()
+
+
+@pytest.mark.parametrize("name,says", [
+    ("train", ["tfvae-train: train a VAE", "--config.FIELD=VALUE", "--workdir"]),
+    ("evaluate", ["tfvae-evaluate: measure a run", "--iw_samples", "importance samples k",
+                  "--split", "--seed"]),
+    ("sample", ["tfvae-sample: draw a labelled PNG", "--saved_model", "--temperature",
+                "--oversample"]),
+])
+def test_help_says_what_the_command_does_and_its_flags(name, says):
+    out = subprocess.run([*command(name), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "Try --helpfull" not in out.stdout
+    for text in says:
+        assert text in out.stdout, (text, out.stdout)
+
+
+def test_evaluate_refuses_zero_importance_samples(tmp_path):
+    out = subprocess.run([*command("evaluate"), f"--workdir={tmp_path}", "--iw_samples=0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("tfvae-evaluate: error: flag --iw_samples=0")
+    assert "not a positive integer" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_offline_download_fails_in_seconds(tmp_path, monkeypatch):
@@ -76,8 +113,8 @@ def test_progress_reports_rate_and_time_left(monkeypatch):
 
 def test_log_likelihood_shows_progress(trained):
     stream = io.StringIO()
-    out = evaluation.log_likelihood(trained["model"], trained["splits"].test, 10,
-                                    num_examples=150, batch_size=50, progress=stream)
+    images = trained["splits"].test.unbatch().take(150).batch(50)
+    out = evaluation.log_likelihood(trained["model"], images, 10, batch_size=50, progress=stream)
     assert out["iw_examples"] == 150
     assert "log p(x), k=10: 150/150 images" in stream.getvalue()
 

@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from commands import command
 from conftest import REPO, make_config
-from tfvae import diagnostics, evaluate, model as model_lib
+from tfvae import diagnostics, evaluation, model as model_lib
 
 tfd = tfp.distributions
 
@@ -68,9 +69,9 @@ def test_elbo_surgery_adds_up_and_bounds_the_information(trained):
 
 def test_marginal_kl_is_zero_when_the_prior_is_the_aggregated_posterior():
     """A VampPrior whose pseudo-inputs are the evaluated images is exactly q(z)."""
-    config = make_config(model__prior="vamp", model__prior_components=40,
-                         model__prior_pseudo_inputs="hardtanh", model__latent_dim=6,
-                         model__hidden=(32,))
+    config = make_config(model__prior__name="vamp", model__prior__components=40,
+                         model__prior__pseudo_inputs="hardtanh", model__latent_dim=6,
+                         model__network__hidden=(32,))
     images = (np.random.default_rng(0).random((40, 28, 28, 1)) < 0.3).astype(np.float32)
     vae = model_lib.build(config, (28, 28, 1), train_images=images)
     vae.prior.raw_pseudo_inputs.assign(images)
@@ -80,20 +81,20 @@ def test_marginal_kl_is_zero_when_the_prior_is_the_aggregated_posterior():
 
 
 def test_evaluate_cli_matches_the_api_and_seeds_are_independent(tiny_run, tmp_path):
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), f"--workdir={tiny_run}",
+    cmd = [*command("evaluate"), f"--workdir={tiny_run}",
            "--iw_samples=200", "--examples=60", "--seed=3"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "log p(x) >= (k=200)" in out.stdout and "+-" in out.stdout
+    assert "log p(x) >= (k=200, n=60)" in out.stdout and "+-" in out.stdout
     assert "log p(x), k=200: 60/60 images" in out.stderr and "images/s" in out.stderr
     assert "best checkpoint (epoch" in out.stderr
     with open(os.path.join(tiny_run, "evaluation.json")) as f:
         cli = json.load(f)
-    api = evaluate.run(tiny_run, iw_samples=200, examples=60, seed=3, progress=None)
+    api = evaluation.evaluate_run(tiny_run, iw_samples=200, examples=60, seed=3, progress=None)
     assert cli["seed"] == api["seed"] == 3
     assert cli["log_likelihood"]["mean"] == pytest.approx(api["log_likelihood"]["mean"], abs=1e-4)
     assert cli["elbo"]["mean"] == pytest.approx(api["elbo"]["mean"], abs=1e-4)
-    other = evaluate.run(tiny_run, iw_samples=200, examples=60, seed=4, progress=None)
+    other = evaluation.evaluate_run(tiny_run, iw_samples=200, examples=60, seed=4, progress=None)
     assert other["log_likelihood"]["mean"] != api["log_likelihood"]["mean"]
     for key in ("elbo", "distortion", "rate", "log_likelihood"):
         assert api[key]["se"] > 0
@@ -109,11 +110,11 @@ def test_interrupted_run_evaluates_from_its_backup(tiny_run, tmp_path):
         if os.path.exists(os.path.join(workdir, name)):
             os.remove(os.path.join(workdir, name))
     shutil.rmtree(os.path.join(workdir, "checkpoints"))  # killed before any best was written
-    result = evaluate.run(workdir, split="validation", iw_samples=20, examples=30, seed=0,
+    result = evaluation.evaluate_run(workdir, split="validation", iw_samples=20, examples=30, seed=0,
                           progress=None)
     assert result["weights"].startswith("training backup") and result["num_examples"] == 30
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has
-    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"),
+    out = subprocess.run([*command("evaluate"),
                           f"--workdir={tmp_path / 'nothing'}"], capture_output=True, text=True,
                          timeout=300, env=env)
     assert out.returncode != 0
@@ -124,8 +125,8 @@ def test_interrupted_run_evaluates_from_its_backup(tiny_run, tmp_path):
 def test_collapsed_dimensions_for_standard_and_mixture_priors():
     """A latent dimension the encoder ignores (mean 0, scale 1) has KL 0 to a standard normal
     prior, and KL 0 to a mixture prior whose marginal in that dimension is N(0, 1)."""
-    for prior, extra in (("standard_normal", {}), ("mog", {"model__prior_components": 5})):
-        config = make_config(model__prior=prior, model__latent_dim=3, model__hidden=(16,),
+    for prior, extra in (("standard_normal", {}), ("mog", {"model__prior__components": 5})):
+        config = make_config(model__prior__name=prior, model__latent_dim=3, model__network__hidden=(16,),
                              **extra)
         vae = model_lib.build(config, (28, 28, 1))
         out = vae.encoder.layers[-1]

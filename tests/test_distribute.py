@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from commands import command
 from conftest import REPO, make_config
 from tfvae import config as config_lib
 from tfvae.errors import ConfigError
@@ -33,8 +34,8 @@ PROBE = textwrap.dedent("""
     estimators.ESTIMATORS._items["mean_code"] = MeanCode
 
     def one_step(strategy, estimator, cvs):
-        config = make_config(model__hidden=(32,), model__latent_dim=4, estimator=estimator,
-                             control_variates=cvs)
+        config = make_config(model__network__hidden=(32,), model__latent_dim=4, estimator__name=estimator,
+                             estimator__control_variates=cvs)
         keras.utils.set_random_seed(0)
         x = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3).astype("float32")
         with strategy.scope():
@@ -64,9 +65,9 @@ PROBE = textwrap.dedent("""
     # Every estimator: each replica draws its own latent noise (the same images on both replicas
     # give different per-example terms), and the draws repeat under the same seed.
     def replica_terms(estimator):
-        config = make_config(model__hidden=(32,), model__latent_dim=4, estimator=estimator,
-                             model__num_samples=3, control_variates="",
-                             model__posterior="mog" if estimator == "hybrid" else "gaussian")
+        config = make_config(model__network__hidden=(32,), model__latent_dim=4, estimator__name=estimator,
+                             model__num_samples=3, estimator__control_variates="",
+                             model__posterior__name="mog" if estimator == "hybrid" else "gaussian")
         keras.utils.set_random_seed(0)
         with mirrored.scope():
             vae = model_lib.build(config, (28, 28, 1))
@@ -89,6 +90,7 @@ PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_update_equals_the_single_device_update():
     out = subprocess.run([sys.executable, "-c", PROBE.format(tests=os.path.join(REPO, "tests"))],
                          capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -106,7 +108,7 @@ MIRRORED_RUN = textwrap.dedent("""
     from tfvae import train
     config = make_config(data__source="idx", data__idx_dir={idx!r}, data__test_size=200,
                          data__validation_size=200, data__train_size=512, data__batch_size=64,
-                         model__hidden=(32,), model__latent_dim=4, train__epochs=2,
+                         model__network__hidden=(32,), model__latent_dim=4, train__epochs=2,
                          train__strategy="mirrored", train__devices="/cpu:0,/cpu:1",
                          eval__iw_samples=5, eval__iw_examples=50, eval__plots=False)
     results = train.train_and_evaluate(config, {workdir!r}, verbose=0)
@@ -114,6 +116,7 @@ MIRRORED_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_whole_mirrored_run_over_two_cpus(tmp_path, fashion_idx_dir):
     """Through the public API: XLA cannot place a step's resources across CPU devices, so the
     run must train uncompiled there (it used to end in an XLA 'Trying to access resource'
@@ -145,7 +148,7 @@ WORKER = textwrap.dedent("""
     import numpy as np, tensorflow as tf, tf_keras as keras
     from conftest import make_config
     from tfvae import distribute, model as model_lib
-    config = make_config(model__hidden=(32,), model__latent_dim=4, train__strategy="multi_worker")
+    config = make_config(model__network__hidden=(32,), model__latent_dim=4, train__strategy="multi_worker")
     strategy = distribute.build(config.train)
     keras.utils.set_random_seed(0)
     x = (np.random.default_rng(0).random((256, 28, 28, 1)) < 0.3).astype("float32")
@@ -163,6 +166,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step_on_localhost(tmp_path):
     """MultiWorkerMirroredStrategy with tf-keras: two processes (cluster from TF_CONFIG on
     loopback ports) end with identical weights and losses; the chief's checkpoint loads."""
@@ -191,7 +195,7 @@ def test_two_workers_train_in_step_on_localhost(tmp_path):
     assert results[0]["loss"][1] < results[0]["loss"][0]
     import tensorflow as tf
     from tfvae import model as model_lib
-    vae = model_lib.build(make_config(model__hidden=(32,), model__latent_dim=4), (28, 28, 1))
+    vae = model_lib.build(make_config(model__network__hidden=(32,), model__latent_dim=4), (28, 28, 1))
     tf.train.Checkpoint(model=vae).read(ckpt).expect_partial()
     import numpy as np
     total = float(np.concatenate([v.numpy().ravel() for v in vae.trainable_variables]).sum())
@@ -208,13 +212,13 @@ def _launch_workers(workdir, epochs):
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
     from conftest import FASHION_IDX
-    args = [sys.executable, os.path.join(REPO, "scripts", "train.py"),
+    args = [*command("train"),
             "--config=" + os.path.join(REPO, "configs", "default.py"), f"--workdir={workdir}",
             "--config.train.strategy=multi_worker", "--config.data.source=idx",
             f"--config.data.idx_dir={FASHION_IDX}", "--config.data.train_size=1024",
             "--config.data.validation_size=256", "--config.data.test_size=256",
             f"--config.train.epochs={epochs}", "--config.eval.iw_samples=10",
-            "--config.eval.plots=False", "--config.model.hidden=32",
+            "--config.eval.plots=False", "--config.model.network.hidden=32",
             "--config.model.latent_dim=4"]
     procs = []
     for index in range(2):
@@ -226,6 +230,7 @@ def _launch_workers(workdir, epochs):
     return procs
 
 
+@pytest.mark.slow
 def test_multi_worker_tfvae_train_resumes_after_a_worker_is_killed(tmp_path, fashion_idx_dir):
     """tfvae-train on a 2-worker cluster: a worker is SIGKILLed mid-run, the chief stops with
     one line saying what to do, both are started again and the run resumes from the backup and

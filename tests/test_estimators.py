@@ -15,8 +15,8 @@ from tfvae.errors import ConfigError
 
 def _tiny(estimator="reparameterized", control_variates="", **overrides):
     """A tiny VAE on 4x4 binary images: cheap enough to average 10^5 gradient estimates."""
-    config = make_config(estimator=estimator, control_variates=control_variates,
-                         model__latent_dim=2, model__hidden=(8,), **overrides)
+    config = make_config(estimator__name=estimator, estimator__control_variates=control_variates,
+                         model__latent_dim=2, model__network__hidden=(8,), **overrides)
     keras.utils.set_random_seed(0)
     return model_lib.build(config, (4, 4, 1))
 
@@ -100,8 +100,8 @@ def test_scaling_divides_the_inference_gradient_by_a_known_positive_factor():
 def _flow_kwargs(posterior):
     if posterior == "gaussian":
         return {}
-    return {"model__posterior": posterior, "model__posterior_flow_hidden": (8,),
-            "model__posterior_context": 4}
+    return {"model__posterior__name": posterior, "model__posterior__flow_hidden": (8,),
+            "model__posterior__context": 4}
 
 
 def _perturb_flow(vae):
@@ -152,7 +152,7 @@ def variances(trained):
     out = {}
     for cvs in ["", "centered", "scaled", "self_critic", "baseline"]:
         config = trained["config"].copy_and_resolve_references()
-        config.estimator, config.control_variates = "score_function", cvs
+        config.estimator.name, config.estimator.control_variates = "score_function", cvs
         vae = model_lib.build(config, splits.image_shape)
         _copy(base, vae)
         if cvs == "baseline":  # train the baseline network alone on the reward
@@ -192,7 +192,7 @@ def _fit(config, mnist_arrays, epochs=1, group_optimizers=None, lr=1e-3):
 
 
 def test_score_function_with_baseline_improves_validation_elbo(mnist_arrays):
-    config = make_config(estimator="score_function", control_variates="centered,baseline",
+    config = make_config(estimator__name="score_function", estimator__control_variates="centered,baseline",
                          data__train_size=12000)
     groups = {"inference": keras.optimizers.RMSprop(3e-4),
               "baseline": keras.optimizers.Adam(1e-3)}
@@ -201,10 +201,11 @@ def test_score_function_with_baseline_improves_validation_elbo(mnist_arrays):
     assert np.isfinite(end["elbo"])
 
 
+@pytest.mark.slow
 def test_iwae_objective_gives_a_tighter_importance_sampled_bound(mnist_arrays):
     results = {}
     for name, k in (("reparameterized", 1), ("iwae", 5)):
-        config = make_config(estimator=name, model__num_samples=k, data__train_size=12000)
+        config = make_config(estimator__name=name, model__num_samples=k, data__train_size=12000)
         vae, splits, _, _ = _fit(config, mnist_arrays, epochs=2)
         x = next(iter(splits.test.unbatch().batch(500)))
         tf.random.set_seed(0)
@@ -213,13 +214,13 @@ def test_iwae_objective_gives_a_tighter_importance_sampled_bound(mnist_arrays):
 
 
 @pytest.mark.parametrize("estimator, extra", [
-    ("score_function", {"model__posterior_reparameterize": False}),
-    ("reparameterized", {"model__posterior_reparameterize": True}),
-    ("hybrid", {"control_variates": "centered"}),
+    ("score_function", {"model__posterior__reparameterize": False}),
+    ("reparameterized", {"model__posterior__reparameterize": True}),
+    ("hybrid", {"estimator__control_variates": "centered"}),
 ])
 def test_mixture_posterior_trains_three_ways(mnist_arrays, estimator, extra):
-    config = make_config(estimator=estimator, model__posterior="mog",
-                         model__posterior_components=3, data__train_size=3000, **extra)
+    config = make_config(estimator__name=estimator, model__posterior__name="mog",
+                         model__posterior__components=3, data__train_size=3000, **extra)
     vae, _, start, end = _fit(config, mnist_arrays, epochs=1)
     assert not vae.analytic_kl
     assert np.isfinite(end["elbo"]) and end["elbo"] > start["elbo"] + 50
@@ -242,7 +243,7 @@ def test_gradient_variance_and_cv_loss_are_logged(tmp_path, fashion_idx_dir):
                          data__validation_size=500, data__train_size=1024,
                          data__pixels="binary", train__epochs=2, eval__iw_samples=10,
                          eval__iw_examples=50, eval__plots=False, eval__grad_variance_repeats=4,
-                         estimator="score_function", control_variates="centered,baseline")
+                         estimator__name="score_function", estimator__control_variates="centered,baseline")
     config.train.groups.inference.optimizer = "rmsprop"
     config.train.groups.inference.learning_rate = 3e-4
     workdir = str(tmp_path / "run")
@@ -256,19 +257,19 @@ def test_gradient_variance_and_cv_loss_are_logged(tmp_path, fashion_idx_dir):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"estimator": "vimco"}, "valid estimators are: dreg, hybrid, iwae, reparameterized, "
+    ({"estimator__name": "vimco"}, "valid estimators are: dreg, hybrid, iwae, reparameterized, "
                              "score_function"),
-    ({"estimator": "score_function", "control_variates": "centered,magic"},
+    ({"estimator__name": "score_function", "estimator__control_variates": "centered,magic"},
      "valid control variates are: baseline, centered, scaled, self_critic"),
-    ({"estimator": "reparameterized", "control_variates": "baseline"},
+    ({"estimator__name": "reparameterized", "estimator__control_variates": "baseline"},
      "only apply to score-function estimators"),
-    ({"estimator": "reparameterized", "model__posterior": "mog",
-      "model__posterior_reparameterize": False}, "needs a reparameterisable posterior"),
-    ({"estimator": "dreg", "model__posterior": "mog",
-      "model__posterior_reparameterize": False}, "needs a reparameterisable posterior"),
-    ({"estimator": "hybrid"}, "needs a mixture posterior"),
-    ({"model__posterior": "mog", "model__posterior_components": 0},
-     "posterior_components=0 must be >= 1"),
+    ({"estimator__name": "reparameterized", "model__posterior__name": "mog",
+      "model__posterior__reparameterize": False}, "needs a reparameterisable posterior"),
+    ({"estimator__name": "dreg", "model__posterior__name": "mog",
+      "model__posterior__reparameterize": False}, "needs a reparameterisable posterior"),
+    ({"estimator__name": "hybrid"}, "needs a mixture posterior"),
+    ({"model__posterior__name": "mog", "model__posterior__components": 0},
+     "posterior.components=0 must be >= 1"),
 ])
 def test_bad_estimator_config(override, message):
     with pytest.raises(ConfigError, match=message):

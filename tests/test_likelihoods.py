@@ -7,11 +7,17 @@ from tfvae import likelihoods
 from tfvae.errors import ConfigError
 
 
+def _head(name):
+    """The likelihood head of that name."""
+    import ml_collections
+    return likelihoods.build(ml_collections.ConfigDict({"name": name, "components": 5}))
+
+
 def test_bernoulli_log_prob_matches_formula():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 3, 4, 5, 1)).astype(np.float32)  # [S, B, H, W, C]
     x = (rng.random((3, 4, 5, 1)) < 0.5).astype(np.float32)       # [B, H, W, C]
-    dist = likelihoods.build("bernoulli")(tf.constant(logits))
+    dist = _head("bernoulli").distribution(tf.constant(logits))
     assert dist.event_shape == (4, 5, 1) and dist.batch_shape == (2, 3)
     p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     expected = (x * np.log(p) + (1 - x) * np.log1p(-p)).sum(axis=(2, 3, 4))
@@ -20,7 +26,7 @@ def test_bernoulli_log_prob_matches_formula():
 
 def test_continuous_bernoulli_is_a_normalised_density():
     logits = np.array([-4.0, -1.0, -0.01, 0.0, 0.3, 2.5], np.float32).reshape(1, 1, 6, 1)
-    dist = likelihoods.build("continuous_bernoulli")(tf.constant(logits))
+    dist = _head("continuous_bernoulli").distribution(tf.constant(logits))
     grid = np.linspace(0.0, 1.0, 20001, dtype=np.float32)
     # Evaluate each pixel's density on the grid: batch the grid along the leading axis.
     pixel = dist.distribution  # the per-pixel distribution under Independent
@@ -33,7 +39,7 @@ def test_continuous_bernoulli_log_prob_matches_formula():
     lam = np.array([0.1, 0.3, 0.8], np.float64)
     x = np.array([0.2, 0.9, 0.5], np.float64)
     logits = np.log(lam / (1 - lam)).reshape(1, 1, 3, 1).astype(np.float32)
-    dist = likelihoods.build("continuous_bernoulli")(tf.constant(logits))
+    dist = _head("continuous_bernoulli").distribution(tf.constant(logits))
     log_c = np.log(2 * np.arctanh(1 - 2 * lam) / (1 - 2 * lam))  # the normaliser C(lambda)
     expected = np.sum(log_c + x * np.log(lam) + (1 - x) * np.log1p(-lam))
     got = dist.log_prob(x.reshape(1, 1, 3, 1).astype(np.float32)).numpy()
@@ -41,10 +47,10 @@ def test_continuous_bernoulli_log_prob_matches_formula():
 
 
 def test_unknown_likelihood_lists_valid_ones():
-    with pytest.raises(ConfigError, match="model.likelihood='gaussian_mixture': unknown "
+    with pytest.raises(ConfigError, match="model.likelihood.name='gaussian_mixture': unknown "
                                           "likelihood; valid likelihoods are: bernoulli, "
                                           "categorical, continuous_bernoulli"):
-        likelihoods.build("gaussian_mixture")
+        _head("gaussian_mixture")
 
 
 GRID = np.arange(256, dtype=np.float32) / 255.0
@@ -58,7 +64,7 @@ def test_probabilities_over_the_256_levels_sum_to_one(name, params):
     rng = np.random.default_rng(1)
     outputs = rng.normal(size=(1, 2, 3, params)).astype(np.float32) * 4  # [B, H, W, C * P]
     outputs[..., 1::params] -= 6.0                     # very small scales in some pixels
-    head = likelihoods.build(name)
+    head = _head(name)
     assert head.params_per_pixel == params
     pixel = head(tf.constant(outputs)).distribution      # batch [1, 2, 3, 1]
     log_p = pixel.log_prob(GRID.reshape(-1, 1, 1, 1, 1)).numpy()   # [256, 1, 2, 3, 1]
@@ -82,7 +88,7 @@ def test_discretized_logistic_matches_the_cdf_difference():
 @pytest.mark.parametrize("name,params", LEVEL_HEADS)
 def test_samples_lie_on_the_256_level_grid(name, params):
     outputs = np.random.default_rng(2).normal(size=(2, 4, 5, params)).astype(np.float32)
-    x = likelihoods.build(name)(tf.constant(outputs)).sample(3, seed=(1, 2)).numpy()
+    x = _head(name).distribution(tf.constant(outputs)).sample(3, seed=(1, 2)).numpy()
     assert x.shape == (3, 2, 4, 5, 1) and x.min() >= 0.0 and x.max() <= 1.0
     np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-4)
 
@@ -90,9 +96,9 @@ def test_samples_lie_on_the_256_level_grid(name, params):
 def test_level_likelihoods_need_grey_pixels_and_report_bits_per_dim():
     from conftest import make_config
     from tfvae import model as model_lib
-    with pytest.raises(ConfigError, match="model.likelihood='categorical' models the 256 grey "
+    with pytest.raises(ConfigError, match="model.likelihood.name='categorical' models the 256 grey "
                                           "levels.*use data.pixels='continuous'"):
-        model_lib.build(make_config(model__likelihood="categorical"), (28, 28, 1))
+        model_lib.build(make_config(model__likelihood__name="categorical"), (28, 28, 1))
     assert likelihoods.bits_per_dim(-784 * np.log(2.0), 784) == pytest.approx(1.0)
 
 
@@ -104,7 +110,7 @@ def test_discretized_logistic_trains_on_grey_fashion_mnist(fashion_idx_dir):
     from tfvae import data, model as model_lib
     config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=300,
                          data__validation_size=500, data__pixels="continuous",
-                         model__likelihood="discretized_logistic", model__hidden=(256, 256))
+                         model__likelihood__name="discretized_logistic", model__network__hidden=(256, 256))
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0)
     vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)

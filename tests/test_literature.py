@@ -41,7 +41,7 @@ def test_gated_dense_is_linear_times_sigmoid_gate():
 
 
 def test_gated_network_gradients_reach_every_weight():
-    config = make_config(model__network="gated_mlp", model__hidden=(30, 20), model__latent_dim=4)
+    config = make_config(model__network__name="gated_mlp", model__network__hidden=(30, 20), model__latent_dim=4)
     encoder, decoder = networks.build(config.model, (28, 28, 1), 8)
     x = tf.random.uniform((6, 28, 28, 1))
     with tf.GradientTape() as tape:
@@ -84,7 +84,7 @@ def test_vamp_hardtanh_pseudo_inputs_start_as_the_authors_code():
     u = prior.pseudo_inputs().numpy()
     assert u.shape == (500, 28, 28, 1) and u.min() >= 0 and u.max() <= 1
     assert np.mean(u) == pytest.approx(0.05, abs=1e-3) and np.std(u) == pytest.approx(0.01, abs=1e-3)
-    with pytest.raises(ConfigError, match="model.prior_pseudo_inputs='tanh'"):
+    with pytest.raises(ConfigError, match="model.prior.pseudo_inputs='tanh'"):
         priors.VampPrior(4, 5, lambda u: None, (28, 28, 1), parametrization="tanh")
 
 

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import data, model as model_lib, priors
+from tfvae import data, importance, model as model_lib, priors
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -76,8 +76,8 @@ def test_default_chunks_divide_the_usual_k(trained):
     """No decoder pass is wasted on the masked tail at the usual k, and memory stays bounded."""
     vae = trained["model"]
     for batch in (20, 100, 500):
-        chunk = vae.iw_chunk_size(batch)
-        assert chunk * batch * 784 <= model_lib.iw_chunk_outputs() <= 4 * 2 ** 20
+        chunk = importance.chunk_size(vae, batch)
+        assert chunk * batch * 784 <= importance.chunk_outputs() <= 4 * 2 ** 20
         assert all(k % chunk == 0 for k in (1000, 5000)), (batch, chunk)
 
 
@@ -141,8 +141,8 @@ def test_num_samples_averages_the_distortion(mnist_arrays):
 
 def test_continuous_bernoulli_and_cnn_train_without_nans(mnist_arrays):
     config = make_config(data__pixels="continuous", data__train_size=2000, data__image_size=32,
-                         model__likelihood="continuous_bernoulli", model__network="cnn",
-                         model__conv_channels=(16, 32), model__hidden=(64,))
+                         model__likelihood__name="continuous_bernoulli", model__network__name="cnn",
+                         model__network__conv_channels=(16, 32), model__network__hidden=(64,))
     splits = data.load(config.data, arrays=mnist_arrays)
     vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
     vae.compile(keras.optimizers.Adam(1e-3))
@@ -166,19 +166,19 @@ class _MixturePrior(priors.Prior):
 
 def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
     monkeypatch.setitem(priors.PRIORS._items, "test_mixture", _MixturePrior)
-    vae = model_lib.build(make_config(model__prior="test_mixture"), (28, 28, 1))
+    vae = model_lib.build(make_config(model__prior__name="test_mixture"), (28, 28, 1))
     assert not vae.analytic_kl
     with pytest.raises(ConfigError, match="registers no KL.*model.kl='auto' or 'mc'"):
-        model_lib.build(make_config(model__prior="test_mixture", model__kl="analytic"), (28, 28, 1))
+        model_lib.build(make_config(model__prior__name="test_mixture", model__kl="analytic"), (28, 28, 1))
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"model__likelihood": "bernoulli", "data__pixels": "continuous"},
-     "model.likelihood='continuous_bernoulli'"),
-    ({"model__prior": "uniform"}, "valid priors are: gtm, gtm_vamp, mog, realnvp, standard_normal"),
-    ({"estimator": "magic"}, "valid estimators are: dreg, hybrid, iwae, reparameterized"),
+    ({"model__likelihood__name": "bernoulli", "data__pixels": "continuous"},
+     "model.likelihood.name='continuous_bernoulli'"),
+    ({"model__prior__name": "uniform"}, "valid priors are: gtm, gtm_vamp, mog, realnvp, standard_normal"),
+    ({"estimator__name": "magic"}, "valid estimators are: dreg, hybrid, iwae, reparameterized"),
     ({"model__kl": "exact"}, "valid modes are: auto, analytic, mc"),
-    ({"model__posterior_scale": "relu"}, "valid scales are: exp, hardtanh_logvar, softplus"),
+    ({"model__posterior__scale": "relu"}, "valid scales are: exp, hardtanh_logvar, softplus"),
 ])
 def test_bad_model_config(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -189,8 +189,44 @@ def test_changing_k_does_not_retrace_the_importance_sampled_bound(trained):
     """k is a tensor and chunks are masked: one traced graph serves every k >= the chunk."""
     vae, x = trained["model"], next(iter(trained["splits"].test))[:20]
     vae.log_likelihood(x, 300, chunk_size=100)
-    traces = vae._iw_bound.experimental_get_tracing_count()
+    traces = importance.bound.experimental_get_tracing_count()
     for k in (400, 1000, 257):
         values = vae.log_likelihood(x, k, chunk_size=100)
         assert np.all(np.isfinite(values.numpy()))
-    assert vae._iw_bound.experimental_get_tracing_count() == traces
+    assert importance.bound.experimental_get_tracing_count() == traces
+
+
+def test_log_likelihood_is_seeded(trained):
+    """Every stochastic public method takes a seed: the same seed gives the same bound."""
+    vae, x = trained["model"], _batch(trained, 20)
+    a = vae.log_likelihood(x, 200, seed=(1, 2)).numpy()
+    np.testing.assert_array_equal(a, vae.log_likelihood(x, 200, seed=(1, 2)).numpy())
+    assert not np.array_equal(a, vae.log_likelihood(x, 200, seed=(1, 3)).numpy())
+
+
+def test_eager_likelihood_computes_nothing_it_was_not_asked_for():
+    """At a prompt (eagerly), p(x|z) for an evaluation-sized batch of z must not compute its
+    mean: for the 256-level discretised logistic that is a [G, B, 28, 28, 1, 256] table (here
+    1 GB), which exhausted memory. Asked for a log-prob, it computes the log-prob alone."""
+    config = make_config(data__pixels="continuous", model__likelihood__name="discretized_logistic",
+                         model__network__hidden=(16,))
+    vae = model_lib.build(config, (28, 28, 1))
+    calls = []
+    head = type(vae.likelihood_head)
+    original = head.pixel_distribution
+
+    def spy(self, logits):
+        d = original(self, logits)
+        mean = d.mean
+        d.mean = lambda *a, **k: calls.append("mean") or mean(*a, **k)
+        return d
+    head.pixel_distribution = spy
+    try:
+        z = tf.random.normal([50, 100, 10])
+        px = vae.likelihood(z)
+        assert px.batch_shape == [50, 100]
+        assert calls == []
+        assert px.log_prob(tf.zeros([100, 28, 28, 1])).shape == (50, 100)
+        assert calls == []
+    finally:
+        head.pixel_distribution = original

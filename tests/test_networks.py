@@ -13,8 +13,8 @@ SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 1), (20, 36, 2)]
 @pytest.mark.parametrize("network", ["mlp", "gated_mlp", "cnn"])
 @pytest.mark.parametrize("image_shape", SHAPES)
 def test_shapes(network, image_shape):
-    config = make_config(model__network=network, model__latent_dim=7, model__hidden=(32,),
-                         model__conv_channels=(8, 16, 16))
+    config = make_config(model__network__name=network, model__latent_dim=7, model__network__hidden=(32,),
+                         model__network__conv_channels=(8, 16, 16))
     encoder, decoder = networks.build(config.model, image_shape, encoder_output_size=14)
     x = tf.random.uniform((3,) + image_shape)
     assert encoder(x).shape == (3, 14)
@@ -22,7 +22,7 @@ def test_shapes(network, image_shape):
 
 
 def test_cnn_decoder_does_not_crop_what_it_need_not():
-    config = make_config(model__network="cnn", model__conv_channels=(8, 16))
+    config = make_config(model__network__name="cnn", model__network__conv_channels=(8, 16))
     _, decoder = networks.build(config.model, (28, 28, 1), 20)
     assert not any("cropping" in layer.name for layer in decoder.layers)  # 7 -> 14 -> 28 exactly
     _, decoder = networks.build(config.model, (30, 30, 1), 20)
@@ -30,7 +30,7 @@ def test_cnn_decoder_does_not_crop_what_it_need_not():
 
 
 def test_dropout_is_active_only_in_training():
-    config = make_config(model__dropout=0.5)
+    config = make_config(model__network__dropout=0.5)
     encoder, _ = networks.build(config.model, (28, 28, 1), 20)
     x = tf.random.uniform((4, 28, 28, 1))
     np.testing.assert_allclose(encoder(x, training=False), encoder(x, training=False))
@@ -38,10 +38,10 @@ def test_dropout_is_active_only_in_training():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"model__network": "transformer"}, "valid encoder networks are: cnn, gated_mlp, mlp"),
+    ({"model__network__name": "transformer"}, "valid encoder networks are: cnn, gated_mlp, mlp"),
     ({"model__latent_dim": 0}, "latent_dim=0"),
-    ({"model__dropout": 1.0}, "dropout=1.0"),
-    ({"model__network": "cnn", "model__conv_channels": ()}, "conv_channels"),
+    ({"model__network__dropout": 1.0}, "dropout=1.0"),
+    ({"model__network__name": "cnn", "model__network__conv_channels": ()}, "conv_channels"),
 ])
 def test_bad_config(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -6,16 +6,16 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import estimators, model as model_lib, precision, train
+from tfvae import estimators, gradients, model as model_lib, optimizers, precision
 from tfvae.errors import ConfigError
 
 
 def _build(prec, **overrides):
-    config = make_config(model__hidden=(64,), model__latent_dim=8, train__precision=prec,
+    config = make_config(model__network__hidden=(64,), model__latent_dim=8, train__precision=prec,
                          **overrides)
     keras.utils.set_random_seed(0)
     vae = model_lib.build(config, (28, 28, 1))
-    default, groups = train.make_optimizers(config.train)
+    default, groups = optimizers.for_training(config.train)
     vae.compile(optimizer=default, group_optimizers=groups, steps_per_execution=4)
     return vae
 
@@ -33,7 +33,7 @@ def _images(mnist_arrays, n):
 ])
 def test_mixed_precision_trains_and_keeps_probabilities_in_float32(mnist_arrays, prec, network,
                                                                     estimator, cvs):
-    vae = _build(prec, model__network=network, estimator=estimator, control_variates=cvs,
+    vae = _build(prec, model__network__name=network, estimator__name=estimator, estimator__control_variates=cvs,
                  model__num_samples=4 if estimator in ("iwae", "dreg") else 1,
                  train__groups__inference__learning_rate=3e-4)
     low = precision.policy(prec).compute_dtype
@@ -61,7 +61,7 @@ def test_mixed_precision_trains_and_keeps_probabilities_in_float32(mnist_arrays,
 def test_every_network_hands_float32_to_the_heads(network):
     """Convolutions in float16 are slow on CPU (no tensor cores), so the CNN is only built and
     run forward here; its arithmetic is the same Keras layers under the same policy."""
-    vae = _build("mixed_float16", model__network=network)
+    vae = _build("mixed_float16", model__network__name=network)
     assert vae.encoder.layers[0].compute_dtype == "float16"
     assert vae.decoder.layers[-2].compute_dtype == "float16"
     assert vae.encoder.layers[-1].compute_dtype == vae.decoder.layers[-1].compute_dtype == "float32"
@@ -85,10 +85,12 @@ def test_float16_gradients_are_unscaled_and_match_float32(mnist_arrays):
             q = vae.encode(x)                   # z at the posterior mean: no sampling noise
             d = -vae.likelihood(q.mean()).log_prob(x)
             loss = tf.reduce_mean(d + vae.rate(q, q.mean()[None]))
-            passes = vae.backward_passes(estimators.Terms(loss=loss, elbo=-loss,
-                                                          distortion=d, rate=d))
+            groups = vae.parameter_groups()
+            passes = gradients.backward_passes(
+                estimators.Terms(loss=loss, elbo=-loss, distortion=d, rate=d), groups,
+                vae.optimizers())
         grads[prec] = {g: [gv[0].numpy() for gv in gvs]
-                       for g, gvs in vae.gradients(passes, tape).items()}
+                       for g, gvs in gradients.gradients(passes, tape, groups).items()}
     for group, exact in grads["float32"].items():
         for a, b in zip(exact, grads["mixed_float16"][group]):
             assert np.max(np.abs(a - b)) <= 0.02 * np.max(np.abs(a)) + 1e-6, group

@@ -15,8 +15,8 @@ LEARNABLE = ALL[1:]
 
 
 def _model(prior, latent_dim=2, **overrides):
-    settings = dict(model__prior=prior, model__latent_dim=latent_dim, model__hidden=(64,),
-                    model__prior_components=16, model__prior_hidden=(32,))
+    settings = dict(model__prior__name=prior, model__latent_dim=latent_dim, model__network__hidden=(64,),
+                    model__prior__components=16, model__prior__hidden=(32,))
     config = make_config(**(settings | overrides))
     keras.utils.set_random_seed(1)
     images = np.random.default_rng(0).random((32, 28, 28, 1)).astype(np.float32)
@@ -145,7 +145,7 @@ def prior_runs(mnist_arrays):
     """Each prior trained with the same short budget on real dynamically binarised MNIST."""
     results = {}
     for name in ALL:
-        config = make_config(model__prior=name, model__latent_dim=8, model__prior_components=16,
+        config = make_config(model__prior__name=name, model__latent_dim=8, model__prior__components=16,
                              data__train_size=6000, data__validation_size=1000)
         splits = data.load(config.data, seed=0, arrays=mnist_arrays)
         keras.utils.set_random_seed(0)
@@ -159,6 +159,7 @@ def prior_runs(mnist_arrays):
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
 def test_each_prior_trains_on_mnist_without_nans(prior_runs, name):
     history, val = prior_runs[name]
@@ -177,7 +178,7 @@ def refitted_priors(trained):
     first = next(iter(splits.train))[:64].numpy()
     for name in LEARNABLE:
         config = trained["config"].copy_and_resolve_references()
-        config.model.prior, config.model.prior_components = name, 16
+        config.model.prior.name, config.model.prior.components = name, 16
         keras.utils.set_random_seed(0)
         vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
                               train_images=first)
@@ -191,6 +192,7 @@ def refitted_priors(trained):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LEARNABLE)
 def test_fitting_a_learnable_prior_lowers_the_rate_at_the_same_distortion(refitted_priors, name):
     standard = refitted_priors["standard_normal"]
@@ -205,15 +207,15 @@ def test_fitting_a_learnable_prior_lowers_the_rate_at_the_same_distortion(refitt
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"model__prior": "laplace"},
+    ({"model__prior__name": "laplace"},
      "valid priors are: gtm, gtm_vamp, mog, realnvp, standard_normal, vamp"),
-    ({"model__prior": "mog", "model__prior_components": 0}, "prior_components=0 must be >= 1"),
-    ({"model__prior": "vamp", "model__prior_components": 0}, "prior_components=0 must be >= 1"),
-    ({"model__prior": "gtm", "model__prior_components": 10}, "not a square number.*9 or 16"),
-    ({"model__prior": "gtm_vamp", "model__prior_components": 12}, "not a square number"),
-    ({"model__prior": "realnvp", "model__latent_dim": 5}, "latent_dim=5 is odd"),
-    ({"model__prior": "realnvp", "model__flow_layers": 0}, "flow_layers=0 must be >= 1"),
-    ({"model__prior": "vamp", "model__prior_init": "zeros"}, "valid inits are: data, noise"),
+    ({"model__prior__name": "mog", "model__prior__components": 0}, "prior.components=0 must be >= 1"),
+    ({"model__prior__name": "vamp", "model__prior__components": 0}, "prior.components=0 must be >= 1"),
+    ({"model__prior__name": "gtm", "model__prior__components": 10}, "not a square number.*9 or 16"),
+    ({"model__prior__name": "gtm_vamp", "model__prior__components": 12}, "not a square number"),
+    ({"model__prior__name": "realnvp", "model__latent_dim": 5}, "latent_dim=5 is odd"),
+    ({"model__prior__name": "realnvp", "model__prior__flow_layers": 0}, "flow_layers=0 must be >= 1"),
+    ({"model__prior__name": "vamp", "model__prior__init": "zeros"}, "valid inits are: data, noise"),
 ])
 def test_bad_prior_config(override, message):
     config = make_config(**override)
@@ -225,7 +227,7 @@ def test_bad_prior_config(override, message):
 def test_fast_mixture_log_prob_equals_tfp_mixture_same_family(name):
     """The matmul fast path against TFP's MixtureSameFamily, K = 500 in 40 dimensions, at
     points near the components and far from them, value and gradient."""
-    vae = _model(name, latent_dim=40, model__prior_components=484 if name.startswith("gtm") else 500)
+    vae = _model(name, latent_dim=40, model__prior__components=484 if name.startswith("gtm") else 500)
     _perturb(vae.prior)
     prior = vae.prior
     assert prior.mixture_parameters() is not None

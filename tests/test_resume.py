@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 
+from commands import command
 from conftest import REPO, make_config
-from tfvae import checkpoints, plots, runstate, train
+from tfvae import callbacks, checkpoints, figures, plots, runs, runstate, train
 from tfvae.errors import CheckpointError, ConfigError, WorkdirError
 
 
@@ -32,7 +33,7 @@ def _json(workdir, name):
 
 
 def _cli(workdir, fashion_idx_dir, *overrides):
-    return [sys.executable, os.path.join(REPO, "scripts", "train.py"), "--workdir", workdir,
+    return [*command("train"), "--workdir", workdir,
             "--config.data.source=idx", f"--config.data.idx_dir={fashion_idx_dir}",
             "--config.data.test_size=500", "--config.data.validation_size=500",
             "--config.eval.plots=False", *overrides]
@@ -67,6 +68,7 @@ def _csv_rows_at_least(workdir, n):
     return check
 
 
+@pytest.mark.slow
 def test_sigkill_resume_keeps_the_best_epoch_of_the_whole_run(tmp_path, fashion_idx_dir):
     """An overfitting run (200 training images) peaks early; killed at epoch ~80 and resumed,
     its best checkpoint, results and export must still be the peak epoch's, not the first
@@ -92,13 +94,14 @@ def test_sigkill_resume_keeps_the_best_epoch_of_the_whole_run(tmp_path, fashion_
     assert results["best_val_elbo"] == pytest.approx(val[best], abs=1e-3)
     # The weights evaluated are the peak's: their validation ELBO is near the peak's value
     # (a fresh Monte Carlo estimate), far from the first resumed epoch's and the last one's.
-    assert abs(results["validation"]["elbo"] - val[best]) < 3.0
-    assert results["validation"]["elbo"] > max(val[80:]) + 10
+    assert abs(results["validation"]["elbo"]["mean"] - val[best]) < 3.0
+    assert results["validation"]["elbo"]["mean"] > max(val[80:]) + 10
     found = checkpoints.find_best(os.path.join(workdir, "checkpoints"))
     assert found.epoch == best and found.value == pytest.approx(val[best])
     assert results["epochs_trained"] == 110
 
 
+@pytest.mark.slow
 def test_sigkill_during_final_evaluation_resumes_there(tmp_path, fashion_idx_dir):
     """Killed while computing the k = 5,000 log-likelihood, the rerun (with a smaller k: an
     evaluation setting may change) does not train again and writes each epoch once."""
@@ -142,13 +145,13 @@ def _fashion(fashion_idx_dir, **overrides):
 def _interrupt_at(monkeypatch, epoch):
     """Makes training raise KeyboardInterrupt at the end of ``epoch`` (before anything of that
     epoch is written: Throughput is the first callback)."""
-    original = train.Throughput.on_epoch_end
+    original = callbacks.Throughput.on_epoch_end
 
     def interrupt(self, e, logs=None):
         original(self, e, logs)
         if e == epoch:
             raise KeyboardInterrupt
-    monkeypatch.setattr(train.Throughput, "on_epoch_end", interrupt)
+    monkeypatch.setattr(callbacks.Throughput, "on_epoch_end", interrupt)
     return original
 
 
@@ -159,6 +162,7 @@ def _flip_bytes(path):
     open(path, "wb").write(bytes(data))
 
 
+@pytest.mark.slow
 def test_resumed_statistics_cover_the_whole_run_and_corrupt_files_fall_back(
         tmp_path, fashion_idx_dir, monkeypatch, capsys):
     workdir = str(tmp_path / "run")
@@ -172,12 +176,12 @@ def test_resumed_statistics_cover_the_whole_run_and_corrupt_files_fall_back(
     newest = max(backups, key=lambda p: int(p.split("-")[-1].split(".")[0]))
     _flip_bytes(glob.glob(newest[: -len(".index")] + ".data-*")[0])
 
-    monkeypatch.setattr(train.Throughput, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.Throughput, "on_epoch_end", original)
     curves = {}
     monkeypatch.setattr(plots, "training_curves",
                         lambda history, path, **kw: curves.update(history) or path)
     config.eval.plots = True
-    monkeypatch.setattr(train, "_save_plots",
+    monkeypatch.setattr(figures, "save",
                         lambda model, splits, workdir, history: [plots.training_curves(history, "x")])
     results = train.train_and_evaluate(config, workdir, verbose=0)
     err = capsys.readouterr().err
@@ -202,8 +206,9 @@ def test_corrupt_best_checkpoint_falls_back_or_says_what_to_do(tmp_path, fashion
     found = checkpoints.find_best(directory, warn=print)
     assert found.path == older
     assert f"{newest}.data-00000-of-00001: corrupt" in capsys.readouterr().out
-    run = train.load_run(workdir)                  # reopening the run uses the older one
+    run = runs.open_run(workdir)                   # reopening the run uses the older one
     assert run.results["epochs_trained"] == 3
+    assert run.source.startswith("best checkpoint (epoch ") and run.source.endswith(older)
     with open(older + ".index", "wb") as f:
         f.write(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"no intact best checkpoint .*Restore the files"):
@@ -216,7 +221,7 @@ def test_changed_config_is_refused_and_safe_changes_are_recorded(tmp_path, fashi
     original = _interrupt_at(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(_fashion(fashion_idx_dir), workdir, verbose=0)
-    monkeypatch.setattr(train.Throughput, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.Throughput, "on_epoch_end", original)
     stored = open(os.path.join(workdir, "config.json")).read()
     changed = _fashion(fashion_idx_dir, model__latent_dim=7, train__learning_rate=0.01)
     with pytest.raises(WorkdirError, match=r"another config: model\.latent_dim=7 \(was 10\), "
@@ -237,7 +242,7 @@ def test_rerun_after_divergence_leaves_no_stale_rows(tmp_path, fashion_idx_dir, 
     from tfvae.errors import TrainingDivergedError
     monkeypatch.setitem(estimators.ESTIMATORS._items, "nan_after_40", _NaNAfter)
     workdir = str(tmp_path / "run")
-    config = _fashion(fashion_idx_dir, estimator="nan_after_40", train__epochs=10,
+    config = _fashion(fashion_idx_dir, estimator__name="nan_after_40", train__epochs=10,
                       train__steps_per_execution=1, data__batch_size=32)
     for _ in range(2):
         with pytest.raises(TrainingDivergedError, match="loss became nan in epoch 3"):
@@ -260,7 +265,7 @@ def test_workdir_checks_write_nothing_before_the_data_loads(tmp_path, monkeypatc
     # Parts that cannot work together are refused before the workdir exists, so the corrected
     # command can use the same --workdir.
     with pytest.raises(ConfigError, match="estimator 'hybrid' needs a mixture posterior"):
-        train.train_and_evaluate(make_config(model__posterior="iaf", estimator="hybrid",
+        train.train_and_evaluate(make_config(model__posterior__name="iaf", estimator__name="hybrid",
                                              data__train_size=500), str(workdir))
     assert not (tmp_path / "new").exists()
 
@@ -279,10 +284,10 @@ def test_workdir_checks_write_nothing_before_the_data_loads(tmp_path, monkeypatc
 def test_resumed_metrics_csv_keeps_its_columns(tmp_path):
     """A resumed run whose logs differ from the file's header (a metric gone, one new) still
     appends rows under that header, each value in its own column."""
-    from tfvae import runstate, train
+    from tfvae import callbacks, runstate
     path = tmp_path / "metrics.csv"
     path.write_text("epoch,elbo,loss,val_elbo,val_iwae\n0,-100.0,100.0,-101.0,-99.0\n")
-    logger = train.MetricsCSVLogger(str(path), append=True)
+    logger = callbacks.MetricsCSVLogger(str(path), append=True)
     logger.on_train_begin()
     logger.on_epoch_end(1, {"elbo": -90.0, "loss": 90.0, "val_elbo": -91.0, "new": 7.0})
     logger.on_train_end()

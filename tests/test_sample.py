@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from commands import command
 from conftest import REPO
 from tfvae import sample
 
@@ -70,7 +71,7 @@ def test_conditional_and_interpolation_from_a_workdir(tiny_run, tmp_path):
     np.testing.assert_array_equal(inter[0, 0], cond[2, 0])      # the data image at each end
     np.testing.assert_allclose(inter[0, 1], inter[1, 1], atol=1e-6)  # both paths start at a's code
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "sample.py"),
+    out = subprocess.run([*command("sample"),
                           f"--workdir={tiny_run}", "--mode=interpolate", "--indices=0",
                           f"--out={tmp_path / 'x.png'}"], capture_output=True, text=True,
                          timeout=300, env=env)

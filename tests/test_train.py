@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from commands import command
 from conftest import REPO, make_config
-from tfvae import checkpoints, estimators, train
+from tfvae import callbacks, checkpoints, estimators, train
 from tfvae.errors import ConfigError, TrainingDivergedError
 
 
@@ -28,9 +29,10 @@ def _epochs_logged(workdir):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
     workdir = str(tmp_path / "run")
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "train.py"),
+    cmd = [*command("train"),
            "--config", os.path.join(REPO, "configs", "default.py"), "--workdir", workdir,
            "--config.data.source=idx", f"--config.data.idx_dir={fashion_idx_dir}",
            "--config.data.test_size=500", "--config.data.train_size=1024",
@@ -38,12 +40,14 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
            "--config.eval.iw_examples=100", "--config.model.latent_dim=2"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "test: ELBO" in out.stdout
+    assert "test split, 500 images" in out.stdout and "log p(x) >= (k=20, n=100)" in out.stdout
     results = json.load(open(os.path.join(workdir, "results.json")))
     test = results["test"]
     assert test["num_examples"] == 500 and test["iw_examples"] == 100
-    assert test["elbo"] < test["log_likelihood"] < 0
-    assert test["elbo"] == pytest.approx(-(test["distortion"] + test["rate"]), abs=1e-3)
+    v = {key: test[key]["mean"] for key in ("elbo", "log_likelihood", "distortion", "rate")}
+    assert v["elbo"] < v["log_likelihood"] < 0
+    assert v["elbo"] == pytest.approx(-(v["distortion"] + v["rate"]), abs=1e-3)
+    assert all(test[key]["se"] > 0 for key in v)  # one schema: standard errors everywhere
     assert _epochs_logged(workdir) == [0, 1]
     assert checkpoints.best_checkpoints(os.path.join(workdir, "checkpoints"))
     for name in ("samples.png", "reconstructions.png", "traversals.png", "latent_density.png",
@@ -103,22 +107,23 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
     assert "holds a finished run (results.json)" in again.stderr + again.stdout
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(tmp_path, fashion_idx_dir, monkeypatch):
     workdir = str(tmp_path / "run")
     config = _fashion_config(fashion_idx_dir, train__epochs=3)
-    original = train.Throughput.on_epoch_end
+    original = callbacks.Throughput.on_epoch_end
 
     def interrupt_after_second_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train.Throughput, "on_epoch_end", interrupt_after_second_epoch)
+    monkeypatch.setattr(callbacks.Throughput, "on_epoch_end", interrupt_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(config, workdir, verbose=0)
     assert _epochs_logged(workdir) == [0]          # epoch 1 was cut before it was logged
     assert os.listdir(os.path.join(workdir, "backup"))
-    monkeypatch.setattr(train.Throughput, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.Throughput, "on_epoch_end", original)
     results = train.train_and_evaluate(config, workdir, verbose=0)
     assert _epochs_logged(workdir) == [0, 1, 2]    # resumed at epoch 1, not from scratch
     assert results["epochs_trained"] == 3          # the whole run, not the resumed part
@@ -137,7 +142,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(
         tmp_path, fashion_idx_dir, monkeypatch):
     monkeypatch.setitem(estimators.ESTIMATORS._items, "nan_after_40", _NaNAfter)
     workdir = str(tmp_path / "run")
-    config = _fashion_config(fashion_idx_dir, estimator="nan_after_40", train__epochs=10,
+    config = _fashion_config(fashion_idx_dir, estimator__name="nan_after_40", train__epochs=10,
                              train__steps_per_execution=1, data__batch_size=32)
     with pytest.raises(TrainingDivergedError, match=r"loss became nan in epoch 2.*best validation "
                                                     r"ELBO are kept.*learning_rate"):
@@ -150,7 +155,7 @@ def test_bad_config_is_rejected_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="train.optimizer='adamw2'.*valid optimizers"):
         train.train_and_evaluate(make_config(train__optimizer="adamw2"), str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")
-    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"),
+    out = subprocess.run([*command("train"),
                           "--workdir", str(tmp_path / "w"), "--config.data.pixels=grey"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0

@@ -8,9 +8,10 @@ before it:
   the record of "best so far" can never disagree with the weights it describes, and a resumed
   run compares its epochs against it rather than starting afresh (Keras's ``ModelCheckpoint``
   forgets its best value in a new process and saves the first resumed epoch, however bad).
-- ``backup/chief/ckpt-N``: the full training state after the last finished epoch (model,
-  optimisers, step counters), by Keras's ``BackupAndRestore`` (`Backup`), kept after training
-  ends so that a run killed during its final evaluation restarts from the trained weights.
+- ``backup/chief/ckpt-N``: the full training state after the last finished epoch N (model,
+  optimisers, step counters), written by `Backup` in the layout of Keras's ``BackupAndRestore``
+  (which wrote it before tfvae 0.2), kept after training ends so that a run killed during its
+  final evaluation restarts from the trained weights.
 
 A resumed run rolls back to its backup: epochs after the backup's epoch are trained again, so a
 best checkpoint written by such an epoch (a kill between the two writes) no longer belongs to the
@@ -24,8 +25,8 @@ from typing import List, NamedTuple, Optional
 
 import tensorflow as tf
 import tf_keras as keras
-from tf_keras.src.distribute import distributed_file_utils, worker_training_state
 
+from tfvae import distribute
 from tfvae.errors import CheckpointError
 
 KEEP = 2  # good checkpoints kept in each folder: the newest, and one to fall back to
@@ -104,8 +105,18 @@ def find_best(directory: str, before_epoch: Optional[int] = None, warn=print) ->
 
 
 def restore(model, prefix: str) -> None:
-    """Loads the model weights of a `BestCheckpoint` checkpoint into ``model``."""
-    tf.train.Checkpoint(model=model).read(prefix).expect_partial()
+    """Loads the model weights of a `BestCheckpoint` checkpoint (or a backup) into ``model``.
+    Every variable of the model must be found there: a checkpoint of another model, or one
+    whose parts moved, fails with `CheckpointError` instead of leaving weights at their
+    initial values. (Optimiser slots and counters the checkpoint holds besides are ignored.)"""
+    status = tf.train.Checkpoint(model=model).read(prefix)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as err:
+        raise CheckpointError(f"{prefix}: does not hold this model's weights "
+                              f"({first_line(err)[:300]}); was it written with another config?"
+                              ) from None
+    status.expect_partial()
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -140,14 +151,14 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self.best is not None and value <= self.best.value:
             return
         strategy = self.model.distribute_strategy
-        directory = distributed_file_utils.write_dirpath(self.directory, strategy)
+        directory = distribute.write_dir(self.directory, strategy)
         os.makedirs(directory, exist_ok=True)
         self._epoch.assign(epoch)
         self._value.assign(value)
         prefix = os.path.join(directory, f"{BEST}-{epoch:05d}")
         tf.train.Checkpoint(model=self.model, epoch=self._epoch, value=self._value).write(prefix)
         if directory != self.directory:  # a non-chief worker: its copy is not kept
-            distributed_file_utils.remove_temp_dirpath(self.directory, strategy)
+            distribute.remove_scratch(self.directory, strategy)
             prefix = os.path.join(self.directory, f"{BEST}-{epoch:05d}")
         self.best = Best(prefix, epoch, float(value))
         for old in best_checkpoints(directory)[KEEP:]:
@@ -159,21 +170,41 @@ def _remove(prefix):
         os.remove(path)
 
 
-class Backup(keras.callbacks.BackupAndRestore):
-    """Keras's ``BackupAndRestore``, keeping the last `KEEP` epochs, never backing up an epoch
-    whose loss is not finite (a diverged run resumes from the last good epoch), and kept when
-    training ends (`resume_epoch` then tells a rerun that training is done)."""
+class Backup(keras.callbacks.Callback):
+    """The full training state (model, optimisers, counters) after every finished epoch, as
+    ``backup/chief/ckpt-N`` (N epochs done), the newest `KEEP` kept; never an epoch whose loss
+    is not finite (a diverged run resumes from the last good epoch). At the start of ``fit`` it
+    restores the newest backup: call ``fit`` with ``initial_epoch`` = `resume_epoch`.
+
+    Under a multi-worker strategy every worker saves (reading replicated state is collective),
+    the non-chief ones to a scratch folder that is removed at once; every worker restores the
+    chief's backup."""
 
     def __init__(self, backup_dir):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
-        # Keras keeps one backup; two let a corrupt newest one fall back to the one before it.
-        worker_training_state.MAX_CHECKPOINT_TO_KEEP = KEEP
+        super().__init__()
+        self.backup_dir = backup_dir
+        self._epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="ckpt_saved_epoch")
+        self._checkpoint = self._manager = None
+
+    def on_train_begin(self, logs=None):
+        # The checkpoint lives as long as the callback: the optimiser's slots, created at the
+        # first step, take their restored values from it then.
+        self._checkpoint = tf.train.Checkpoint(model=self.model, ckpt_saved_epoch=self._epoch)
+        latest = latest_backup(self.backup_dir, warn=lambda m: None)
+        if latest is not None:
+            self._checkpoint.read(latest).expect_partial()
+        strategy = self.model.distribute_strategy
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, distribute.write_dir(_backup_dir(self.backup_dir), strategy),
+            max_to_keep=KEEP, checkpoint_name="ckpt")
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             return
-        super().on_epoch_end(epoch, logs)
+        self._epoch.assign(epoch)
+        self._manager.save(checkpoint_number=epoch + 1)
+        distribute.remove_scratch(_backup_dir(self.backup_dir), self.model.distribute_strategy)
 
 
 def _backup_dir(backup_dir):

@@ -1,4 +1,12 @@
-"""Command-line entry points (``tfvae-train``): flags, and errors as one line, not a traceback.
+"""The command layer: ``tfvae-train``, ``tfvae-evaluate``, ``tfvae-sample``. Each command's
+description, flags, parsing, one-line errors and exit codes are here, and nothing else is:
+the work is done by `tfvae.train`, `tfvae.evaluation` and `tfvae.sample`, which know nothing of
+flags.
+
+Exit codes: 0 done; 1 the run could not go on (data, checkpoint, workdir, divergence, a lost
+worker), with one line saying why and what to do; 2 a wrong command line (flag, config field,
+config file), with one line naming it and the fix. Nothing is written before the command line
+and the config are accepted.
 
 This module imports TensorFlow only after `quiet_tensorflow` has set up its logging, so that a
 machine without a GPU prints no CUDA initialisation error at start-up.
@@ -8,8 +16,50 @@ import glob
 import os
 import re
 import sys
+import textwrap
+
+USAGE_ERROR, RUN_ERROR = 2, 1
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
+
+TRAIN_HELP = """\
+tfvae-train: train a VAE into a workdir, evaluate it on the test split, draw its figures and
+export a SavedModel. Run the same command again after any interruption: it resumes where the run
+stopped.
+
+  tfvae-train --config=configs/default.py --workdir=runs/default [--config.FIELD=VALUE ...]
+  tfvae-train --workdir=runs/default [--config.train.epochs=50]   # resume with the run's config
+
+Flags:
+  --config=FILE[:ARGS]     a config file (configs/*.py) returning an ml_collections.ConfigDict;
+                           without it, a workdir that holds a run resumes with its own config,
+                           and a new run uses tfvae/config.py
+  --config.FIELD=VALUE     override one field, e.g. --config.model.latent_dim=40,
+                           --config.train.epochs=5; every field and its meaning: tfvae/config.py
+  --workdir=DIR            where the run is written (config.json, metrics.csv, checkpoints/,
+                           backup/, results.json, figures, saved_model/)
+  --helpfull               every flag, the config's fields and absl's own
+"""
+
+EVALUATE_HELP = """\
+tfvae-evaluate: measure a run (finished or not) on its own, with standard errors and the
+diagnostics that say whether to trust an importance-sampled number: ELBO, D, R, log p(x) with
+k samples, ESS and Pareto k-hat of the weights, ELBO surgery, active units. Uses the run's best
+checkpoint (else its training backup) and writes WORKDIR/evaluation.json.
+
+  tfvae-evaluate --workdir=runs/default [--iw_samples=5000] [--split=validation] [--examples=1000]
+"""
+
+SAMPLE_HELP = """\
+tfvae-sample: draw a labelled PNG from a SavedModel alone (only TensorFlow needed) or a workdir.
+Modes: prior (z ~ p(z), at a temperature), conditional (z ~ q(z|x) for given images, then
+x ~ p(x|z)), interpolate (between the codes of two images, linear and spherical).
+
+  tfvae-sample --saved_model=runs/default/saved_model --out=samples.png [--seed=1]
+  tfvae-sample --workdir=runs/default --mode=conditional --num=8 --oversample=6 --out=cond.png
+"""
 
 
+# ---------------------------------------------------------------------- start-up
 def xla_cache() -> None:
     """Before TensorFlow is imported: keep XLA's compiled programs in a persistent cache, so a
     resumed or repeated run skips recompiling them (measured 0.7 s of a first training call of
@@ -55,6 +105,18 @@ def quiet_tensorflow() -> None:
         os.close(saved)
 
 
+# ---------------------------------------------------------------------- errors as one line
+def _fail(prog, message, code=USAGE_ERROR):
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def _run_errors():
+    from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
+                              WorkdirError)
+    return (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError)
+
+
 def _config_error(err: Exception, argv) -> str:
     """One line naming the bad flag and the fix, for an exception raised while parsing flags."""
     from tfvae.errors import ConfigError
@@ -68,9 +130,7 @@ def _config_error(err: Exception, argv) -> str:
             inner = re.findall(r"ConfigError: (.*)", str(e))
             return inner[-1] if inner else str(e)
     text = "\n".join(str(e) for e in chain)
-    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if config_arg is None and "--config" in argv[:-1]:
-        config_arg = argv[argv.index("--config") + 1]
+    config_arg = _config_file_arg(argv)
     if re.search(r"No such file or directory|Failed loading config file", text):
         path = (config_arg or "").split(":")[0]
         here = sorted(os.path.basename(p) for p in glob.glob(os.path.join(
@@ -78,7 +138,6 @@ def _config_error(err: Exception, argv) -> str:
         return (f"--config={config_arg}: no such config file; give the path of a config file"
                 + (f" (in {os.path.dirname(path) or 'configs'}/: {', '.join(here)})" if here else ""))
     # A misspelt field: --config.train.epoch=1 (ml_collections suggests the right name).
-    flag = re.search(r"config(?:\.\w+)+", text)
     for e in chain:
         match = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', str(e))
         if match:
@@ -90,85 +149,275 @@ def _config_error(err: Exception, argv) -> str:
     if match:
         name = match.group(1)
         if name.startswith("config."):
-            return _unknown_field(name)
-        return f"--{name}: unknown flag; see --helpshort for the flags"
+            return unknown_field(name[len("config."):])
+        return f"--{name}: unknown flag; see --help for the flags"
+    # A value given to a whole block: --config.model.prior=vamp.
+    match = re.search(r"flag --config\.([\w.]+)=(\S*): Failed to parse .* as a ConfigDict", text)
+    if match:
+        return block_given_a_value(*match.groups())
+    # A field that does not exist and resembles none: ml_collections raises KeyError('foo').
+    for e in chain:
+        if isinstance(e, KeyError):
+            key = str(e.args[0]) if e.args else ""
+            bad = next((a.split("=")[0] for a in argv if a.startswith("--config.")
+                        and re.search(rf"\.{re.escape(key)}(\.|=|$)", a)), None)
+            if bad:
+                return unknown_field(bad[len("--config."):])
+    flag = re.search(r"config(?:\.\w+)+", text)
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
     return f"{flag.group(0) if flag else 'flags'}: {first}"
 
 
-def _unknown_field(name: str) -> str:
-    """``config.train.epoch`` -> a line with the closest existing field."""
+def unknown_field(path: str) -> str:
+    """``model.foo`` -> one line: the field does not exist, the closest one if any, and the
+    fields of the block it names (or the config's blocks)."""
     from tfvae.config import get_config
-    from tfvae.runstate import _flatten, config_dict
-    fields = list(_flatten(config_dict(get_config())))
-    close = difflib.get_close_matches(name[len("config."):], fields, n=1)
-    hint = f"; did you mean {close[0].rsplit('.', 1)[-1]} (--config.{close[0]})?" if close else ""
-    return f"--{name}: no such field in the config{hint}"
+    config = get_config()
+    parts = path.split(".")
+    node, where = config, []
+    for part in parts[:-1]:
+        if part not in node or not hasattr(node[part], "keys"):
+            return (f"--config.{path}: no block {'.'.join(where + [part])!r} in the config; "
+                    f"{_fields_of(node, where)}")
+        node, where = node[part], where + [part]
+    close = difflib.get_close_matches(parts[-1], list(node.keys()), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return (f"--config.{path}: no field {parts[-1]!r} in {'.'.join(where) or 'the config'}"
+            f"{hint}; {_fields_of(node, where)}")
 
 
-def parse_flags(prog: str):
+def block_given_a_value(path: str, value: str) -> str:
+    """``model.prior``, ``vamp`` -> one line: that is a block; set one of its fields."""
+    from tfvae.config import get_config
+    node = get_config()
+    for part in path.split("."):
+        node = node[part]
+    example = f" (e.g. --config.{path}.name={value})" if "name" in node else ""
+    return (f"--config.{path}={value}: {path} is a block of fields, not a value; set one of "
+            f"them{example}; {_fields_of(node, path.split('.'))}")
+
+
+def _fields_of(node, where) -> str:
+    name = ".".join(where) if where else "the config"
+    return f"{name} has: {', '.join(sorted(node.keys()))}"
+
+
+def _config_file_arg(argv):
+    arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if arg is None and "--config" in argv[:-1]:
+        arg = argv[argv.index("--config") + 1]
+    return arg
+
+
+def _help(text, argv):
+    if any(a in HELP_FLAGS for a in argv[1:]):
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # `--help | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+
+
+# ---------------------------------------------------------------------- tfvae-train
+def train_main(argv=None):
+    """``tfvae-train``."""
+    argv = list(sys.argv if argv is None else argv)
+    _help(TRAIN_HELP, argv)
+    quiet_tensorflow()
+    from absl import app, flags, logging
+    from ml_collections import config_flags
+    from tfvae import config as config_lib
+    prog = "tfvae-train"
+    try:
+        if "config" not in flags.FLAGS:
+            # Loads --config (and its overrides) from argv already: their names come from it.
+            config_flags.DEFINE_config_file(
+                "config", os.path.join(os.path.dirname(config_lib.__file__), "config.py"),
+                "A config file (configs/*.py) returning an ml_collections.ConfigDict.",
+                lock_config=True, sys_argv=argv)
+            flags.DEFINE_string("workdir", None, "Where the run is written.")
+    except Exception as err:  # noqa: BLE001 - config files raise anything
+        _fail(prog, _config_error(err, argv))
+
+    def main(rest):
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # TF's INFO chatter (checkpoint sharding)
+        if len(rest) > 1:
+            _fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
+        workdir = flags.FLAGS.workdir
+        if not workdir:
+            _fail(prog, "--workdir is required: the folder the run is written to (or resumed "
+                        "from), e.g. --workdir=runs/default")
+        config = _train_config(prog, flags.FLAGS.config, workdir, argv)
+        _train(prog, config, workdir)
+
+    app.run(main, argv=argv, flags_parser=_parser(prog, with_config=True))
+
+
+def _train_config(prog, parsed, workdir, argv):
+    """The config to train: the one given, or, with no --config, the workdir's own (resuming),
+    with the ``--config.FIELD`` overrides of the command line on top."""
+    from tfvae import runstate
+    if _config_file_arg(argv) is not None:
+        return parsed
+    stored = os.path.join(workdir, runstate.CONFIG)
+    if not os.path.exists(stored):
+        return parsed  # a new run of the default config (tfvae/config.py)
+    config = runstate.read_config(stored)
+    for arg in argv[1:]:
+        match = re.match(r"--config\.([\w.]+)", arg)
+        if match:
+            *path, last = match.group(1).split(".")
+            src, dst = parsed, config
+            for part in path:
+                src, dst = src[part], dst[part]
+            dst[last] = src[last]
+    return config
+
+
+def _train(prog, config, workdir):
+    from tfvae import evaluation, runstate, train
+    from tfvae.errors import WorkerLostError
+    try:
+        results = train.train_and_evaluate(config, workdir)
+    except WorkerLostError as err:
+        # After an aborted collective TensorFlow's teardown can itself abort (seen: "double
+        # free or corruption" while collecting garbage), which would replace exit status 1
+        # with a signal: leave without it, everything the run keeps is already on disk.
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(RUN_ERROR)
+    except _run_errors() as err:
+        _fail(prog, err, RUN_ERROR)
+    if not results:  # a non-chief worker of a multi-worker run
+        print("training finished; the chief worker evaluates and writes the results")
+        return
+    print(evaluation.summary(results["test"], split="test"))
+    print(f"results: {os.path.join(workdir, runstate.RESULTS)}")
+
+
+# ---------------------------------------------------------------------- tfvae-evaluate
+def evaluate_main(argv=None):
+    """``tfvae-evaluate``."""
+    argv = list(sys.argv if argv is None else argv)
+    _help(EVALUATE_HELP + "\nFlags:\n" + _describe(_EVALUATE_FLAGS), argv)
+    quiet_tensorflow()
+    from absl import app, flags, logging
+    prog = "tfvae-evaluate"
+    _define(_EVALUATE_FLAGS)
+
+    def main(rest):
+        from tfvae import evaluation
+        logging.set_verbosity(logging.WARNING)
+        if len(rest) > 1:
+            _fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
+        f = flags.FLAGS
+        try:
+            result = evaluation.evaluate_run(f.workdir, f.split, f.iw_samples, f.examples,
+                                             f.seed, f.batch_size)
+        except _run_errors() as err:
+            _fail(prog, err, RUN_ERROR)
+        print(evaluation.summary(result))
+        print(f"written: {os.path.join(f.workdir, evaluation.EVALUATION)}")
+
+    app.run(main, argv=argv, flags_parser=_parser(prog))
+
+
+_EVALUATE_FLAGS = [
+    ("string", "workdir", None, "workdir of a tfvae-train run (finished or not); required", {}),
+    ("enum", "split", "test", "which split to evaluate: test or validation",
+     {"enum_values": ["test", "validation"]}),
+    ("integer", "iw_samples", 1000, "importance samples k per image (>= 1)", {"lower_bound": 1}),
+    ("integer", "examples", 0, "images to evaluate (0: the whole split)", {"lower_bound": 0}),
+    ("integer", "batch_size", 100, "images per importance-sampling call", {"lower_bound": 1}),
+    ("integer", "seed", None, "seed of every random draw (default: a new one each call)", {}),
+]
+
+
+# ---------------------------------------------------------------------- tfvae-sample
+def sample_main(argv=None):
+    """``tfvae-sample``."""
+    argv = list(sys.argv if argv is None else argv)
+    _help(SAMPLE_HELP + "\nFlags:\n" + _describe(_SAMPLE_FLAGS), argv)
+    quiet_tensorflow()
+    from absl import app, flags
+    prog = "tfvae-sample"
+    _define(_SAMPLE_FLAGS)
+
+    def main(rest):
+        from tfvae import sample
+        if len(rest) > 1:
+            _fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
+        f = flags.FLAGS
+        try:
+            indices = tuple(int(i) for i in f.indices)
+            if len(indices) != 2:
+                raise ValueError
+        except ValueError:
+            _fail(prog, f"--indices={','.join(f.indices)}: give two image indices, e.g. "
+                        "--indices=0,5")
+        try:
+            sample.run(f.out, f.saved_model, f.workdir, f.mode, f.num, f.seed, f.temperature,
+                       f.oversample, f.sampled_pixels, f.images, indices, f.steps,
+                       say=lambda m: print(m, file=sys.stderr))
+        except _run_errors() + (OSError,) as err:
+            _fail(prog, err, RUN_ERROR)
+        print(f"written: {f.out}")
+
+    app.run(main, argv=argv, flags_parser=_parser(prog))
+
+
+_SAMPLE_FLAGS = [
+    ("string", "saved_model", "", "a tfvae SavedModel folder", {}),
+    ("string", "workdir", "", "or a tfvae-train workdir (finished or not)", {}),
+    ("string", "out", "samples.png", "the PNG to write", {}),
+    ("enum", "mode", "prior", "what to draw: prior, conditional or interpolate",
+     {"enum_values": ["prior", "conditional", "interpolate"]}),
+    ("integer", "num", 64, "prior draws, or images for 'conditional'", {}),
+    ("integer", "seed", None, "seed of every draw (default: a new one)", {}),
+    ("float", "temperature", 1.0, "prior temperature T (the prior's noise scale)", {}),
+    ("integer", "oversample", 1, "pixel draws per z (prior), or draws per image", {}),
+    ("bool", "sampled_pixels", False, "draw pixels x ~ p(x|z), not its mean", {}),
+    ("string", "images", "", "a .npy of images [N, H, W, C] in [0, 1]", {}),
+    ("list", "indices", ["0", "1"], "two image indices for 'interpolate'", {}),
+    ("integer", "steps", 8, "points on each interpolation path", {}),
+]
+
+
+# ---------------------------------------------------------------------- flags
+def _define(specs):
+    from absl import flags
+    for kind, name, default, text, extra in specs:
+        if name in flags.FLAGS:
+            continue
+        if kind == "enum":
+            flags.DEFINE_enum(name, default, extra["enum_values"], text)
+        else:
+            getattr(flags, f"DEFINE_{kind}")(name, default, text, **extra)
+
+
+def _describe(specs) -> str:
+    lines = []
+    for _, name, default, text, extra in specs:
+        shown = ",".join(default) if isinstance(default, list) else default
+        lines.append(f"  --{name:<16s} {text}" + (f" (default: {shown})"
+                                                   if shown not in (None, "") else ""))
+    return "\n".join(textwrap.fill(line, 100, subsequent_indent=" " * 21) for line in lines)
+
+
+def _parser(prog, with_config=False):
     """An absl ``flags_parser`` that turns every flag or config error into one line."""
     def parser(argv):
         from absl import flags
         try:
             rest = flags.FLAGS(argv)
-            flags.FLAGS.config.keys()  # a config file that failed to load raises here
+            if with_config:
+                flags.FLAGS.config.keys()  # a config file that failed to load raises here
             return rest
         except flags.Error as err:  # absl's own: wrong flag values, unknown flags
-            if "--help" in " ".join(argv):
-                raise
-            _fail(prog, _config_error(err, argv))
+            if with_config:
+                _fail(prog, _config_error(err, argv))
+            _fail(prog, str(err).splitlines()[0])
         except Exception as err:  # noqa: BLE001 - config files raise anything
             _fail(prog, _config_error(err, argv))
-    return parser
-
-
-def _fail(prog, message):
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def train_main():
-    """Console entry point ``tfvae-train``."""
-    quiet_tensorflow()
-    from absl import app
-
-    from tfvae import train
-    try:
-        train.define_flags()  # parses --config (and its overrides) from sys.argv already
-    except Exception as err:  # noqa: BLE001 - config files raise anything
-        _fail("tfvae-train", _config_error(err, sys.argv))
-    app.run(train.main, flags_parser=parse_flags("tfvae-train"))
-
-
-def evaluate_main():
-    """Console entry point ``tfvae-evaluate``."""
-    quiet_tensorflow()
-    from absl import app
-
-    from tfvae import evaluate
-    evaluate.define_flags()
-    app.run(evaluate.main, flags_parser=_plain_parser("tfvae-evaluate"))
-
-
-def sample_main():
-    """Console entry point ``tfvae-sample``."""
-    quiet_tensorflow()
-    from absl import app
-
-    from tfvae import sample
-    sample.define_flags()
-    app.run(sample.main, flags_parser=_plain_parser("tfvae-sample"))
-
-
-def _plain_parser(prog):
-    """Flag errors as one line (no config flag here)."""
-    def parser(argv):
-        from absl import flags
-        try:
-            return flags.FLAGS(argv)
-        except flags.Error as err:
-            if "--help" in " ".join(argv):
-                raise
-            _fail(prog, str(err).splitlines()[0])
     return parser

@@ -31,39 +31,51 @@ def get_config() -> ml_collections.ConfigDict:
     data.batch_size = 128
     data.eval_batch_size = 500
 
+    # The model: one nested block per part, each built by its registry from that block
+    # (``REGISTRY.create(block, ...)``: the block's ``name`` picks the part).
     config.model = model = ml_collections.ConfigDict()
     model.latent_dim = 20
-    model.network = "mlp"         # 'mlp', 'gated_mlp' (Tomczak and Welling 2018) or 'cnn'
-    model.hidden = (512, 512)     # dense widths (encoder order; the decoder mirrors them)
-    model.conv_channels = (32, 64)  # cnn only: stride-2 conv channels
-    model.kernel_size = 4           # cnn only
-    model.activation = "relu"
-    model.dropout = 0.0
-    model.posterior = "gaussian"      # 'gaussian' (mean-field), 'mog' (mixture), 'iaf' (flow)
-    model.posterior_scale = "softplus"  # 'softplus', 'exp', 'hardtanh_logvar' (log-var in [-6, 2])
-    model.posterior_components = 5      # mog posterior: K components
-    model.posterior_reparameterize = True  # mog posterior: implicit reparameterisation
-    model.posterior_flow_steps = 2          # iaf posterior: autoregressive steps
-    model.posterior_flow_hidden = (128, 128)  # iaf posterior: each step's MADE
-    model.posterior_context = 32            # iaf posterior: encoder context h fed to the MADEs
-    model.prior = "standard_normal"  # standard_normal, mog, vamp, gtm, gtm_vamp, realnvp
-    model.prior_components = 100    # K of mog / vamp (pseudo-inputs) / gtm, gtm_vamp (square)
-    model.prior_init = "data"       # vamp pseudo-inputs: 'data' (training images) or 'noise'
-    model.prior_pseudo_inputs = "sigmoid"  # vamp: u = sigmoid(v), or 'hardtanh': clip(v, 0, 1)
-    model.prior_learn_weights = False  # vamp, gtm_vamp: learn the mixture weights
-    model.prior_hidden = (64, 64)   # gtm / gtm_vamp networks, realnvp coupling networks
-    model.flow_layers = 4           # realnvp: number of coupling layers
-    model.likelihood = "bernoulli"  # 'bernoulli' (binary pixels), 'continuous_bernoulli', 8-bit
-    # grey levels: 'discretized_logistic', 'discretized_logistic_mixture', 'categorical'
-    model.likelihood_components = 5  # discretized_logistic_mixture: M logistics per pixel
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 
-    # Gradient estimator: reparameterized, score_function, hybrid, iwae, dreg (tfvae/estimators.py).
-    config.estimator = "reparameterized"
-    # Score-function control variates, a comma-separated chain applied in order, e.g.
+    model.network = net = ml_collections.ConfigDict()  # encoder and decoder (tfvae/networks.py)
+    net.name = "mlp"                # 'mlp', 'gated_mlp' (Tomczak and Welling 2018) or 'cnn'
+    net.hidden = (512, 512)         # dense widths (encoder order; the decoder mirrors them)
+    net.conv_channels = (32, 64)    # cnn only: stride-2 conv channels
+    net.kernel_size = 4             # cnn only
+    net.activation = "relu"
+    net.dropout = 0.0
+
+    model.posterior = post = ml_collections.ConfigDict()  # q(z|x) (tfvae/posteriors.py)
+    post.name = "gaussian"          # 'gaussian' (mean-field), 'mog' (mixture), 'iaf', 'realnvp'
+    post.scale = "softplus"         # 'softplus', 'exp', 'hardtanh_logvar' (log-var in [-6, 2])
+    post.components = 5             # mog: K components
+    post.reparameterize = True      # mog: implicit reparameterisation
+    post.flow_steps = 2             # iaf, realnvp: flow steps
+    post.flow_hidden = (128, 128)   # iaf, realnvp: each step's network
+    post.context = 32               # iaf, realnvp: encoder context h fed to each step
+
+    model.prior = prior = ml_collections.ConfigDict()  # p(z) (tfvae/priors.py)
+    prior.name = "standard_normal"  # standard_normal, mog, vamp, gtm, gtm_vamp, realnvp
+    prior.components = 100          # K of mog / vamp (pseudo-inputs) / gtm, gtm_vamp (square)
+    prior.init = "data"             # vamp pseudo-inputs: 'data' (training images) or 'noise'
+    prior.pseudo_inputs = "sigmoid"  # vamp: u = sigmoid(v), or 'hardtanh': clip(v, 0, 1)
+    prior.learn_weights = False     # vamp, gtm_vamp: learn the mixture weights
+    prior.hidden = (64, 64)         # gtm / gtm_vamp networks, realnvp coupling networks
+    prior.activation = "relu"       # their activation
+    prior.flow_layers = 4           # realnvp: number of coupling layers
+
+    model.likelihood = lik = ml_collections.ConfigDict()  # p(x|z) (tfvae/likelihoods.py)
+    lik.name = "bernoulli"          # 'bernoulli' (binary pixels), 'continuous_bernoulli'; 8-bit
+    # grey levels: 'discretized_logistic', 'discretized_logistic_mixture', 'categorical'
+    lik.components = 5              # discretized_logistic_mixture: M logistics per pixel
+
+    # Gradient estimator (tfvae/estimators.py): reparameterized, score_function, hybrid, iwae, dreg;
+    # score-function control variates, a comma-separated chain applied in order, e.g.
     # "centered,scaled,baseline"; from: centered, scaled, self_critic, baseline.
-    config.control_variates = ""
+    config.estimator = est = ml_collections.ConfigDict()
+    est.name = "reparameterized"
+    est.control_variates = ""
 
     config.train = train = ml_collections.ConfigDict()
     train.epochs = 30
@@ -79,7 +91,6 @@ def get_config() -> ml_collections.ConfigDict:
     train.early_stopping_patience = 0  # epochs without val ELBO gain before stopping; 0 = off
     train.steps_per_execution = 32    # train steps per tf.function call (less Python overhead)
     train.jit_compile = True          # XLA-compile the train step (measured 1.3x faster on CPU)
-    train.checkpoint_every_epoch = True
     train.strategy = "auto"           # auto, default, mirrored, multi_worker, tpu (distribute.py)
     train.devices = ""                # mirrored: comma-separated devices ('' = all local GPUs)
     train.tpu = ""                    # tpu: the TPU resolver address ('' = local)
@@ -102,10 +113,10 @@ def validate(config) -> None:
 
     data.validate(config.data)
     networks.validate(config.model)
-    posteriors.POSTERIORS.get(config.model.posterior)
-    priors.PRIORS.get(config.model.prior)
-    likelihoods.LIKELIHOODS.get(config.model.likelihood)
-    estimators.ESTIMATORS.get(config.estimator)
+    posteriors.POSTERIORS.get(config.model.posterior.name)
+    priors.PRIORS.get(config.model.prior.name)
+    likelihoods.LIKELIHOODS.get(config.model.likelihood.name)
+    estimators.ESTIMATORS.get(config.estimator.name)
     t, e = config.train, config.eval
     optimizers.OPTIMIZERS.get(t.optimizer)
     from tfvae import distribute
@@ -120,7 +131,7 @@ def validate(config) -> None:
         if settings.learning_rate < 0:
             raise ConfigError(f"train.groups.{group}.learning_rate={settings.learning_rate} must "
                               "be > 0 (or 0 to use train.learning_rate)")
-    estimators.build(config)  # unknown control variates, or ones the estimator cannot use
+    estimators.build(config.estimator)  # unknown control variates, or ones it cannot use
     checks = [
         (t.epochs >= 1, f"train.epochs={t.epochs} must be >= 1"),
         (t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0"),
@@ -137,3 +148,61 @@ def validate(config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+# Config files written by tfvae 0.1 (flat, prefixed fields) -> today's nested blocks: old field
+# -> new path. Read by `upgrade` (`tfvae.runstate.read_config` applies it to every config.json).
+RENAMED = {
+    "model.network": "model.network.name", "model.hidden": "model.network.hidden",
+    "model.conv_channels": "model.network.conv_channels",
+    "model.kernel_size": "model.network.kernel_size",
+    "model.activation": "model.network.activation", "model.dropout": "model.network.dropout",
+    "model.posterior": "model.posterior.name", "model.posterior_scale": "model.posterior.scale",
+    "model.posterior_components": "model.posterior.components",
+    "model.posterior_reparameterize": "model.posterior.reparameterize",
+    "model.posterior_flow_steps": "model.posterior.flow_steps",
+    "model.posterior_flow_hidden": "model.posterior.flow_hidden",
+    "model.posterior_context": "model.posterior.context",
+    "model.prior": "model.prior.name", "model.prior_components": "model.prior.components",
+    "model.prior_init": "model.prior.init", "model.prior_pseudo_inputs": "model.prior.pseudo_inputs",
+    "model.prior_learn_weights": "model.prior.learn_weights",
+    "model.prior_hidden": "model.prior.hidden", "model.flow_layers": "model.prior.flow_layers",
+    "model.likelihood": "model.likelihood.name",
+    "model.likelihood_components": "model.likelihood.components",
+    "estimator": "estimator.name", "control_variates": "estimator.control_variates",
+}
+REMOVED = ("train.checkpoint_every_epoch",)  # fields that did nothing
+
+
+def upgrade(stored: dict) -> dict:
+    """A config as stored by any tfvae version (plain JSON data) in today's layout: tfvae 0.1's
+    flat fields move into their part's block (`RENAMED`; its ``model.activation`` also became the
+    prior networks' ``model.prior.activation``, which it used to set), dead fields are dropped.
+    Today's layout is returned unchanged."""
+    import copy
+    out = copy.deepcopy(stored)
+    model = out.get("model", {})
+    if not isinstance(model.get("prior", {}), str) and not isinstance(out.get("estimator", {}),
+                                                                          str):
+        return out  # already nested
+    flat = {}
+    for old in RENAMED:
+        section, _, key = old.rpartition(".")
+        node = out if not section else out.get(section, {})
+        if key in node and not isinstance(node[key], dict):
+            flat[old] = node.pop(key)
+    if "model.activation" in flat:
+        flat.setdefault("model.prior.activation", flat["model.activation"])
+    for old, new_path in list(RENAMED.items()) + [("model.prior.activation",
+                                                   "model.prior.activation")]:
+        if old not in flat:
+            continue
+        *parents, leaf = new_path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = flat[old]
+    for dead in REMOVED:
+        section, _, key = dead.rpartition(".")
+        out.get(section, {}).pop(key, None)
+    return out

@@ -266,6 +266,17 @@ def load_arrays(data_config) -> Dict[str, Arrays]:
     return load_tfds(c.name, os.path.expanduser(c.data_dir) if c.data_dir else None, c.download)
 
 
+def images_of(batch):
+    """The images of a batch, whether the pipeline yields ``images`` or ``(images, labels)``."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def first_images(splits: Splits, n: int, split: str = "train"):
+    """Up to ``n`` images ``[n, H, W, C]`` of the first batch of ``split`` (for a VampPrior's
+    initial pseudo-inputs, fixed images to show or to measure a gradient on)."""
+    return images_of(next(iter(getattr(splits, split))))[:n]
+
+
 def load(data_config, seed: int = 0, with_labels: bool = False,
          arrays: Optional[Dict[str, Arrays]] = None) -> Splits:
     """Builds train / validation / test pipelines from ``config.data``.

@@ -13,6 +13,14 @@
 - `mean_and_se`: a mean with its standard error over images.
 
 Everything here takes arrays (NumPy) or a model and a batch of images; nothing trains.
+
+References:
+  [1] Vehtari, Simpson, Gelman, Yao and Gabry (2024). Pareto Smoothed Importance Sampling. JMLR.
+  [2] Zhang and Stephens (2009). A New and Efficient Estimation Method for the Generalized
+      Pareto Distribution. Technometrics 51.
+  [3] Hoffman and Johnson (2016). ELBO surgery: yet another way to carve up the variational
+      evidence lower bound. NIPS Workshop on Advances in Approximate Bayesian Inference.
+  [4] Burda, Grosse and Salakhutdinov (2016). Importance Weighted Autoencoders. ICLR.
 """
 from typing import Dict
 
@@ -135,7 +143,7 @@ def elbo_surgery(model, images, seed=None) -> Dict[str, Dict[str, float]]:
     qs, locs, scales, rates = [], [], [], []
     for i in range(0, int(images.shape[0]), 500):
         q = model.encode(images[i:i + 500], training=False)
-        params = priors._gaussian_parameters(q)
+        params = priors.gaussian_parameters(q)
         if params is None:
             raise ValueError("ELBO surgery needs a Gaussian posterior (model.posterior="
                              f"{model.posterior_name!r} is not)")
@@ -164,7 +172,7 @@ def collapsed_dimensions(model, images, threshold=0.01, num_samples=16, seed=0):
     the 1-D mixture of its components' coordinates; None for other priors (a flow's marginals
     have no tractable density) or non-Gaussian posteriors."""
     q = model.encode(images, training=False)
-    params = priors._gaussian_parameters(q)
+    params = priors.gaussian_parameters(q)
     if params is None:
         return None
     loc, scale = params

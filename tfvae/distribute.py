@@ -19,6 +19,7 @@ its loss by R so the applied gradient is the global batch's mean gradient (`VAE.
 """
 import json
 import os
+import shutil
 
 import tensorflow as tf
 
@@ -90,6 +91,28 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def is_multi_worker(strategy) -> bool:
+    """True for a strategy spanning several worker processes (a cluster from ``TF_CONFIG``)."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and bool(strategy.cluster_resolver.cluster_spec().as_dict()))
+
+
+def write_dir(directory: str, strategy) -> str:
+    """Where this process writes what ``directory`` should hold: ``directory`` itself for the
+    chief; a scratch folder inside it for another worker of a cluster, which must take part in
+    a save (replicated variables are read collectively) but whose copy is not kept
+    (`remove_scratch`). The same layout as Keras's own callbacks use."""
+    if strategy is None or is_chief(strategy):
+        return directory
+    return os.path.join(directory, f"workertemp_{strategy.cluster_resolver.task_id}")
+
+
+def remove_scratch(directory: str, strategy) -> None:
+    """Removes a non-chief worker's scratch copy written to `write_dir`."""
+    if strategy is not None and not is_chief(strategy):
+        shutil.rmtree(write_dir(directory, strategy), ignore_errors=True)
+
+
 def is_default(strategy: tf.distribute.Strategy) -> bool:
     """True for TensorFlow's default strategy (one device, no replication)."""
     return strategy is tf.distribute.get_strategy()  # outside any scope: the default
@@ -103,9 +126,10 @@ def jit_compile(strategy: tf.distribute.Strategy, requested: bool, warn=None) ->
     resource ... located in device CPU:1 from device CPU:0")."""
     if not requested:
         return False
-    multi_worker = strategy.extended._in_multi_worker_mode()
-    devices = [d.upper() for d in strategy.extended.worker_devices]
-    cpu_replicas = len(devices) > 1 and any("CPU" in d for d in devices)
+    multi_worker = is_multi_worker(strategy)
+    devices = ([d.upper() for d in strategy.extended.worker_devices]
+               if strategy.num_replicas_in_sync > 1 else [])
+    cpu_replicas = any("CPU" in d for d in devices)
     if (multi_worker and not tf.config.list_logical_devices("GPU")) or cpu_replicas:
         if warn:
             where = "cross-worker collectives" if multi_worker else "variables on several CPU devices"

@@ -21,6 +21,15 @@ that group's optimiser.
 
 Estimators are Keras layers so their state (running reward statistics, a baseline network) is
 tracked, trained and checkpointed with the model.
+
+References:
+  [1] Kingma and Welling (2014). Auto-Encoding Variational Bayes. ICLR.
+  [2] Williams (1992). Simple statistical gradient-following algorithms for connectionist
+      reinforcement learning. Machine Learning 8.
+  [3] Mnih and Gregor (2014). Neural Variational Inference and Learning in Belief Networks. ICML.
+  [4] Burda, Grosse and Salakhutdinov (2016). Importance Weighted Autoencoders. ICLR.
+  [5] Tucker, Lawson, Gu and Maddison (2019). Doubly Reparameterized Gradient Estimators for
+      Monte Carlo Objectives. ICLR.
 """
 from typing import Dict, NamedTuple, Sequence
 
@@ -33,8 +42,8 @@ from tfvae.registry import Registry
 
 tfd = tfp.distributions
 
-ESTIMATORS = Registry("estimator", field="estimator")
-CONTROL_VARIATES = Registry("control variate", field="control_variates")
+ESTIMATORS = Registry("estimator", field="estimator.name")
+CONTROL_VARIATES = Registry("control variate", field="estimator.control_variates")
 GROUPS = ("generative", "inference", "baseline")
 
 
@@ -56,7 +65,12 @@ class Estimator(keras.layers.Layer):
     ``metric_names`` lists the ``extras`` it reports (the model tracks them)."""
 
     metric_names: Sequence[str] = ()
-    uses_group_losses = False  # True: Terms.group_losses gives some group its own loss
+
+    @classmethod
+    def from_config(cls, block) -> "Estimator":
+        """The estimator from its config block (``config.estimator``)."""
+        control_variates(block)  # none, unless the estimator is a score-function one
+        return cls(name="estimator")
 
     def check(self, model) -> None:
         pass
@@ -72,10 +86,10 @@ class Estimator(keras.layers.Layer):
 
 
 def _needs_reparameterization(name, model):
-    if model.posterior_head_reparameterization_type() != tfd.FULLY_REPARAMETERIZED:
+    if model.posterior_example().reparameterization_type != tfd.FULLY_REPARAMETERIZED:
         raise ConfigError(
-            f"estimator {name!r} needs a reparameterisable posterior, but model.posterior="
-            f"{model.posterior_name!r} is not (for 'mog', set model.posterior_reparameterize="
+            f"estimator {name!r} needs a reparameterisable posterior, but model.posterior.name="
+            f"{model.posterior_name!r} is not (for 'mog', set model.posterior.reparameterize="
             "True for implicit reparameterisation); or choose estimator='score_function' or "
             "'hybrid'")
 
@@ -246,6 +260,10 @@ class _ScoreFunctionBase(Estimator):
         super().__init__(**kwargs)
         self.control_variates = build_control_variates(control_variates)
 
+    @classmethod
+    def from_config(cls, block) -> "Estimator":
+        return cls(control_variates=control_variates(block, allowed=True), name="estimator")
+
     def prepare(self, model) -> None:
         for cv in self.control_variates:
             cv.prepare(model.image_shape)
@@ -314,12 +332,11 @@ class Hybrid(_ScoreFunctionBase):
     """
 
     def check(self, model) -> None:
-        q = model._dummy_posterior()
-        q = getattr(q, "tensor_distribution", q)  # unwrap the DistributionLambda output
+        q = model.posterior_example()
         if not isinstance(q, tfd.MixtureSameFamily):
             raise ConfigError(
-                "estimator 'hybrid' needs a mixture posterior (model.posterior='mog'); "
-                f"model.posterior={model.posterior_name!r} has no component choice")
+                "estimator 'hybrid' needs a mixture posterior (model.posterior.name='mog'); "
+                f"model.posterior.name={model.posterior_name!r} has no component choice")
         if q.components_distribution.reparameterization_type != tfd.FULLY_REPARAMETERIZED:
             raise ConfigError("estimator 'hybrid' needs reparameterisable mixture components")
 
@@ -398,7 +415,6 @@ class DReG(IWAE):
     """
 
     name_in_config = "dreg"
-    uses_group_losses = True
 
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         q = model.encode(x, training=training)
@@ -433,17 +449,21 @@ class _PathwiseOnly:
         return log_q - self.q.log_prob(tf.stop_gradient(z)) + tf.stop_gradient(log_q)
 
 
-def build(config) -> Estimator:
-    """The estimator named by ``config.estimator`` with ``config.control_variates``."""
-    cls = ESTIMATORS.get(config.estimator)
-    cvs = config.get("control_variates", "")
+def control_variates(block, allowed: bool = False):
+    """The control-variate names of ``block.control_variates`` (a comma-separated chain),
+    checked: each must exist, and only a score-function estimator (``allowed``) takes any."""
+    cvs = block.get("control_variates", "")
     cvs = [c.strip() for c in (cvs.split(",") if isinstance(cvs, str) else cvs) if c.strip()]
     for name in cvs:
         CONTROL_VARIATES.get(name)
-    if cvs and not issubclass(cls, _ScoreFunctionBase):
+    if cvs and not allowed:
         raise ConfigError(
-            f"control_variates={tuple(cvs)} only apply to score-function estimators "
-            f"('score_function', 'hybrid'), not estimator={config.estimator!r}; remove them")
-    if issubclass(cls, _ScoreFunctionBase):
-        return cls(control_variates=cvs, name="estimator")
-    return cls(name="estimator")
+            f"estimator.control_variates={','.join(cvs)!r} only apply to score-function "
+            f"estimators ('score_function', 'hybrid'), not estimator.name={block.name!r}; "
+            "remove them")
+    return cvs
+
+
+def build(block) -> Estimator:
+    """The estimator of ``config.estimator`` (its name and control variates)."""
+    return ESTIMATORS.create(block)

@@ -1,68 +1,202 @@
-"""Measuring a trained model on a data set: ELBO, D, R, importance-sampled log-likelihood, AU.
+"""Measuring a trained model on a data set, with one schema for ``results.json`` (the run's own
+final evaluation) and ``evaluation.json`` (``tfvae-evaluate``).
 
-All functions are pure functions of a model and a `tf.data` pipeline of image batches (or
-``(images, labels)`` batches); results are averages per example, in nats.
+Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, in nats:
+
+| key | what |
+| --- | --- |
+| ``num_examples`` | images measured |
+| ``elbo``, ``distortion``, ``rate`` | ELBO = -(D + R) at beta = 1, one z ~ q(z|x) per image |
+| ``elbo_bits_per_dim`` | -ELBO / (D ln 2), D = pixels x channels |
+| ``active_units`` | latent dimensions with Cov_x(E_q[z_d]) > 0.01 [1] |
+| ``collapsed_dimensions`` | dimensions whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
+| ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.importance`) [1] |
+| ``importance_weights`` | with ``diagnostics``: ESS / k and Pareto k-hat of the weights [2]; images above k-hat 0.7 listed as unreliable |
+| ``elbo_surgery`` | with ``diagnostics``: R = I_q(n; z) + KL(q(z) || p(z)) [3] |
+
+References:
+  [1] Burda, Grosse and Salakhutdinov (2016). Importance Weighted Autoencoders. ICLR.
+  [2] Vehtari, Simpson, Gelman, Yao and Gabry (2024). Pareto Smoothed Importance Sampling. JMLR.
+  [3] Hoffman and Johnson (2016). ELBO surgery: yet another way to carve up the variational
+      evidence lower bound. NIPS Workshop on Advances in Approximate Bayesian Inference.
 """
+import os
 import sys
-from typing import Dict
+import time
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tfvae import posteriors
+from tfvae import diagnostics, posteriors
+from tfvae.data import images_of
+from tfvae.errors import ConfigError
 from tfvae.progress import Progress
 
-
-def _images(batch):
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
-
-
-def elbo(model, dataset) -> Dict[str, float]:
-    """Mean ELBO, distortion D, rate R over a data set (beta = 1)."""
-    step = tf.function(lambda x: model.elbo_terms(x), reduce_retracing=True)
-    totals, n = {"elbo": 0.0, "distortion": 0.0, "rate": 0.0}, 0
-    for batch in dataset:
-        terms = step(_images(batch))
-        for key in totals:
-            totals[key] += float(tf.reduce_sum(getattr(terms, key)))
-        n += int(terms.elbo.shape[0])
-    return {key: value / n for key, value in totals.items()} | {"num_examples": n}
+EVALUATION = "evaluation.json"
+SPLITS = ("test", "validation")
 
 
-def _count(dataset) -> int:
-    n = int(dataset.cardinality())
-    if n >= 0:
-        return n
-    return sum(1 for _ in dataset)
+def value(entry) -> float:
+    """The mean of a measured value: ``{"mean", "se"}``, or the bare float that results files
+    written before tfvae 0.2 hold."""
+    return float(entry["mean"]) if isinstance(entry, dict) else float(entry)
 
 
-def log_likelihood(model, dataset, num_samples: int, num_examples: int = 0,
-                   batch_size: int = 100, progress=sys.stderr) -> Dict[str, float]:
-    """Mean importance-sampled bound on log p(x) with k = ``num_samples`` over the first
-    ``num_examples`` examples (0 = all); see `VAE.log_likelihood`. Reports images/s and time
-    left to ``progress`` (a stream; None for silence)."""
-    ds = dataset.unbatch()
-    if num_examples:
-        ds = ds.take(num_examples)
-    ds = ds.batch(batch_size)
-    total_examples = _count(ds.unbatch()) if progress is not None else 0
-    bar = Progress(total_examples, f"log p(x), k={int(num_samples)}", stream=progress)
-    total, n = 0.0, 0
-    for batch in ds:
-        values = model.log_likelihood(_images(batch), num_samples)
-        total += float(tf.reduce_sum(values))
-        n += int(values.shape[0])
-        bar.update(int(values.shape[0]))
+def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
+             iw_batch_size: int = 100, seed: int = 0, with_diagnostics: bool = False,
+             progress=sys.stderr) -> Dict:
+    """Every measurement of the schema above for ``dataset`` (batches of images or of
+    ``(images, labels)``); ``iw_samples`` = 0 skips the importance-sampled bound,
+    ``iw_examples`` = 0 takes it on every image; ``with_diagnostics`` adds the importance
+    weights' diagnostics and ELBO surgery (on every image). Seeded: the same ``seed`` gives the
+    same numbers."""
+    if iw_samples < 0 or iw_examples < 0 or iw_batch_size < 1:
+        raise ConfigError(f"iw_samples={iw_samples}, iw_examples={iw_examples} must be >= 0 "
+                          f"and iw_batch_size={iw_batch_size} >= 1")
+    keep_all = with_diagnostics or (iw_samples and not iw_examples)
+    limit = max(iw_examples if iw_samples else 0, 1000)  # images kept for what follows
+    terms = {"elbo": [], "distortion": [], "rate": []}
+    codes, kept, n_kept = [], [], 0
+    for i, batch in enumerate(dataset):
+        x = images_of(batch)
+        t = _elbo_terms(model, x, tf.constant([seed, i]))
+        for key in terms:
+            terms[key].append(getattr(t, key).numpy())
+        codes.append(posteriors.code(model.encode(x, training=False)).numpy())
+        if keep_all or n_kept < limit:
+            kept.append(x.numpy())
+            n_kept += len(kept[-1])
+    if not codes:
+        raise ConfigError("nothing to evaluate: the data set is empty")
+    out = {key: diagnostics.mean_and_se(np.concatenate(v)) for key, v in terms.items()}
+    out["num_examples"] = int(sum(len(v) for v in terms["elbo"]))
+    to_bits = 1.0 / (np.prod(model.image_shape) * np.log(2.0))  # nats of -log p -> bits/dim
+    out["elbo_bits_per_dim"] = _bits(out["elbo"], to_bits)
+    out["active_units"] = int(np.sum(np.var(np.concatenate(codes), axis=0) > 0.01))
+    images = np.concatenate(kept)
+    out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
+        model, tf.constant(images[:1000]), seed=seed)
+    if iw_samples:
+        subset = images[:iw_examples] if iw_examples else images
+        out |= log_likelihood(model, subset, iw_samples, iw_batch_size, seed,
+                              with_diagnostics, progress)
+        out["bits_per_dim"] = _bits(out["log_likelihood"], to_bits)
+    if with_diagnostics:
+        try:
+            out["elbo_surgery"] = diagnostics.elbo_surgery(model, images, seed=seed)
+        except ValueError as err:
+            out["elbo_surgery"] = {"skipped": str(err)}
+    return out
+
+
+def _bits(entry, to_bits):
+    return {"mean": -entry["mean"] * to_bits, "se": entry["se"] * to_bits}
+
+
+@tf.function(reduce_retracing=True)
+def _elbo_terms(model, x, seed):
+    return model.elbo_terms(x, seed=seed)
+
+
+def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
+                   with_diagnostics: bool = False, progress=sys.stderr) -> Dict:
+    """The importance-sampled bound with ``k`` samples on ``images`` ``[N, H, W, C]`` (or on the
+    images of a `tf.data` pipeline), ``batch_size`` images per call: ``log_likelihood`` (mean
+    and standard error), ``iw_samples``, ``iw_examples``, and ``importance_weights`` with
+    ``with_diagnostics``. Reports images/s and time left to ``progress`` (None: silent)."""
+    if isinstance(images, tf.data.Dataset):
+        images = np.concatenate([images_of(b).numpy() for b in images])
+    bar = Progress(len(images), f"log p(x), k={k}", stream=progress)
+    per_image = {}
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size]
+        if with_diagnostics:
+            found = diagnostics.weight_diagnostics(model.log_weights(x, k, seed=(seed, i)))
+        else:
+            found = {"log_likelihood": model.log_likelihood(x, k, seed=(seed, i)).numpy()}
+        for key, v in found.items():
+            per_image.setdefault(key, []).append(v)
+        bar.update(len(x))
     bar.close()
-    return {"log_likelihood": total / n, "iw_samples": int(num_samples), "iw_examples": n}
+    per_image = {key: np.concatenate(v) for key, v in per_image.items()}
+    out = {"log_likelihood": diagnostics.mean_and_se(per_image["log_likelihood"]),
+           "iw_samples": int(k), "iw_examples": int(len(images))}
+    if with_diagnostics:
+        out["importance_weights"] = diagnostics.summarize_weights(per_image)
+        bad = np.flatnonzero(per_image["khat"] > diagnostics.KHAT_THRESHOLD)
+        out["importance_weights"]["unreliable_indices"] = bad[:100].tolist()
+    return out
 
 
+def evaluate_run(workdir: str, split: str = "test", iw_samples: int = 1000, examples: int = 0,
+                 seed: Optional[int] = None, batch_size: int = 100, progress=sys.stderr) -> Dict:
+    """Evaluates a workdir's best weights (else its training backup) on ``split`` with every
+    diagnostic, and writes ``evaluation.json`` beside the run: the schema above plus ``split``,
+    ``weights`` (which checkpoint) and ``seed`` (a new one each call unless given)."""
+    from tfvae import runs, runstate
+    if split not in SPLITS:
+        raise ConfigError(f"--split={split!r}; valid splits are: {', '.join(SPLITS)}")
+    for name, v, low in (("iw_samples", iw_samples, 1), ("examples", examples, 0),
+                         ("batch_size", batch_size, 1)):
+        if v < low:
+            raise ConfigError(f"--{name}={v} must be >= {low}")
+    seed = int(seed) if seed is not None else int(time.time_ns() % (2 ** 31 - 1))
+    opened = runs.open_run(workdir)
+    print(f"evaluating with the {opened.source}", file=progress or sys.stderr)
+    dataset = getattr(opened.splits, split)
+    if examples:
+        dataset = dataset.unbatch().take(examples).batch(batch_size)
+    result = {"split": split, "weights": opened.source, "seed": seed}
+    result |= evaluate(opened.model, dataset, iw_samples, 0, batch_size, seed,
+                       with_diagnostics=True, progress=progress)
+    runstate.write_json(os.path.join(workdir, EVALUATION), result)
+    return result
+
+
+def summary(result: Dict, split: str = "") -> str:
+    """A few lines for a person: every value with its standard error and the warnings."""
+    def row(name, v, unit="nats"):
+        return f"  {name:<28s} {v['mean']:10.3f} +- {v['se']:.3f} {unit}"
+    split = result.get("split", split)
+    head = f"{split + ' split, ' if split else ''}{result['num_examples']} images"
+    if "weights" in result:
+        head += f", weights: {result['weights']}"
+    lines = [head, row("ELBO", result["elbo"]), row("distortion D", result["distortion"]),
+             row("rate R", result["rate"])]
+    if "log_likelihood" in result:
+        lines += [row(f"log p(x) >= (k={result['iw_samples']}, n={result['iw_examples']})",
+                      result["log_likelihood"]),
+                  row("  in bits/dim", result["bits_per_dim"], "bits")]
+    w = result.get("importance_weights")
+    if w:
+        lines += [f"  {'ESS / k':<28s} mean {w['ess_fraction_mean']:.3f}, 5th percentile "
+                  f"{w['ess_fraction_p5']:.4f}",
+                  f"  {'Pareto k-hat':<28s} median {w['khat_median']:.2f}, max "
+                  f"{w['khat_max']:.2f}"]
+        if w["unreliable_images"]:
+            lines.append(
+                f"  warning: {w['unreliable_images']} of {result['iw_examples']} images have "
+                f"k-hat > {w['khat_threshold']}: their importance-sampled estimates are not "
+                "reliable (the weights' variance may be infinite); raise --iw_samples or use a "
+                "better posterior (indices in evaluation.json)")
+    s = result.get("elbo_surgery", {})
+    if "marginal_kl" in s:
+        lines += [row("I_q(n; z)", s["mutual_information"]),
+                  row("KL(q(z) || p(z))", s["marginal_kl"])]
+    collapsed = result.get("collapsed_dimensions")
+    lines.append(f"  {'active units':<28s} {result['active_units']}"
+                 + (f" (collapsed dims, KL < 0.01: {collapsed})" if collapsed is not None else ""))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- pieces for figures
 def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
     """Posterior means, or one sample z ~ q(z|x) each (``sample=True``: draws from the aggregated
     posterior q(z)), ``[N, L]``; and labels ``[N]`` where the data set has them, else None."""
     codes, labels, n = [], [], 0
     for batch in dataset:
-        q = model.encode(_images(batch), training=False)
+        q = model.encode(images_of(batch), training=False)
         codes.append((q.sample() if sample else posteriors.code(q)).numpy())
         if isinstance(batch, (tuple, list)):
             labels.append(np.asarray(batch[1]))
@@ -77,24 +211,3 @@ def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
 def posterior_means(model, dataset, max_examples: int = 0):
     """Posterior means ``[N, L]`` (and labels ``[N]`` where the data set has them)."""
     return encode_dataset(model, dataset, max_examples)
-
-
-def active_units(model, dataset, threshold: float = 0.01) -> int:
-    """Latent dimensions whose posterior mean varies over the data: Cov_x(E_q[z_d]) > threshold
-    (Burda et al., 2016). Dimensions below it are collapsed onto the prior."""
-    z, _ = posterior_means(model, dataset)
-    return int(np.sum(np.var(z, axis=0) > threshold))
-
-
-def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
-             iw_batch_size: int = 100, progress=sys.stderr) -> Dict[str, float]:
-    """ELBO, D, R, active units and (if ``iw_samples``) the importance-sampled log-likelihood;
-    both bounds also in bits per dimension, -log p / (D ln 2) with D pixels x channels."""
-    out = elbo(model, dataset)
-    out["active_units"] = active_units(model, dataset)
-    dims = int(np.prod(model.image_shape))
-    out["elbo_bits_per_dim"] = float(-out["elbo"] / (dims * np.log(2.0)))
-    if iw_samples:
-        out |= log_likelihood(model, dataset, iw_samples, iw_examples, iw_batch_size, progress)
-        out["bits_per_dim"] = float(-out["log_likelihood"] / (dims * np.log(2.0)))
-    return out

@@ -25,7 +25,7 @@ import os
 
 import tensorflow as tf
 
-from tfvae import posteriors
+from tfvae import importance, posteriors
 
 
 class _Exported(tf.Module):
@@ -45,13 +45,16 @@ class _Exported(tf.Module):
         self.calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_calls")
         calls = self.calls
 
+        def fresh_pair():
+            calls.assign_add(1)
+            micros = tf.cast(tf.timestamp() * 1e6, tf.int64)
+            return tf.cast(tf.stack([micros, calls.read_value()]) % (2 ** 31 - 1), tf.int32)
+
         def _sample(num_images, seed=None):
             tf.debugging.assert_non_negative(
                 num_images, message="sample: num_images must be >= 0")
             if seed is None:
-                calls.assign_add(1)
-                micros = tf.cast(tf.timestamp() * 1e6, tf.int64)
-                pair = tf.cast(tf.stack([micros, calls.read_value()]) % (2 ** 31 - 1), tf.int32)
+                pair = fresh_pair()
             else:
                 pair = tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(0, tf.int64)]), tf.int32)
             return {"images": vae.sample(num_images, seed=pair)}
@@ -102,7 +105,8 @@ class _Exported(tf.Module):
         def log_likelihood(images, num_samples):
             tf.debugging.assert_positive(
                 num_samples, message="log_likelihood: num_samples (k) must be >= 1")
-            return {"log_likelihood": vae._iw_bound(images, num_samples, 100)}
+            return {"log_likelihood": importance.bound(vae, images, num_samples, 100,
+                                                       fresh_pair())}
 
         self.sample, self.encode, self.decode = sample, encode, decode
         self.sample_latents, self.decode_sample = sample_latents, decode_sample

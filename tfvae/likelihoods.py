@@ -12,6 +12,13 @@ pixels and broadcasts over leading sample axes.
 
 The three 8-bit models need ``data.pixels='continuous'`` (pixel values k / 255); report them in
 bits per dimension, -log p(x) / (D ln 2), beside nats.
+
+References:
+  [1] Loaiza-Ganem and Cunningham (2019). The continuous Bernoulli: fixing a pervasive error in
+      variational autoencoders. NeurIPS.
+  [2] Salimans, Karpathy, Chen and Kingma (2017). PixelCNN++: Improving the PixelCNN with
+      Discretized Logistic Mixture Likelihood and Other Modifications. ICLR.
+  [3] van den Oord, Kalchbrenner and Kavukcuoglu (2016). Pixel Recurrent Neural Networks. ICML.
 """
 import numpy as np
 import tensorflow as tf
@@ -21,7 +28,7 @@ from tfvae.registry import Registry
 
 tfd, tfpl = tfp.distributions, tfp.layers
 
-LIKELIHOODS = Registry("likelihood", field="model.likelihood")
+LIKELIHOODS = Registry("likelihood", field="model.likelihood.name")
 
 
 class LikelihoodHead(tfpl.DistributionLambda):
@@ -36,10 +43,19 @@ class LikelihoodHead(tfpl.DistributionLambda):
     params_per_pixel = 1
 
     def __init__(self, **kwargs):
-        super().__init__(
-            lambda logits: tfd.Independent(self.pixel_distribution(self._split(logits)),
-                                           reinterpreted_batch_ndims=3),
-            convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
+        super().__init__(self.distribution, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
+
+    def distribution(self, logits) -> tfd.Distribution:
+        """p(x|z) from decoder outputs ``[..., H, W, C * P]``: batch shape ``[...]``, event
+        shape ``[H, W, C]``. Call this, not the layer: a Keras call also converts the result
+        to a tensor (its mean), which eager code would compute for nothing."""
+        return tfd.Independent(self.pixel_distribution(self._split(logits)),
+                               reinterpreted_batch_ndims=3)
+
+    @classmethod
+    def from_config(cls, block) -> "LikelihoodHead":
+        """The head from its config block (``config.model.likelihood``)."""
+        return cls(name="likelihood")
 
     def _split(self, outputs):
         """``[..., H, W, C * P]`` -> ``[..., H, W, C, P]`` (unchanged when P = 1)."""
@@ -221,6 +237,10 @@ class DiscretizedLogisticMixtureHead(LikelihoodHead):
         self.params_per_pixel = 3 * self.num_components
         super().__init__(**kwargs)
 
+    @classmethod
+    def from_config(cls, block) -> "DiscretizedLogisticMixtureHead":
+        return cls(num_components=block.components, name="likelihood")
+
     def pixel_distribution(self, params):
         logits, loc, log_scale = tf.split(params, 3, axis=-1)
         return tfd.MixtureSameFamily(
@@ -239,10 +259,9 @@ class CategoricalHead(LikelihoodHead):
         return Categorical256(params)
 
 
-def build(name: str, num_components: int = 5) -> LikelihoodHead:
-    if name == "discretized_logistic_mixture":
-        return LIKELIHOODS.build(name, num_components=num_components, name="likelihood")
-    return LIKELIHOODS.build(name, name="likelihood")
+def build(block) -> LikelihoodHead:
+    """The likelihood head of ``config.model.likelihood``."""
+    return LIKELIHOODS.create(block)
 
 
 def bits_per_dim(nats, num_dims: int):

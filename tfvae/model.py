@@ -1,33 +1,35 @@
-"""The VAE: a `keras.Model` joining prior p(z), encoder q(z|x) and decoder p(x|z).
+"""The VAE: a `keras.Model` joining prior p(z), encoder q(z|x) and decoder p(x|z). Only a model:
+how it is trained is its estimator's (`tfvae.estimators`) and `tfvae.gradients`'; how it is
+measured, `tfvae.importance` and `tfvae.evaluation`, through the public methods below.
 
 Shapes: images ``x`` are ``[B, H, W, C]``; latents carry a leading sample axis ``z: [S, B, L]``;
 ``q(z|x)`` has batch shape ``[B]``, ``p(x|z)`` batch shape ``[S, B]``, both with the natural event
 shapes (``[L]`` and ``[H, W, C]``), so every ``log_prob`` broadcasts to ``[S, B]``.
-"""
-import math
 
+The interface every estimator, importance sampler, diagnostic and export uses, and that a model
+with several latent layers or labels gives too (with z then the structure of its latents):
+
+| method | what |
+| --- | --- |
+| ``encode(x)`` | the proposal q(z|x) (samples, ``log_prob``) |
+| ``log_joint_fn()`` | ``(x, z) -> log p(x, z)``, the prior's parameters computed once |
+| ``likelihood(z)``, ``prior`` | p(x|z), p(z) |
+| ``rate(q, z)`` | KL(q(z|x) || p(z)) per example |
+| ``posterior_example()`` | q for one dummy input: its type says what an estimator may do |
+"""
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
 from tfvae import estimators as estimators_lib
-from tfvae import likelihoods, networks, posteriors, priors
-from tfvae import precision as precision_lib
+from tfvae import gradients as gradients_lib
+from tfvae import importance, likelihoods, networks, posteriors, priors
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
 
 KL_MODES = ("auto", "analytic", "mc")
-_ROUND_NUMBERS = sorted({int(m * 10 ** e) for e in range(8) for m in (1, 2, 2.5, 4, 5)
-                         if m * 10 ** e == int(m * 10 ** e)})
-
-
-def iw_chunk_outputs() -> int:
-    """Decoder outputs per importance-sampling chunk. On CPU 2^20 (4 MB of float32): chunks
-    that stay in the cores' caches ran 10-12% faster than 4 x 2^20 on the 2-core machine
-    (benchmarks/iw_eval_speed.py). With a GPU, 4 x 2^20, for bigger kernels."""
-    return 4 * 2 ** 20 if tf.config.list_logical_devices("GPU") else 2 ** 20
 
 
 class VAE(keras.Model):
@@ -39,7 +41,7 @@ class VAE(keras.Model):
 
     Args:
       encoder: images -> posterior parameters ``[B, posterior.params_size]``.
-      decoder: latents ``[N, L]`` -> likelihood logits ``[N, H, W, C]``.
+      decoder: latents ``[N, L]`` -> likelihood parameters ``[N, H, W, C * P]``.
       posterior: a `posteriors` head; likelihood: a `likelihoods` head; prior: a `priors.Prior`.
       estimator: an `estimators.Estimator`.
       num_samples: latent samples S per example in the training objective.
@@ -57,6 +59,7 @@ class VAE(keras.Model):
             raise ConfigError(f"model.num_samples={num_samples} must be >= 1")
         if beta < 0:
             raise ConfigError(f"train.beta={beta} must be >= 0")
+        # Attribute names are the checkpoints' object paths: renaming one orphans old weights.
         self.encoder, self.decoder = encoder, decoder
         self.posterior_head, self.likelihood_head = posterior, likelihood
         self.prior = prior
@@ -79,10 +82,10 @@ class VAE(keras.Model):
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.group_optimizers = {}
 
-    # ------------------------------------------------------------------ parts of the model
+    # ------------------------------------------------------------------ the model
     def encode(self, x, training=None) -> tfd.Distribution:
         """q(z|x), batch shape ``[B]``, event shape ``[L]``."""
-        return self.posterior_head(self.encoder(x, training=training))
+        return self.posterior_head.distribution(self.encoder(x, training=training))
 
     def decode(self, z, training=None):
         """Likelihood parameters ``[..., H, W, C * P]`` (logits for P = 1) for latents
@@ -92,8 +95,9 @@ class VAE(keras.Model):
         return tf.reshape(logits, tf.concat([lead, self.param_shape], 0))
 
     def likelihood(self, z, training=None) -> tfd.Distribution:
-        """p(x|z), batch shape ``z.shape[:-1]``, event shape ``[H, W, C]``."""
-        return self.likelihood_head(self.decode(z, training=training))
+        """p(x|z), batch shape ``z.shape[:-1]``, event shape ``[H, W, C]``. Nothing is computed
+        beyond the decoder pass until the caller asks (a mean, a log-prob)."""
+        return self.likelihood_head.distribution(self.decode(z, training=training))
 
     def rate(self, q, z):
         """KL(q(z|x) || p(z)) per example ``[B]``: analytic, or averaged over samples ``z``."""
@@ -103,7 +107,18 @@ class VAE(keras.Model):
 
     def log_prob(self, z, x):
         """Joint log p(x, z) = log p(z) + log p(x|z), shape ``z.shape[:-1]``."""
-        return self.prior.log_prob(z) + self.likelihood(z).log_prob(x)
+        return self.log_joint_fn()(x, z)
+
+    def log_joint_fn(self, training=False):
+        """``(x, z) -> log p(x, z)`` with the prior's parameters computed once (one encoder
+        pass over a VampPrior's pseudo-inputs for many calls)."""
+        log_prior = self.prior.log_prob_fn()
+        return lambda x, z: (self.likelihood(z, training=training).log_prob(x) + log_prior(z))
+
+    def posterior_example(self) -> tfd.Distribution:
+        """q for one all-zero parameter vector: its type and reparameterisation say what an
+        estimator may do with this posterior."""
+        return self.posterior_head.distribution(tf.zeros([1, self.posterior_head.params_size]))
 
     def call(self, x, training=None):
         """Reconstruction mean E[x | z = code of q(z|x)] (its mean; a flow's image of its base
@@ -111,17 +126,11 @@ class VAE(keras.Model):
         z = posteriors.code(self.encode(x, training=training))
         return self.likelihood(z, training=training).mean()
 
-    def _dummy_posterior(self):
-        return self.posterior_head(tf.zeros([1, self.posterior_head.params_size]))
-
-    def posterior_head_reparameterization_type(self):
-        return self._dummy_posterior().reparameterization_type
-
     def _choose_kl(self, mode):
         if mode == "mc":
             return False
         try:
-            tfd.kl_divergence(self._dummy_posterior(), self.prior.distribution())
+            tfd.kl_divergence(self.posterior_example(), self.prior.distribution())
             return True
         except NotImplementedError:
             if mode == "analytic":
@@ -157,6 +166,10 @@ class VAE(keras.Model):
             "baseline": self.estimator.trainable_variables,
         }
 
+    def optimizers(self):
+        """``{group: optimizer}``: each group's own, or the default."""
+        return {g: self.group_optimizers.get(g, self.optimizer) for g in estimators_lib.GROUPS}
+
     def current_beta(self):
         """beta, ramped linearly over ``kl_warmup_steps`` training steps."""
         if self.kl_warmup_steps <= 0:
@@ -173,73 +186,24 @@ class VAE(keras.Model):
         # quantities, so evaluation does not report them (it would report their reset value, 0).
         return {name: self._trackers[name].result() for name in values}
 
-    def optimizer_for(self, group):
-        """The optimiser that updates ``group``: its own, or the default."""
-        return self.group_optimizers.get(group, self.optimizer)
-
-    def backward_passes(self, terms):
-        """``[(loss, scaler, groups)]``: the backward passes `gradients` takes. Groups that share
-        the surrogate loss share one pass (``terms.loss``); a group with its own loss
-        (``terms.group_losses``) gets its own. Under loss scaling (`tfvae.precision`) each
-        optimiser's groups take its scale: ``loss`` is then ``scaler``'s scaled loss. Call it
-        inside the tape."""
-        passes = {}
-        for g, variables in self.parameter_groups().items():
-            if not variables:
-                continue
-            optimizer = self.optimizer_for(g)
-            scaler = optimizer if precision_lib.loss_scale(optimizer) is not None else None
-            key = (g if g in terms.group_losses else "", id(scaler))
-            passes.setdefault(key, (scaler, []))[1].append(g)
-        out = []
-        for (loss_name, _), (scaler, groups) in passes.items():
-            loss = terms.group_losses[loss_name] if loss_name else terms.loss
-            out.append((scaler.get_scaled_loss(loss) if scaler else loss, scaler, groups))
-        return out
-
-    def gradients(self, passes, tape):
-        """``{group: [(grad, var), ...]}`` from `backward_passes`, unscaled."""
-        variables_of = self.parameter_groups()
-        out = {}
-        for loss, scaler, groups in passes:
-            variables = [v for g in groups for v in variables_of[g]]
-            grads = tape.gradient(loss, variables)
-            if scaler is not None:
-                grads = scaler.get_unscaled_gradients(grads)
-            i = 0
-            for g in groups:
-                out[g] = list(zip(grads[i:i + len(variables_of[g])], variables_of[g]))
-                i += len(variables_of[g])
-        return out
-
     # Plain Python tracing, no AutoGraph: nothing in a step branches or loops on a tensor, and
     # converting the ~60 functions a step calls took 1.7 s of a 3.3 s first-step trace (CPU).
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         beta = self.current_beta()
+        groups, optimizers = self.parameter_groups(), self.optimizers()
         with tf.GradientTape(persistent=True) as tape:
             terms = self.estimator.terms(self, x, beta=beta, training=True)
             if self.losses:  # layer regularisers join every group's loss
                 reg = tf.add_n(self.losses)
                 terms = terms._replace(loss=terms.loss + reg, group_losses={
                     g: loss + reg for g, loss in terms.group_losses.items()})
-            # Each replica's loss is a mean over its share of the global batch, and optimisers
-            # sum gradients over replicas: dividing by the replica count makes the applied
-            # gradient the global batch's mean gradient (1 replica: unchanged).
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            passes = self.backward_passes(terms._replace(
-                loss=terms.loss / replicas,
-                group_losses={g: loss / replicas for g, loss in terms.group_losses.items()}))
-        per_group = self.gradients(passes, tape)
+            passes = gradients_lib.backward_passes(gradients_lib.scale_for_replicas(terms),
+                                                   groups, optimizers)
+        per_group = gradients_lib.gradients(passes, tape, groups)
         del tape
-        default = [gv for g, gvs in per_group.items() if g not in self.group_optimizers
-                   for gv in gvs]
-        if default:
-            self.optimizer.apply_gradients(default)
-        for g, optimizer in self.group_optimizers.items():
-            if per_group.get(g):
-                optimizer.apply_gradients(per_group[g])
+        gradients_lib.apply(per_group, optimizers, default=self.optimizer)
         self.step.assign_add(1)
         return self._update(terms, beta)
 
@@ -249,88 +213,21 @@ class VAE(keras.Model):
         terms = self.elbo_terms(x)
         return self._update(terms, tf.constant(1.0))
 
+    # ------------------------------------------------------------------ measuring and using
     def elbo_terms(self, x, seed=None) -> estimators_lib.Terms:
         """The ELBO decomposition at beta = 1 (evaluation mode), per example; whatever the
         training estimator, so that every model is measured the same way. ``seed``: a stateless
         seed (shape [2]) makes the draw reproducible."""
         return estimators_lib.elbo_decomposition(self, x, seed=seed)
 
-    # ------------------------------------------------------------------ measuring and using
-    def log_likelihood(self, x, num_samples=1000, chunk_size=None):
-        """Importance-sampled estimate of log p(x) per example ``[B]`` (the IWAE bound):
-
-            log p(x) >= log 1/k sum_{s=1..k} p(x, z_s) / q(z_s|x),   z_s ~ q(z|x),
-
-        tight as k -> infinity. Samples are drawn ``chunk_size`` at a time and combined with a
-        running log-sum-exp, so k = 5,000 fits in memory (peak ~ chunk_size * B decoder
-        outputs, see `iw_chunk_size`). One traced graph serves every k (k is a tensor; no
-        retracing when it changes). The loop runs as a TensorFlow graph, not under XLA: on
-        CPU, TensorFlow's oneDNN kernels fuse each layer's matmul, bias and activation, and
-        were measured 7-19% faster here than XLA:CPU (benchmarks/iw_eval_speed.py; training
-        steps are the other way round and stay XLA-compiled).
-        """
-        x, num_samples, chunk = self._iw_arguments(x, num_samples, chunk_size)
-        return self._iw_bound(x, num_samples, chunk)
+    def log_likelihood(self, x, num_samples=1000, chunk_size=None, seed=None):
+        """Importance-sampled bound on log p(x) per example ``[B]``
+        (`tfvae.importance.log_likelihood`); ``seed``: a pair of ints, reproducible draws."""
+        return importance.log_likelihood(self, x, num_samples, chunk_size or 0, seed)
 
     def log_weights(self, x, num_samples: int, chunk_size=None, seed=None) -> np.ndarray:
-        """All k importance log-weights log w_s = log p(x, z_s) - log q(z_s|x), z_s ~ q(z|x),
-        as a NumPy array ``[k, B]`` (for diagnostics: ESS, Pareto k-hat); drawn in chunks in
-        one traced loop. ``seed``: a pair of ints making the draws reproducible (stateless
-        sampling; chunk i draws with ``stateless_fold_in(seed, i)``)."""
-        x, num_samples, chunk = self._iw_arguments(x, num_samples, chunk_size)
-        if seed is None:
-            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
-        return self._log_weights(x, num_samples, chunk, tf.cast(seed, tf.int32)).numpy()
-
-    def _iw_arguments(self, x, num_samples, chunk_size):
-        """Checked inputs of the sampling loops: images, k as a tensor (changing k does not
-        retrace) and the chunk size as a Python int (default `iw_chunk_size`), at most k."""
-        num_samples = int(num_samples)
-        if num_samples < 1:
-            raise ConfigError(f"num_samples={num_samples} must be >= 1")
-        x = tf.convert_to_tensor(x, tf.float32)
-        chunk = int(chunk_size or self.iw_chunk_size(int(x.shape[0] or 1)))
-        return x, tf.constant(num_samples, tf.int32), max(1, min(chunk, num_samples))
-
-    @tf.function(reduce_retracing=True)
-    def _log_weights(self, x, num_samples, chunk_size: int, seed):
-        q = self.encode(x, training=False)
-        log_prior = self.prior.log_prob_fn()
-        num_chunks = (num_samples + chunk_size - 1) // chunk_size
-        parts = tf.TensorArray(tf.float32, size=num_chunks)
-        for i in tf.range(num_chunks):
-            z = q.sample(chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, i))
-            parts = parts.write(i, self._log_weight(x, q, log_prior, z))
-        return parts.concat()[:num_samples]
-
-    def _log_weight(self, x, q, log_prior, z):
-        """log p(x|z) + log p(z) - log q(z|x), ``[C, B]`` for z ``[C, B, L]``."""
-        return self.likelihood(z, training=False).log_prob(x) + log_prior(z) - q.log_prob(z)
-
-    def iw_chunk_size(self, batch_size: int) -> int:
-        """Samples per chunk: at most `iw_chunk_outputs` decoder outputs, rounded down to a round
-        number (1, 2, 2.5, 4 or 5 x 10^n), so the usual k (100, 500, 1,000, 5,000) are whole
-        numbers of chunks and the last chunk's masked tail wastes nothing; e.g. 10 for 100
-        MNIST images and 50 for 20 on CPU. It does not depend on k: changing k does not
-        retrace."""
-        per_sample = max(1, batch_size * math.prod(self.param_shape))
-        cap = max(1, iw_chunk_outputs() // per_sample)
-        return max(n for n in _ROUND_NUMBERS if n <= cap)
-
-    @tf.function(reduce_retracing=True)
-    def _iw_bound(self, x, num_samples, chunk_size: int):
-        """``chunk_size`` is a Python int (a static shape); samples past
-        ``num_samples`` in the last chunk are masked out."""
-        q = self.encode(x, training=False)
-        log_prior = self.prior.log_prob_fn()  # the prior's parameters once for every chunk
-        acc = tf.fill(tf.shape(x)[:1], tf.constant(-np.inf, tf.float32))
-        num_chunks = (num_samples + chunk_size - 1) // chunk_size
-        for i in tf.range(num_chunks):
-            log_w = self._log_weight(x, q, log_prior, q.sample(chunk_size))   # [C, B]
-            valid = i * chunk_size + tf.range(chunk_size) < num_samples
-            log_w = tf.where(valid[:, None], log_w, tf.constant(-np.inf, tf.float32))
-            acc = tf.reduce_logsumexp(tf.stack([acc, tf.reduce_logsumexp(log_w, 0)]), 0)
-        return acc - tf.math.log(tf.cast(num_samples, tf.float32))
+        """All k importance log-weights ``[k, B]`` (`tfvae.importance.log_weights`)."""
+        return importance.log_weights(self, x, num_samples, chunk_size or 0, seed)
 
     def sample(self, n, mean=True, seed=None, temperature=1.0):
         """``n`` images from the model: z ~ p(z) (at ``temperature``, see `Prior.sample`), then
@@ -352,27 +249,28 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
     """
     m = config.model
     posterior = posteriors.build(m)
-    likelihood = likelihoods.build(m.likelihood, m.likelihood_components)
+    likelihood = likelihoods.build(m.likelihood)
     if likelihood.binary_data and config.data.pixels == "continuous":
         raise ConfigError(
-            f"model.likelihood={m.likelihood!r} is a distribution over {{0, 1}} but "
+            f"model.likelihood.name={m.likelihood.name!r} is a distribution over {{0, 1}} but "
             "data.pixels='continuous' gives [0, 1] intensities; use data.pixels='binary' or "
-            "'dynamic', or model.likelihood='continuous_bernoulli'")
+            "'dynamic', or model.likelihood.name='continuous_bernoulli'")
     if likelihood.levels_data and config.data.pixels != "continuous":
         raise ConfigError(
-            f"model.likelihood={m.likelihood!r} models the 256 grey levels of 8-bit pixels but "
+            f"model.likelihood.name={m.likelihood.name!r} models the 256 grey levels of 8-bit "
+            "pixels but "
             f"data.pixels={config.data.pixels!r} binarises them; use data.pixels='continuous'")
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
                                       likelihood.params_per_pixel, config.train.precision)
     context = priors.PriorContext(
         image_shape=tuple(image_shape),
-        posterior_fn=lambda x: posterior(encoder(x, training=False)),
+        posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
         train_images=train_images)
     prior = priors.build(m, context)
     model = VAE(encoder, decoder, posterior, likelihood, prior,
-                estimators_lib.build(config), image_shape,
+                estimators_lib.build(config.estimator), image_shape,
                 num_samples=m.num_samples, beta=config.train.beta,
                 kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
-                posterior_name=m.posterior, name="vae")
+                posterior_name=m.posterior.name, name="vae")
     model(tf.zeros((1,) + tuple(image_shape)))  # creates every variable
     return model

@@ -2,6 +2,13 @@
 
 Encoders map images ``[B, H, W, C]`` to a flat parameter vector ``[B, P]`` for the posterior head;
 decoders map latents ``[B, L]`` to per-pixel parameters ``[B, H, W, C]`` for the likelihood head.
+
+References:
+  [1] Dauphin, Fan, Auli and Grangier (2017). Language Modeling with Gated Convolutional Networks.
+      ICML.
+  [2] He, Zhang, Ren and Sun (2015). Delving Deep into Rectifiers: Surpassing Human-Level
+      Performance on ImageNet Classification. ICCV.
+  [3] Tomczak and Welling (2018). VAE with a VampPrior. AISTATS.
 """
 import math
 from typing import Sequence, Tuple
@@ -13,8 +20,8 @@ from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
-ENCODERS = Registry("encoder network", field="model.network")
-DECODERS = Registry("decoder network", field="model.network")
+ENCODERS = Registry("encoder network", field="model.network.name")
+DECODERS = Registry("decoder network", field="model.network.name")
 
 
 def _dense_stack(hidden: Sequence[int], activation: str, dropout: float, name: str):
@@ -27,7 +34,7 @@ def _dense_stack(hidden: Sequence[int], activation: str, dropout: float, name: s
 
 
 @ENCODERS.register("mlp")
-def mlp_encoder(image_shape, output_size, config) -> keras.Model:
+def mlp_encoder(config, *, image_shape, output_size) -> keras.Model:
     layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
     layers += _dense_stack(config.hidden, config.activation, config.dropout, "encoder")
     layers.append(keras.layers.Dense(output_size, name="encoder_out"))
@@ -35,7 +42,7 @@ def mlp_encoder(image_shape, output_size, config) -> keras.Model:
 
 
 @DECODERS.register("mlp")
-def mlp_decoder(latent_dim, image_shape, config) -> keras.Model:
+def mlp_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     layers = [keras.layers.InputLayer((latent_dim,))]
     layers += _dense_stack(tuple(reversed(config.hidden)), config.activation, config.dropout,
                            "decoder")
@@ -91,7 +98,7 @@ def _gated_stack(hidden: Sequence[int], dropout: float, name: str):
 
 
 @ENCODERS.register("gated_mlp")
-def gated_mlp_encoder(image_shape, output_size, config) -> keras.Model:
+def gated_mlp_encoder(config, *, image_shape, output_size) -> keras.Model:
     """Gated dense layers (``config.hidden``; 300-300 in Tomczak and Welling 2018), then a linear
     layer to the posterior's parameters (its head applies any clamp, e.g. hardtanh_logvar)."""
     layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
@@ -101,7 +108,7 @@ def gated_mlp_encoder(image_shape, output_size, config) -> keras.Model:
 
 
 @DECODERS.register("gated_mlp")
-def gated_mlp_decoder(latent_dim, image_shape, config) -> keras.Model:
+def gated_mlp_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     """Mirror of `gated_mlp_encoder` to per-pixel logits (the likelihood head applies the
     sigmoid of the Bernoulli mean)."""
     layers = [keras.layers.InputLayer((latent_dim,))]
@@ -113,7 +120,7 @@ def gated_mlp_decoder(latent_dim, image_shape, config) -> keras.Model:
 
 
 @ENCODERS.register("cnn")
-def cnn_encoder(image_shape, output_size, config) -> keras.Model:
+def cnn_encoder(config, *, image_shape, output_size) -> keras.Model:
     """Stride-2 convolutions (``config.conv_channels``), then dense layers (``config.hidden``)."""
     layers = [keras.layers.InputLayer(image_shape)]
     for i, ch in enumerate(config.conv_channels):
@@ -128,7 +135,7 @@ def cnn_encoder(image_shape, output_size, config) -> keras.Model:
 
 
 @DECODERS.register("cnn")
-def cnn_decoder(latent_dim, image_shape, config) -> keras.Model:
+def cnn_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     """Mirror of `cnn_encoder`: dense to a ``ceil(H/2^n) x ceil(W/2^n)`` map, ``n`` stride-2
     transposed convolutions, a crop back to ``H x W`` and a 1x1-free 'same' convolution to ``C``."""
     channels = tuple(config.conv_channels)
@@ -153,17 +160,18 @@ def cnn_decoder(latent_dim, image_shape, config) -> keras.Model:
 
 
 def validate(model_config) -> None:
-    c = model_config
-    ENCODERS.get(c.network)
-    if c.latent_dim < 1:
-        raise ConfigError(f"model.latent_dim={c.latent_dim} must be a positive integer")
+    c = model_config.network
+    ENCODERS.get(c.name)
+    if model_config.latent_dim < 1:
+        raise ConfigError(f"model.latent_dim={model_config.latent_dim} must be a positive integer")
     if not 0.0 <= c.dropout < 1.0:
-        raise ConfigError(f"model.dropout={c.dropout} must lie in [0, 1)")
+        raise ConfigError(f"model.network.dropout={c.dropout} must lie in [0, 1)")
     if any(int(u) < 1 for u in c.hidden):
-        raise ConfigError(f"model.hidden={tuple(c.hidden)} must hold positive layer widths")
-    if c.network == "cnn" and (not c.conv_channels or any(int(u) < 1 for u in c.conv_channels)):
-        raise ConfigError(f"model.conv_channels={tuple(c.conv_channels)} must hold at least one "
-                          "positive channel count for the cnn network")
+        raise ConfigError(f"model.network.hidden={tuple(c.hidden)} must hold positive layer "
+                          "widths")
+    if c.name == "cnn" and (not c.conv_channels or any(int(u) < 1 for u in c.conv_channels)):
+        raise ConfigError(f"model.network.conv_channels={tuple(c.conv_channels)} must hold at "
+                          "least one positive channel count for the cnn network")
 
 
 def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1,
@@ -176,13 +184,14 @@ def build(model_config, image_shape, encoder_output_size, params_per_pixel: int 
     float32 whatever it computed in.
     """
     validate(model_config)
+    block = model_config.network
     image_shape = tuple(int(d) for d in image_shape)
     output_shape = image_shape[:-1] + (image_shape[-1] * int(params_per_pixel),)
     with precision_lib.scope(precision):
-        encoder = ENCODERS.build(model_config.network, image_shape, encoder_output_size,
-                                 model_config)
-        decoder = DECODERS.build(model_config.network, model_config.latent_dim, output_shape,
-                                 model_config)
+        encoder = ENCODERS.create(block, image_shape=image_shape,
+                                  output_size=encoder_output_size)
+        decoder = DECODERS.create(block, latent_dim=model_config.latent_dim,
+                                  image_shape=output_shape)
     if precision_lib.is_low(precision):
         for net in (encoder, decoder):
             net.add(keras.layers.Activation("linear", dtype="float32", name=f"{net.name}_float32"))

@@ -3,10 +3,15 @@
 Keras's own (``adam``, ``rmsprop``, ``sgd``, ``adamax``) and ``adam_normgrad``: Adam on gradients
 normalised per parameter tensor, g / (||g||_2 + 1e-7), the optimiser of the VampPrior authors'
 code (Tomczak and Welling 2018, ``utils/optimizer.py`` of ``jmtomczak/vae_vampprior``).
+
+References:
+  [1] Kingma and Ba (2015). Adam: A Method for Stochastic Optimization. ICLR.
+  [2] Tomczak and Welling (2018). VAE with a VampPrior. AISTATS.
 """
 import tensorflow as tf
 import tf_keras as keras
 
+from tfvae import precision as precision_lib
 from tfvae.registry import Registry
 
 OPTIMIZERS = Registry("optimizer", field="train.optimizer")
@@ -36,3 +41,21 @@ for _name, _cls in (("adam", keras.optimizers.Adam), ("rmsprop", keras.optimizer
 def make(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     """A new optimiser ``name`` with ``learning_rate``."""
     return OPTIMIZERS.build(name, learning_rate=learning_rate)
+
+
+def for_training(train_config):
+    """``(default, {group: optimizer})`` from ``config.train``: the default optimiser and one for
+    each parameter group configured otherwise (``train.groups``); each scales the loss under
+    ``mixed_float16`` (`tfvae.precision`)."""
+    t = train_config
+
+    def new(name, rate):
+        return precision_lib.wrap_optimizer(make(name, rate), t.precision)
+
+    default = new(t.optimizer, t.learning_rate)
+    groups = {}
+    for group, settings in t.groups.items():
+        if settings.optimizer or settings.learning_rate:
+            groups[group] = new(settings.optimizer or t.optimizer,
+                                settings.learning_rate or t.learning_rate)
+    return default, groups

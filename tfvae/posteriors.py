@@ -2,6 +2,14 @@
 
 A head maps encoder parameters ``[..., P]`` (``P = head.params_size``) to a distribution with
 batch shape ``[...]`` and event shape ``[L]``.
+
+References:
+  [1] Kingma, Salimans, Jozefowicz, Chen, Sutskever and Welling (2016). Improved Variational
+      Inference with Inverse Autoregressive Flow. NeurIPS.
+  [2] Dinh, Sohl-Dickstein and Bengio (2017). Density estimation using Real NVP. ICLR.
+  [3] Germain, Gregor, Murray and Larochelle (2015). MADE: Masked Autoencoder for Distribution
+      Estimation. ICML.
+  [4] Figurnov, Mohamed and Mnih (2018). Implicit Reparameterization Gradients. NeurIPS.
 """
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -12,7 +20,28 @@ from tfvae.registry import Registry
 
 tfd, tfpl, tfb = tfp.distributions, tfp.layers, tfp.bijectors
 
-POSTERIORS = Registry("posterior", field="model.posterior")
+POSTERIORS = Registry("posterior", field="model.posterior.name")
+
+
+class PosteriorHead(tfpl.DistributionLambda):
+    """Base of the heads: a Keras layer (it owns a flow's weights) whose `distribution` makes
+    q(z|x) from encoder parameters. Call `distribution`, not the layer: a Keras call also
+    converts the distribution to a tensor, which eager code would compute for nothing."""
+
+    def __init__(self, make, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs):
+        super().__init__(make, convert_to_tensor_fn=convert_to_tensor_fn, **kwargs)
+        self._make = make
+
+    def distribution(self, params) -> tfd.Distribution:
+        """q(z|x) with batch shape ``params.shape[:-1]`` and event shape ``[L]``."""
+        return self._make(params)
+
+    @classmethod
+    def from_config(cls, block, *, latent_dim: int) -> "PosteriorHead":
+        """The head from its config block (``config.model.posterior``)."""
+        return cls(latent_dim, scale=block.scale, name="posterior")
+
+
 def _hardtanh_logvar(raw):
     """sigma = exp(log_var / 2) with log_var = hardtanh(raw) in [-6, 2], as the VampPrior authors'
     encoder: the variance stays in [e^-6, e^2] and the gradient stops outside that range."""
@@ -25,7 +54,7 @@ MIN_SCALE = 1e-6
 
 
 @POSTERIORS.register("gaussian")
-class GaussianPosterior(tfpl.DistributionLambda):
+class GaussianPosterior(PosteriorHead):
     """Mean-field Gaussian q(z|x) = N(mu, diag(sigma^2)), sigma = softplus(s), exp(s), or
     exp(hardtanh(s) / 2) (``hardtanh_logvar``: s is a log-variance clamped to [-6, 2]); + 1e-6.
 
@@ -35,7 +64,7 @@ class GaussianPosterior(tfpl.DistributionLambda):
 
     def __init__(self, latent_dim: int, scale: str = "softplus", **kwargs):
         if scale not in SCALE_FUNCTIONS:
-            raise ConfigError(f"model.posterior_scale={scale!r}; valid scales are: "
+            raise ConfigError(f"model.posterior.scale={scale!r}; valid scales are: "
                               f"{', '.join(sorted(SCALE_FUNCTIONS))}")
         scale_fn = SCALE_FUNCTIONS[scale]
         self.latent_dim = latent_dim
@@ -46,11 +75,11 @@ class GaussianPosterior(tfpl.DistributionLambda):
             return tfd.Independent(tfd.Normal(loc, scale_fn(raw_scale) + MIN_SCALE),
                                    reinterpreted_batch_ndims=1)
 
-        super().__init__(make, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
+        super().__init__(make, **kwargs)
 
 
 @POSTERIORS.register("mog")
-class MixturePosterior(tfpl.DistributionLambda):
+class MixturePosterior(PosteriorHead):
     """Mixture of K mean-field Gaussians, q(z|x) = sum_k pi_k(x) N(mu_k(x), diag sigma_k(x)^2),
     with ``params_size = K + 2 K L`` encoder outputs.
 
@@ -63,10 +92,10 @@ class MixturePosterior(tfpl.DistributionLambda):
     def __init__(self, latent_dim: int, num_components: int = 5, scale: str = "softplus",
                  reparameterize: bool = False, **kwargs):
         if scale not in SCALE_FUNCTIONS:
-            raise ConfigError(f"model.posterior_scale={scale!r}; valid scales are: "
+            raise ConfigError(f"model.posterior.scale={scale!r}; valid scales are: "
                               f"{', '.join(sorted(SCALE_FUNCTIONS))}")
         if num_components < 1:
-            raise ConfigError(f"model.posterior_components={num_components} must be >= 1")
+            raise ConfigError(f"model.posterior.components={num_components} must be >= 1")
         scale_fn = SCALE_FUNCTIONS[scale]
         self.latent_dim, self.num_components = latent_dim, num_components
         self.params_size = num_components * (1 + 2 * latent_dim)
@@ -83,10 +112,15 @@ class MixturePosterior(tfpl.DistributionLambda):
             return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), components,
                                          reparameterize=reparameterize)
 
-        super().__init__(make, convert_to_tensor_fn=tfd.Distribution.mean, **kwargs)
+        super().__init__(make, **kwargs)
+
+    @classmethod
+    def from_config(cls, block, *, latent_dim: int) -> "MixturePosterior":
+        return cls(latent_dim, num_components=block.components, scale=block.scale,
+                   reparameterize=block.reparameterize, name="posterior")
 
 
-class _FlowPosterior(tfpl.DistributionLambda):
+class _FlowPosterior(PosteriorHead):
     """Base of flow posteriors: a mean-field Gaussian base N(mu(x), sigma(x)^2) pushed through
     ``num_steps`` steps conditioned on an encoder context h, the coordinates' order reversed
     between steps and restored at the end (so a flow whose steps start as the identity starts
@@ -98,12 +132,12 @@ class _FlowPosterior(tfpl.DistributionLambda):
     def __init__(self, latent_dim: int, num_steps: int = 2, hidden=(128, 128), context: int = 32,
                  scale: str = "softplus", **kwargs):
         if scale not in SCALE_FUNCTIONS:
-            raise ConfigError(f"model.posterior_scale={scale!r}; valid scales are: "
+            raise ConfigError(f"model.posterior.scale={scale!r}; valid scales are: "
                               f"{', '.join(sorted(SCALE_FUNCTIONS))}")
         if num_steps < 1 or context < 1 or latent_dim < 2:
             raise ConfigError(
-                f"model.posterior={self.kind!r} needs model.posterior_flow_steps >= 1 (got "
-                f"{num_steps}), model.posterior_context >= 1 (got {context}) and "
+                f"model.posterior.name={self.kind!r} needs model.posterior.flow_steps >= 1 (got "
+                f"{num_steps}), model.posterior.context >= 1 (got {context}) and "
                 f"model.latent_dim >= 2 (got {latent_dim}: a flow on one coordinate is affine)")
         scale_fn = SCALE_FUNCTIONS[scale]
         self.latent_dim, self.context, self.num_steps = latent_dim, context, num_steps
@@ -128,6 +162,11 @@ class _FlowPosterior(tfpl.DistributionLambda):
         # As a tensor: the point code (no sample drawn on every call).
         super().__init__(make, convert_to_tensor_fn=lambda q: code(q), **kwargs)
         self._build(hidden)
+
+    @classmethod
+    def from_config(cls, block, *, latent_dim: int) -> "_FlowPosterior":
+        return cls(latent_dim, num_steps=block.flow_steps, hidden=tuple(block.flow_hidden),
+                   context=block.context, scale=block.scale, name="posterior")
 
     def _broadcast_context(self, h, z):
         """The context ``[B, C]`` broadcast to the leading axes of ``z`` ``[..., B, L]``."""
@@ -249,18 +288,5 @@ def code(q):
 
 
 def build(model_config):
-    name = model_config.posterior
-    if name in ("iaf", "realnvp"):
-        return POSTERIORS.build(name, model_config.latent_dim,
-                                num_steps=model_config.posterior_flow_steps,
-                                hidden=tuple(model_config.posterior_flow_hidden),
-                                context=model_config.posterior_context,
-                                scale=model_config.posterior_scale, name="posterior")
-    if name == "mog":
-        return POSTERIORS.build(name, model_config.latent_dim,
-                                num_components=model_config.posterior_components,
-                                scale=model_config.posterior_scale,
-                                reparameterize=model_config.posterior_reparameterize,
-                                name="posterior")
-    return POSTERIORS.build(name, model_config.latent_dim, scale=model_config.posterior_scale,
-                            name="posterior")
+    """The posterior head of ``model_config.posterior`` for ``model_config.latent_dim``."""
+    return POSTERIORS.create(model_config.posterior, latent_dim=model_config.latent_dim)

@@ -18,6 +18,14 @@ mismatch. The optimal prior is q(z) itself; the priors here approximate it:
 | ``gtm`` | 1/K sum_k N(f_mu(g_k), diag f_sigma(g_k)^2), g_k a fixed 2-D grid | the network f |
 | ``gtm_vamp`` | 1/K sum_k q(z | h(g_k)), h maps the grid to pseudo-inputs | the network h |
 | ``realnvp`` | N(0, I) pushed through RealNVP couplings (Dinh et al., 2017) | coupling networks |
+
+References:
+  [1] Tomczak and Welling (2018). VAE with a VampPrior. AISTATS.
+  [2] Bishop, Svensen and Williams (1998). GTM: The Generative Topographic Mapping. Neural
+      Computation 10.
+  [3] Dinh, Sohl-Dickstein and Bengio (2017). Density estimation using Real NVP. ICLR.
+  [4] Hoffman and Johnson (2016). ELBO surgery: yet another way to carve up the variational
+      evidence lower bound. NIPS Workshop on Advances in Approximate Bayesian Inference.
 """
 import dataclasses
 import math
@@ -33,7 +41,7 @@ from tfvae.registry import Registry
 
 tfd, tfb = tfp.distributions, tfp.bijectors
 
-PRIORS = Registry("prior", field="model.prior")
+PRIORS = Registry("prior", field="model.prior.name")
 MIN_SCALE = 1e-4
 
 
@@ -84,7 +92,7 @@ def diagonal_gaussian_mixture_log_prob(z, logits, loc, scale, refine: int = 2):
     return tf.reshape(log_p, tf.shape(z)[:-1])
 
 
-def _gaussian_parameters(distribution):
+def gaussian_parameters(distribution):
     """``(loc, scale)`` of an ``Independent(Normal)`` with one reinterpreted axis, else None."""
     # Keras TFP layers return a tensor-coercible wrapper around the distribution they made.
     distribution = getattr(distribution, "tensor_distribution", distribution)
@@ -107,10 +115,11 @@ class Prior(keras.layers.Layer):
         self.latent_dim = latent_dim
 
     @classmethod
-    def create(cls, model_config, context: PriorContext) -> "Prior":
-        """Builds the prior from ``config.model`` (override to read prior-specific options)."""
-        del context
-        return cls(model_config.latent_dim, name="prior")
+    def from_config(cls, block, *, latent_dim: int, context: PriorContext) -> "Prior":
+        """The prior from its config block ``config.model.prior`` (override to read the
+        prior's own options), for latents of ``latent_dim``."""
+        del block, context
+        return cls(latent_dim, name="prior")
 
     def distribution(self) -> tfd.Distribution:
         raise NotImplementedError
@@ -158,7 +167,7 @@ class Prior(keras.layers.Layer):
 
 def _check_components(k):
     if k < 1:
-        raise ConfigError(f"model.prior_components={k} must be >= 1 (the number of mixture "
+        raise ConfigError(f"model.prior.components={k} must be >= 1 (the number of mixture "
                           "components)")
 
 
@@ -175,7 +184,7 @@ def _grid(k: int) -> np.ndarray:
     side = math.isqrt(k)
     if side * side != k:
         raise ConfigError(
-            f"model.prior_components={k} is not a square number; the GTM grid is side x side "
+            f"model.prior.components={k} is not a square number; the GTM grid is side x side "
             f"points: use e.g. {side * side} or {(side + 1) ** 2}")
     axis = np.linspace(-1.0, 1.0, side) if side > 1 else np.zeros(1)
     return np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2).astype(np.float32)
@@ -213,8 +222,8 @@ class MixtureOfGaussians(Prior):
             initializer=keras.initializers.Constant(np.log(np.expm1(1.0))))
 
     @classmethod
-    def create(cls, model_config, context):
-        return cls(model_config.latent_dim, model_config.prior_components, name="prior")
+    def from_config(cls, block, *, latent_dim, context):
+        return cls(latent_dim, block.components, name="prior")
 
     def mixture_parameters(self):
         return self.logits, self.locs, tf.nn.softplus(self.raw_scales) + MIN_SCALE
@@ -247,7 +256,7 @@ class _EncoderMixture(Prior):
         return tfd.MixtureSameFamily(tfd.Categorical(logits=self.logits), q)
 
     def mixture_parameters(self):
-        params = _gaussian_parameters(self._posterior_fn(self.pseudo_inputs()))
+        params = gaussian_parameters(self._posterior_fn(self.pseudo_inputs()))
         return None if params is None else (self.logits,) + params
 
 
@@ -271,9 +280,9 @@ class VampPrior(_EncoderMixture):
                  parametrization="sigmoid", **kwargs):
         super().__init__(latent_dim, num_components, posterior_fn, learn_weights, **kwargs)
         if init not in self.INITS:
-            raise ConfigError(f"model.prior_init={init!r}; valid inits are: {', '.join(self.INITS)}")
+            raise ConfigError(f"model.prior.init={init!r}; valid inits are: {', '.join(self.INITS)}")
         if parametrization not in self.PARAMETRIZATIONS:
-            raise ConfigError(f"model.prior_pseudo_inputs={parametrization!r}; valid choices "
+            raise ConfigError(f"model.prior.pseudo_inputs={parametrization!r}; valid choices "
                               f"are: {', '.join(self.PARAMETRIZATIONS)}")
         self.parametrization = parametrization
         rng = np.random.default_rng(seed)
@@ -291,12 +300,11 @@ class VampPrior(_EncoderMixture):
             "raw_pseudo_inputs", shape, initializer=keras.initializers.Constant(raw))
 
     @classmethod
-    def create(cls, model_config, context):
-        return cls(model_config.latent_dim, model_config.prior_components, context.posterior_fn,
-                   context.image_shape, init=model_config.prior_init,
-                   train_images=context.train_images,
-                   learn_weights=model_config.prior_learn_weights,
-                   parametrization=model_config.prior_pseudo_inputs, name="prior")
+    def from_config(cls, block, *, latent_dim, context):
+        return cls(latent_dim, block.components, context.posterior_fn, context.image_shape,
+                   init=block.init, train_images=context.train_images,
+                   learn_weights=block.learn_weights, parametrization=block.pseudo_inputs,
+                   name="prior")
 
     def pseudo_inputs(self):
         if self.parametrization == "hardtanh":
@@ -320,9 +328,9 @@ class GTMPrior(Prior):
         self.net.build((None, 2))
 
     @classmethod
-    def create(cls, model_config, context):
-        return cls(model_config.latent_dim, model_config.prior_components,
-                   tuple(model_config.prior_hidden), model_config.activation, name="prior")
+    def from_config(cls, block, *, latent_dim, context):
+        return cls(latent_dim, block.components, tuple(block.hidden), block.activation,
+                   name="prior")
 
     def distribution(self):
         logits, loc, scale = self.mixture_parameters()
@@ -350,10 +358,10 @@ class GTMVampPrior(_EncoderMixture):
         self.net.build((None, 2))
 
     @classmethod
-    def create(cls, model_config, context):
-        return cls(model_config.latent_dim, model_config.prior_components, context.posterior_fn,
-                   context.image_shape, tuple(model_config.prior_hidden), model_config.activation,
-                   learn_weights=model_config.prior_learn_weights, name="prior")
+    def from_config(cls, block, *, latent_dim, context):
+        return cls(latent_dim, block.components, context.posterior_fn, context.image_shape,
+                   tuple(block.hidden), block.activation, learn_weights=block.learn_weights,
+                   name="prior")
 
     def pseudo_inputs(self):
         return tf.reshape(self.net(self.grid), (self.num_components,) + self.image_shape)
@@ -395,7 +403,7 @@ class RealNVPPrior(Prior):
                 f"model.latent_dim={latent_dim} is odd; the RealNVP prior's couplings split z "
                 "into two equal halves: use an even latent_dim (or another prior)")
         if num_layers < 1:
-            raise ConfigError(f"model.flow_layers={num_layers} must be >= 1")
+            raise ConfigError(f"model.prior.flow_layers={num_layers} must be >= 1")
         self.num_layers = num_layers
         half = latent_dim // 2
         self.coupling_nets = [_CouplingNet(hidden, latent_dim - half, activation,
@@ -404,9 +412,9 @@ class RealNVPPrior(Prior):
             net(tf.zeros([1, half]))  # creates the variables
 
     @classmethod
-    def create(cls, model_config, context):
-        return cls(model_config.latent_dim, model_config.flow_layers,
-                   tuple(model_config.prior_hidden), model_config.activation, name="prior")
+    def from_config(cls, block, *, latent_dim, context):
+        return cls(latent_dim, block.flow_layers, tuple(block.hidden), block.activation,
+                   name="prior")
 
     def bijector(self) -> tfb.Bijector:
         """z = f(x): couplings interleaved with reversals (applied right to left by Chain)."""
@@ -432,17 +440,19 @@ class RealNVPPrior(Prior):
         return self.bijector().forward(temperature * self.base().sample(n, seed=seed))
 
 
-# Settings per prior used by configs/priors.py and scripts/compare_priors.py: K = 500 components
-# or pseudo-inputs as in Tomczak and Welling (2018); 20 x 20 GTM grids; a 6-layer flow.
+# Settings per prior (fields of ``config.model.prior``) used by configs/priors.py and
+# experiments/compare_priors.py: K = 500 components or pseudo-inputs as in Tomczak and Welling
+# (2018); 20 x 20 GTM grids; a 6-layer flow.
 RECOMMENDED = {
     "standard_normal": {},
-    "mog": {"prior_components": 500},
-    "vamp": {"prior_components": 500, "prior_init": "data"},
-    "gtm": {"prior_components": 400, "prior_hidden": (128, 128)},
-    "gtm_vamp": {"prior_components": 400, "prior_hidden": (128, 256)},
-    "realnvp": {"flow_layers": 6, "prior_hidden": (256, 256)},
+    "mog": {"components": 500},
+    "vamp": {"components": 500, "init": "data"},
+    "gtm": {"components": 400, "hidden": (128, 128)},
+    "gtm_vamp": {"components": 400, "hidden": (128, 256)},
+    "realnvp": {"flow_layers": 6, "hidden": (256, 256)},
 }
 
 
 def build(model_config, context: PriorContext) -> Prior:
-    return PRIORS.get(model_config.prior).create(model_config, context)
+    """The prior of ``model_config.prior`` for ``model_config.latent_dim``."""
+    return PRIORS.create(model_config.prior, latent_dim=model_config.latent_dim, context=context)

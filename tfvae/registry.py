@@ -9,7 +9,7 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A named set of constructors of one kind of part.
 
-    >>> priors = Registry("prior", field="model.prior")
+    >>> priors = Registry("prior", field="model.prior.name")
     >>> @priors.register("standard_normal")
     ... class StandardNormal: ...
     >>> priors.get("standard_normal")
@@ -40,6 +40,14 @@ class Registry(Generic[T]):
 
     def build(self, key: str, /, *args, **kwargs) -> T:
         return self.get(key)(*args, **kwargs)
+
+    def create(self, block, /, **context) -> T:
+        """The part named by ``block.name``, built from its config block: the one way every
+        part is made from a config. A class builds through its ``from_config(block, **context)``,
+        a function is called as ``f(block, **context)``; ``context`` is what the part needs from
+        the model around it (the latent size, the image shape, the encoder, ...)."""
+        item = self.get(block.name)
+        return getattr(item, "from_config", item)(block, **context)
 
     def names(self) -> List[str]:
         return sorted(self._items)

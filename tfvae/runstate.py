@@ -65,13 +65,15 @@ def _merge(base: dict, stored: dict) -> dict:
 
 
 def read_config(path: str):
-    """The ``config.json`` at ``path`` as a ConfigDict, on top of today's defaults: a field added
-    to tfvae after the run was written takes its default (the value the run effectively had)."""
+    """The ``config.json`` at ``path`` as a ConfigDict, on top of today's defaults: a config of
+    an older tfvae is moved into today's layout first (`tfvae.config.upgrade`), and a field
+    added since takes its default (the value the run effectively had)."""
     import ml_collections
 
     from tfvae.config import get_config
+    from tfvae.config import upgrade
     with open(path) as f:
-        stored = json.load(f)
+        stored = upgrade(json.load(f))  # a config of an older tfvae in today's layout
     merged = _merge(config_dict(get_config()), stored)
     config = ml_collections.ConfigDict(merged)
     defaults = get_config()

@@ -21,7 +21,6 @@ Images for ``conditional`` and ``interpolate`` come from ``--images`` (a .npy of
 interrupted run) is exported first from its best checkpoint.
 """
 import os
-import sys
 import tempfile
 import time
 
@@ -93,10 +92,10 @@ def _open(saved_model, workdir, say):
     path = os.path.join(workdir, "saved_model")
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return tf.saved_model.load(path), path
-    from tfvae import export, train
-    _, _, model, source = train.open_run(workdir)
-    say(f"no SavedModel in {workdir} (an unfinished run): exporting its {source}")
-    path = export.export(model, tempfile.mkdtemp(prefix="tfvae_sample_"))
+    from tfvae import export, runs
+    opened = runs.open_run(workdir)
+    say(f"no SavedModel in {workdir} (an unfinished run): exporting its {opened.source}")
+    path = export.export(opened.model, tempfile.mkdtemp(prefix="tfvae_sample_"))
     return tf.saved_model.load(path), path
 
 
@@ -157,42 +156,3 @@ def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temper
         cols = [f"x{i}"] + [f"{t:.2f}" for t in np.linspace(0, 1, steps)] + [f"x{j}"]
     plots.labelled_grid(grid, out, title=title, row_labels=rows, col_labels=cols)
     return grid
-
-
-def define_flags():
-    from absl import flags
-    flags.DEFINE_string("saved_model", "", "A tfvae SavedModel folder.")
-    flags.DEFINE_string("workdir", "", "Or a tfvae-train workdir (finished or not).")
-    flags.DEFINE_string("out", "samples.png", "PNG to write.")
-    flags.DEFINE_enum("mode", "prior", list(MODES), "What to draw.")
-    flags.DEFINE_integer("num", 64, "Prior draws, or images for 'conditional'.")
-    flags.DEFINE_integer("seed", None, "Seed of every draw (default: a new one).")
-    flags.DEFINE_float("temperature", 1.0, "Prior temperature T (noise scale).")
-    flags.DEFINE_integer("oversample", 1, "Pixel draws per z (prior), or draws per image.")
-    flags.DEFINE_bool("sampled_pixels", False, "Draw pixels x ~ p(x|z), not its mean.")
-    flags.DEFINE_string("images", "", "A .npy of images [N, H, W, C] in [0, 1].")
-    flags.DEFINE_list("indices", ["0", "1"], "Two image indices for 'interpolate'.")
-    flags.DEFINE_integer("steps", 8, "Points on each interpolation path.")
-
-
-def main(argv):
-    from absl import flags
-
-    from tfvae.errors import CheckpointError, ConfigError, DataError, WorkdirError
-    if len(argv) > 1:
-        raise SystemExit(f"tfvae-sample: error: unexpected arguments: {' '.join(argv[1:])}")
-    f = flags.FLAGS
-    try:
-        indices = tuple(int(i) for i in f.indices)
-        if len(indices) != 2:
-            raise ValueError
-    except ValueError:
-        raise SystemExit(f"tfvae-sample: error: --indices={','.join(f.indices)}: give two "
-                         "image indices, e.g. --indices=0,5") from None
-    try:
-        run(f.out, f.saved_model, f.workdir, f.mode, f.num, f.seed, f.temperature, f.oversample,
-            f.sampled_pixels, f.images, indices, f.steps,
-            say=lambda m: print(m, file=sys.stderr))
-    except (ConfigError, DataError, CheckpointError, WorkdirError, OSError) as err:
-        raise SystemExit(f"tfvae-sample: error: {err}") from None
-    print(f"written: {f.out}")

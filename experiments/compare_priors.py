@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Trains every prior with the same budget and compares them: a markdown table and a figure.
 
-    python scripts/compare_priors.py --config=configs/mnist_dynamic.py --workdir=runs/priors \\
+    python experiments/compare_priors.py --config=configs/mnist_dynamic.py --workdir=runs/priors \\
         --config.data.data_dir=../shared/tfds --config.train.epochs=10
 
 Each prior runs the full training pipeline into WORKDIR/PRIOR (a finished one is reused, so an
@@ -41,7 +41,8 @@ def table(rows):
              "bits/dim | k | active units | train s | epochs |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r, wall, surgery in rows:
-        t = r["test"]
+        t = {k: evaluation.value(v) if isinstance(v, (dict, float, int)) and k != "importance_weights"
+             else v for k, v in r["test"].items()}
         info, marginal = surgery["mutual_information"], surgery["marginal_kl"]
         lines.append(f"| {name} | {t['elbo']:.2f} | {t['distortion']:.2f} | {t['rate']:.2f} | "
                      f"{info['mean']:.2f} +- {info['se']:.2f} | "
@@ -65,23 +66,19 @@ def main(argv):
     rows, panels = [], []
     for name in FLAGS.priors:
         config = FLAGS.config.copy_and_resolve_references()
-        config.model.prior = name
-        config.model.update(priors.RECOMMENDED.get(name, {}))
+        config.model.prior.name = name
+        config.model.prior.update(priors.RECOMMENDED.get(name, {}))
         if FLAGS.prior_components and name != "standard_normal":
-            config.model.prior_components = FLAGS.prior_components
+            config.model.prior.components = FLAGS.prior_components
         workdir = os.path.join(FLAGS.workdir, name)
         start = time.perf_counter()
-        if os.path.exists(os.path.join(workdir, train.RESULTS)):
-            print(f"== {name}: reusing the finished run in {workdir}", flush=True)
-            run = train.load_run(workdir)
-        else:
-            print(f"== {name}: training into {workdir}", flush=True)
-            run = train.run(config, workdir, verbose=2)
+        print(f"== {name}: {workdir}", flush=True)
+        run = train.open_or_train(config, workdir)
         images = np.concatenate([b[0].numpy() for b in run.splits.test])[:FLAGS.surgery_images]
         surgery = diagnostics.elbo_surgery(run.model, images, seed=0)
         rows.append((name, run.results, time.perf_counter() - start, surgery))
         class_names = run.splits.class_names
-        print(train._format(run.results), flush=True)
+        print(evaluation.summary(run.results["test"], split="test"), flush=True)
         z, y = evaluation.encode_dataset(run.model, run.splits.test, 2000, sample=True)
         panel = {"name": name, "z": z, "labels": y, "posterior_samples": z,
                  "prior_samples": run.model.prior.sample(20000).numpy()}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tables and a figure of literature-protocol runs against the published values.
 
-    python scripts/reproduction_report.py --runs=mnist,standard=runs/lit_mnist_standard \\
+    python experiments/reproduction_report.py --runs=mnist,standard=runs/lit_mnist_standard \\
         --runs=mnist,vamp=runs/lit_mnist_vamp --out=docs/reproduction
 
 For each run (finished or still training) it reads ``metrics.csv``, ``run.json`` and, if the run
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import plots, runstate  # noqa: E402,F401  (plots sets the Agg backend)
+from tfvae import evaluation, plots, runstate  # noqa: E402,F401  (plots: the Agg backend)
 
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -61,7 +61,7 @@ def main(argv):
     lines = ["| data | prior | published log p(x) | tfvae test log p(x) | best val ELBO (epoch) "
              "| epochs | stopped | train time | workdir |", "|" + " --- |" * 9]
     for r in rows:
-        test = r["results"]["test"]["log_likelihood"] if r["results"] else None
+        test = evaluation.value(r["results"]["test"]["log_likelihood"]) if r["results"] else None
         stopped = r["state"].get("stopped") or "still training"
         published = f"{PUBLISHED[r['key']]:.2f}" if r["key"] in PUBLISHED else "none published"
         lines.append(
@@ -86,7 +86,7 @@ def main(argv):
             ax.plot([int(e) for e, _ in points], [float(v) for _, v in points], "o",
                     color="tab:orange", ms=4, label="test log p(x), S = 5,000 (subset)")
         if r["results"]:
-            t = r["results"]["test"]["log_likelihood"]
+            t = evaluation.value(r["results"]["test"]["log_likelihood"])
             ax.axhline(t, color="tab:red", lw=1, label=f"tfvae test log p(x) {t:.2f}")
         finite = np.asarray([v for v in val if np.isfinite(v)])
         if len(finite):

@@ -2,7 +2,7 @@
 """Sweeps beta (the rate's weight in the training objective) for one or more priors and places
 each trained model in the rate-distortion plane (Alemi et al. 2018, "Fixing a broken ELBO").
 
-    python scripts/rate_distortion.py --config=configs/mnist_dynamic.py --workdir=runs/rd \\
+    python experiments/rate_distortion.py --config=configs/mnist_dynamic.py --workdir=runs/rd \\
         --betas=0.1,0.3,1,3,10 --priors=standard_normal,vamp --config.train.epochs=30
 
 Each (prior, beta) trains into WORKDIR/PRIOR/beta_B with the full pipeline (a finished run is
@@ -20,7 +20,7 @@ from ml_collections import config_flags  # noqa: E402
 from tfvae.cli import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
-from tfvae import plots, priors, train  # noqa: E402
+from tfvae import evaluation, plots, priors, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
                                 lock_config=False)
@@ -49,16 +49,14 @@ def main(argv):
     for name in FLAGS.priors:
         for beta in betas:
             config = FLAGS.config.copy_and_resolve_references()
-            config.model.prior = name
-            config.model.update(priors.RECOMMENDED.get(name, {}))
+            config.model.prior.name = name
+            config.model.prior.update(priors.RECOMMENDED.get(name, {}))
             config.train.beta = beta
             workdir = os.path.join(FLAGS.workdir, name, f"beta_{beta:g}")
-            if os.path.exists(os.path.join(workdir, train.RESULTS)):
-                results = train.load_run(workdir).results
-            else:
-                print(f"== {name}, beta = {beta:g}: training into {workdir}", flush=True)
-                results = train.run(config, workdir, verbose=2).results
-            t = results["test"]
+            print(f"== {name}, beta = {beta:g}: {workdir}", flush=True)
+            results = train.open_or_train(config, workdir).results
+            t = {k: evaluation.value(v) for k, v in results["test"].items()
+                 if k in ("elbo", "distortion", "rate", "log_likelihood")}
             curves.setdefault(name, []).append((beta, t["rate"], t["distortion"]))
             lines.append(f"| {name} | {beta:g} | {t['rate']:.2f} | {t['distortion']:.2f} | "
                          f"{t['elbo']:.2f} | {t.get('log_likelihood', float('nan')):.2f} |")

@@ -3,7 +3,7 @@
 writes a markdown table: test ELBO, importance-sampled log-likelihood, the inference-gradient
 variance (last epoch, on a fixed validation batch) and training images/s.
 
-    python scripts/compare_estimators.py --config=configs/mnist_dynamic.py --workdir=runs/est \\
+    python experiments/compare_estimators.py --config=configs/mnist_dynamic.py --workdir=runs/est \\
         --config.data.data_dir=../shared/tfds --config.train.epochs=5
 
 Score-function rows train the inference network with RMSprop at ``--sf_inference_lr`` (the
@@ -19,7 +19,7 @@ from ml_collections import config_flags
 from tfvae.cli import quiet_tensorflow
 
 quiet_tensorflow()  # before TensorFlow loads: no CUDA noise on a machine without a GPU
-from tfvae import train  # noqa: E402
+from tfvae import evaluation, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
                                 lock_config=False)
@@ -51,8 +51,8 @@ ROWS = {
 def row_config(base, name):
     estimator, cvs, posterior, k = ROWS[name]
     config = base.copy_and_resolve_references()
-    config.estimator, config.control_variates = estimator, cvs
-    config.model.posterior, config.model.num_samples = posterior, k
+    config.estimator.name, config.estimator.control_variates = estimator, cvs
+    config.model.posterior.name, config.model.num_samples = posterior, k
     config.eval.grad_variance_repeats = FLAGS.grad_variance_repeats
     config.eval.plots = False
     if estimator in ("score_function", "hybrid"):
@@ -76,17 +76,15 @@ def main(argv):
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in rows:
         workdir = os.path.join(FLAGS.workdir, name.replace(":", "_").replace(",", "_"))
-        if os.path.exists(os.path.join(workdir, train.RESULTS)):
-            results = train.load_run(workdir).results
-        else:
-            print(f"== {name}", flush=True)
-            results = train.run(row_config(FLAGS.config, name), workdir, verbose=2).results
+        print(f"== {name}", flush=True)
+        results = train.open_or_train(row_config(FLAGS.config, name), workdir).results
         with open(os.path.join(workdir, "metrics.csv")) as f:
             last = f.read().strip().splitlines()
         header, values = last[0].split(","), last[-1].split(",")
         variance = float(values[header.index("grad_variance")])
-        t = results["test"]
-        bits = t.get("bits_per_dim", float("nan"))
+        t = {k: evaluation.value(results["test"][k])
+             for k in ("elbo", "log_likelihood", "bits_per_dim")}
+        bits = t["bits_per_dim"]
         lines.append(f"| {name} | {t['elbo']:.2f} | {t['log_likelihood']:.2f} | {bits:.4f} | "
                      f"{variance:.3g} | {results['train_images_per_s']:.0f} | "
                      f"{results['epochs_trained']} |")

@@ -1,13 +1,13 @@
 """Posterior x likelihood at one fixed budget: ELBO, log p(x), their gap, bits/dim, images/s.
 
-    python benchmarks/posterior_likelihood_table.py --workdir=runs/post_lik [--epochs=10]
+    python experiments/posterior_likelihood_table.py --workdir=runs/post_lik [--epochs=10]
 
 Rows: dynamically binarised MNIST (Bernoulli) and grey-level FashionMNIST (the 3,615-image
 sample in ../shared, discretised logistic), each with the mean-field Gaussian and the IAF
 posterior; MLP 300-300, latent 20, batch 100, Adam 1e-3; test log p(x) with k = 500 on 1,000
 images. Each row is a tfvae-train workdir (a finished one is reused).
 
-    python benchmarks/posterior_likelihood_table.py --fixed_decoder --seed=S
+    python experiments/posterior_likelihood_table.py --fixed_decoder --seed=S
 
 isolates the posterior instead (the comparison tests/test_flows.py asserts): one decoder trained
 5 epochs with a Gaussian posterior on 20,000 MNIST images, then frozen, and a fresh encoder per
@@ -24,7 +24,7 @@ from tfvae.cli import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 from absl import app, flags  # noqa: E402
 
-from tfvae import config as config_lib, train  # noqa: E402
+from tfvae import config as config_lib, evaluation, train  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
 flags.DEFINE_string("workdir", "runs/posterior_likelihood", "Parent of the row workdirs.")
@@ -40,7 +40,7 @@ FLAGS = flags.FLAGS
 def row_config(data, posterior):
     c = config_lib.get_config()
     c.seed = FLAGS.seed
-    c.model.hidden, c.model.latent_dim, c.model.posterior = (300, 300), 20, posterior
+    c.model.network.hidden, c.model.latent_dim, c.model.posterior.name = (300, 300), 20, posterior
     c.data.batch_size, c.train.learning_rate, c.train.epochs = 100, 1e-3, FLAGS.epochs
     c.eval.iw_samples, c.eval.iw_examples, c.eval.plots = 500, 1000, False
     if data == "mnist":
@@ -51,7 +51,7 @@ def row_config(data, posterior):
         c.data.source = "idx"
         c.data.idx_dir = os.path.join(SHARED, "data", "fashion_mnist_sample")
         c.data.test_size, c.data.validation_size, c.data.pixels = 500, 500, "continuous"
-        c.model.likelihood = "discretized_logistic"
+        c.model.likelihood.name = "discretized_logistic"
     return c
 
 
@@ -78,9 +78,10 @@ def fixed_decoder_rows():
         start = time.perf_counter()
         vae.fit(splits.train, epochs=FLAGS.epochs, verbose=0)
         rate = FLAGS.epochs * splits.num_train / (time.perf_counter() - start)
-        elbo = float(np.mean([evaluation.elbo(vae, test)["elbo"] for _ in range(5)]))
+        elbo = float(np.mean([evaluation.evaluate(vae, test, seed=s)["elbo"]["mean"]
+                              for s in range(5)]))
         ll = evaluation.log_likelihood(vae, test, config.eval.iw_samples,
-                                       progress=None)["log_likelihood"]
+                                       progress=None)["log_likelihood"]["mean"]
         lines.append(f"| mnist, fixed decoder | bernoulli | {posterior} | {elbo:.2f} | {ll:.2f} "
                      f"| {ll - elbo:.2f} | {-ll / (784 * np.log(2.0)):.4f} | {rate:.0f} |")
         print(lines[-1], flush=True)
@@ -101,12 +102,10 @@ def main(argv):
         for posterior in ("gaussian", "iaf"):
             config = row_config(data, posterior)
             workdir = os.path.join(FLAGS.workdir, f"{data}_{posterior}_seed{FLAGS.seed}")
-            if os.path.exists(os.path.join(workdir, train.RESULTS)):
-                r = train.load_run(workdir).results
-            else:
-                r = train.train_and_evaluate(config, workdir, verbose=0)
-            t = r["test"]
-            lines.append(f"| {data} | {config.model.likelihood} | {posterior} | {t['elbo']:.2f} | "
+            r = train.open_or_train(config, workdir, verbose=0).results
+            t = {k: evaluation.value(r["test"][k])
+                 for k in ("elbo", "log_likelihood", "bits_per_dim")}
+            lines.append(f"| {data} | {config.model.likelihood.name} | {posterior} | {t['elbo']:.2f} | "
                          f"{t['log_likelihood']:.2f} | {t['log_likelihood'] - t['elbo']:.2f} | "
                          f"{t['bits_per_dim']:.4f} | {r['train_images_per_s']:.0f} |")
             print(lines[-1], flush=True)

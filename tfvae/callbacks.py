@@ -1,0 +1,143 @@
+"""Keras callbacks of a training run (`tfvae.train` puts them together; checkpoints and the
+training backup are `tfvae.checkpoints`'):
+
+- `Throughput`: ``train_images_per_s`` and ``epoch_time_s`` in the epoch logs;
+- `ImageSummaries`: per-epoch TensorBoard images (samples from fixed draws, reconstructions);
+- `GradientVariance`: ``grad_variance``, the inference gradient's variance on a fixed batch;
+- `MetricsCSVLogger`: ``metrics.csv``, keeping a resumed file's columns;
+- `ResumableEarlyStopping`: early stopping whose patience continues across restarts.
+"""
+import csv
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+
+class Throughput(keras.callbacks.Callback):
+    """Adds ``train_images_per_s`` (training steps only, validation excluded) and
+    ``epoch_time_s`` (the whole epoch, validation included) to the epoch logs."""
+
+    def __init__(self, batch_size, steps_per_epoch):
+        super().__init__()
+        self.images = batch_size * steps_per_epoch
+        self.rates = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._train_time = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        self._train_time = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self._train_time or (time.perf_counter() - self._start)
+        self.rates.append(self.images / seconds)
+        if logs is not None:
+            logs["train_images_per_s"] = self.rates[-1]
+            logs["epoch_time_s"] = time.perf_counter() - self._start
+
+
+class ImageSummaries(keras.callbacks.Callback):
+    """Per-epoch TensorBoard images (``tensorboard/images``): samples from fixed prior draws
+    (the same z every epoch, so the images show training's progress, not new noise) and
+    reconstructions of fixed validation images beside them."""
+
+    def __init__(self, logdir, images, num_samples=16, seed=0):
+        super().__init__()
+        self.logdir, self.images = logdir, tf.convert_to_tensor(images[:8])
+        self.num_samples, self.seed = num_samples, seed
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.logdir)
+        model = self.model
+        samples = model.sample(self.num_samples, seed=tf.constant([self.seed, 0]))
+        pairs = tf.concat([self.images, model.reconstruct(self.images)], axis=2)  # side by side
+        with self._writer.as_default(step=epoch):
+            tf.summary.image("samples", samples, max_outputs=self.num_samples)
+            tf.summary.image("reconstructions (data | reconstruction)", pairs, max_outputs=8)
+        self._writer.flush()
+
+
+class GradientVariance(keras.callbacks.Callback):
+    """Logs ``grad_variance``: the variance of the inference-network gradient, summed over its
+    parameters (the trace of its covariance), estimated from ``repeats`` independent estimates
+    on one fixed batch at the end of each epoch. Control variates are applied with their current
+    state but not updated."""
+
+    def __init__(self, images, repeats=16):
+        super().__init__()
+        self.images = tf.convert_to_tensor(images)
+        self.repeats = repeats
+        self._fn = None
+
+    def _one(self):
+        model = self.model
+        variables = model.parameter_groups()["inference"]
+        with tf.GradientTape() as tape:
+            terms = model.estimator.terms(model, self.images, beta=model.current_beta(),
+                                          training=False, update_state=False)
+            loss = terms.group_losses.get("inference", terms.loss)
+        grads = tape.gradient(loss, variables)
+        return tf.concat([tf.reshape(g, [-1]) for g in grads if g is not None], 0)
+
+    def measure(self):
+        if self._fn is None:
+            self._fn = tf.function(self._one)
+        grads = tf.stack([self._fn() for _ in range(self.repeats)])  # [R, P]
+        return float(tf.reduce_sum(tf.math.reduce_variance(grads, axis=0)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["grad_variance"] = self.measure()
+
+
+class MetricsCSVLogger(keras.callbacks.CSVLogger):
+    """Keras's ``CSVLogger`` that, appending to a resumed run's ``metrics.csv``, keeps the
+    file's columns: a metric the header has and these logs lack is written as nan, one the
+    header lacks is dropped (Keras would write the row in its own column order under the old
+    header, shifting every value after the first difference)."""
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                header = next(csv.reader(f), None)
+            if header and header[0] == "epoch":
+                self.keys = header[1:]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is not None:
+            logs = {key: logs.get(key, float("nan")) for key in self.keys}
+        super().on_epoch_end(epoch, logs)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's ``EarlyStopping`` whose patience counter and best value continue from the run's
+    history (``metrics.csv``) after a restart, instead of starting afresh."""
+
+    def __init__(self, history, **kwargs):
+        super().__init__(**kwargs)
+        self.history = history
+
+    def replay(self):
+        """Sets ``wait``, ``best`` and ``best_epoch`` as if every past epoch had been seen."""
+        super().on_train_begin()
+        for epoch, value in enumerate(self.history.get(self.monitor, [])):
+            if value is None or not np.isfinite(value) or epoch < self.start_from_epoch:
+                continue
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.best_epoch, self.wait = value, epoch, 0
+        return self
+
+    def exhausted(self) -> bool:
+        """True if the history already met the stopping condition."""
+        return self.wait >= self.patience and len(self.history.get(self.monitor, [])) > 1
+
+    def on_train_begin(self, logs=None):
+        self.replay()
