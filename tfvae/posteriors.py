@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from tfvae import flows
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
@@ -227,23 +228,6 @@ class IAFPosterior(_FlowPosterior):
         return tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale))
 
 
-class _CouplingNet(keras.layers.Layer):
-    """RealNVP coupling function: (x_a [.., d], context) -> (shift, log_scale) [.., D - d];
-    the output layer starts at zero, so every coupling starts as the identity."""
-
-    def __init__(self, hidden, output_units, **kwargs):
-        super().__init__(**kwargs)
-        self.body = [keras.layers.Dense(u, activation="elu") for u in hidden]
-        self.out = keras.layers.Dense(2 * output_units, kernel_initializer="zeros")
-
-    def call(self, x, context):
-        out = tf.concat([x, context], -1)
-        for layer in self.body:
-            out = layer(out)
-        shift, log_scale = tf.split(self.out(out), 2, axis=-1)
-        return shift, tf.tanh(log_scale)  # bounded log-scales for stable training
-
-
 @POSTERIORS.register("realnvp")
 class RealNVPPosterior(_FlowPosterior):
     """A coupling flow (`tfb.RealNVP`, Dinh et al. 2017) on a mean-field Gaussian, each coupling
@@ -254,7 +238,7 @@ class RealNVPPosterior(_FlowPosterior):
 
     def _build(self, hidden):
         half = self.latent_dim // 2
-        self.nets = [_CouplingNet(hidden, self.latent_dim - half, name=f"coupling{i}")
+        self.nets = [flows.CouplingNet(hidden, self.latent_dim - half, name=f"coupling{i}")
                      for i in range(self.num_steps)]
         for net in self.nets:  # creates the weights now
             net(tf.zeros([1, half]), tf.zeros([1, self.context]))

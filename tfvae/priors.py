@@ -36,6 +36,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from tfvae import flows
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
@@ -367,25 +368,6 @@ class GTMVampPrior(_EncoderMixture):
         return tf.reshape(self.net(self.grid), (self.num_components,) + self.image_shape)
 
 
-class _CouplingNet(keras.layers.Layer):
-    """shift_and_log_scale_fn of a RealNVP coupling: x_a [.., d] -> (shift, log_scale) [.., D-d].
-
-    The last layer starts at zero, so the flow starts as the identity; log-scales are bounded by
-    tanh for stable training."""
-
-    def __init__(self, hidden, output_units, activation, **kwargs):
-        super().__init__(**kwargs)
-        self.body = [keras.layers.Dense(u, activation=activation) for u in hidden]
-        self.out = keras.layers.Dense(2 * output_units, kernel_initializer="zeros")
-
-    def call(self, x):
-        h = x
-        for layer in self.body:
-            h = layer(h)
-        shift, log_scale = tf.split(self.out(h), 2, axis=-1)
-        return shift, tf.tanh(log_scale)
-
-
 @PRIORS.register("realnvp")
 class RealNVPPrior(Prior):
     """p(z) = N(0, I) pushed through ``num_layers`` `tfb.RealNVP` affine couplings, with a
@@ -406,7 +388,7 @@ class RealNVPPrior(Prior):
             raise ConfigError(f"model.prior.flow_layers={num_layers} must be >= 1")
         self.num_layers = num_layers
         half = latent_dim // 2
-        self.coupling_nets = [_CouplingNet(hidden, latent_dim - half, activation,
+        self.coupling_nets = [flows.CouplingNet(hidden, latent_dim - half, activation,
                                            name=f"coupling{i}") for i in range(num_layers)]
         for net in self.coupling_nets:
             net(tf.zeros([1, half]))  # creates the variables
