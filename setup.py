@@ -20,6 +20,7 @@ setup(
         "absl-py",
         "ml-collections",
         "matplotlib",
+        "pillow",  # reads and checks the images of a folder (data.source="folder")
         "numpy",
     ],
     extras_require={

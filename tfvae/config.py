@@ -15,11 +15,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.data = data = ml_collections.ConfigDict()
-    data.source = "tfds"          # 'tfds' (by name) or 'idx' (a folder of official IDX files)
+    data.source = "tfds"          # 'tfds' (by name), 'idx' (official IDX files), 'folder', 'arrays'
     data.name = "fashion_mnist"   # TFDS name: 'fashion_mnist', 'mnist', ...
     data.data_dir = ""            # TFDS data_dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
     data.download = True          # let TFDS download and prepare the data set if missing
     data.idx_dir = ""             # for source='idx': folder of train-/t10k-images-idx3-ubyte[.gz]
+    data.path = ""                # source='folder': a folder of PNG/JPEG images (one subfolder per
+                                  # class optional; train/ validation/ test/ optional);
+                                  # source='arrays': a .npz (images, labels, test_images, ...) / .npy
+    data.channels = 0             # 0: as the images are; 1 (grey) or 3 (colour) converts
+    data.bad_images = "fail"      # folder: an unreadable image stops the run ('fail') or is skipped
+    data.in_memory_mb = 1024      # folder: decoded images up to this size are held in memory;
+                                  # a larger folder streams from disk
     data.pixels = "binary"        # 'binary' (fixed threshold), 'dynamic', 'continuous'
     data.threshold = 0.5
     data.image_size = 0           # resize to image_size x image_size; 0 keeps the native size

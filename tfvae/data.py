@@ -1,7 +1,16 @@
-"""Image data as `tf.data` pipelines: TFDS data sets by name, or a folder of official IDX files.
+"""Image data as `tf.data` pipelines, from any of four sources (``data.source``):
 
-Every source is read into uint8 arrays `[N, H, W, C]` once, then shared code makes the splits
-(train / validation held out from train / test), the optional resize and the pixel mode:
+- ``tfds``: a TFDS data set by name (``data.name``);
+- ``idx``: a folder of official IDX files (``data.idx_dir``), as MNIST and FashionMNIST ship;
+- ``folder``: a folder of your own PNG/JPEG images (``data.path``), grey or colour, optionally
+  one subfolder per class and ``train/``, ``validation/``, ``test/`` (`tfvae.image_folders`);
+- ``arrays``: a ``.npz`` (``images``, optional ``labels``, ``test_images``, ``test_labels``) or
+  ``.npy`` file of images (``data.path``); from Python, `from_arrays` takes NumPy arrays or a
+  `tf.data.Dataset`.
+
+Sources give uint8 images ``[N, H, W, C]`` (C = 1 or 3) and labels (-1 where there are none);
+shared code makes the splits (train / validation held out from train / test, unless the source
+has them), the optional resize and the pixel mode:
 
 - ``binary``: ``x > threshold`` (fixed), for every split;
 - ``dynamic``: training pixels are resampled ``x ~ Bernoulli(intensity)`` every time a batch is
@@ -9,11 +18,15 @@ Every source is read into uint8 arrays `[N, H, W, C]` once, then shared code mak
 - ``continuous``: intensities in [0, 1].
 
 Pipelines are deterministic under ``seed`` (shuffle order and dynamic binarisation included).
+Images are held in memory once decoded, except a folder whose decoded images exceed
+``data.in_memory_mb``: it streams from disk (files decoded in parallel every epoch, the file
+order reshuffled each epoch), so memory stays bounded whatever the folder's size.
 """
 import dataclasses
 import glob
 import gzip
 import os
+import sys
 import zlib
 from typing import Dict, Optional, Tuple
 
@@ -23,7 +36,7 @@ import tensorflow as tf
 from tfvae.errors import ConfigError, DataError
 
 PIXEL_MODES = ("binary", "dynamic", "continuous")
-SOURCES = ("tfds", "idx")
+SOURCES = ("tfds", "idx", "folder", "arrays")
 VALIDATION_SPLITS = ("random", "last")
 # Seed of the one-off binarisation of validation and test images (fixed, as in the literature).
 EVAL_BINARIZATION_SEED = 1
@@ -257,13 +270,122 @@ def validate(data_config) -> None:
                           f"{', '.join(VALIDATION_SPLITS)}")
     if c.source == "idx" and not c.idx_dir:
         raise ConfigError("data.source='idx' needs data.idx_dir: the folder of *-idx3-ubyte[.gz] files")
+    if c.source in ("folder", "arrays") and not c.path:
+        raise ConfigError(f"data.source={c.source!r} needs data.path: "
+                          + ("the folder of your images" if c.source == "folder"
+                             else "a .npz or .npy file of images"))
+    if c.channels not in (0, 1, 3):
+        raise ConfigError(f"data.channels={c.channels}; use 0 (as the images are), 1 (grey) or "
+                          "3 (colour)")
+    from tfvae import image_folders
+    if c.bad_images not in image_folders.BAD_IMAGES:
+        raise ConfigError(f"data.bad_images={c.bad_images!r}; valid choices are: "
+                          f"{', '.join(image_folders.BAD_IMAGES)}")
 
 
 def load_arrays(data_config) -> Dict[str, Arrays]:
+    """The source's images and labels as ``{'train': (x, y), 'test': ..., 'validation': ...}``
+    (the splits it has), read into memory."""
     c = data_config
     if c.source == "idx":
         return load_idx_dir(os.path.expanduser(c.idx_dir))
+    if c.source == "arrays":
+        return load_array_file(os.path.expanduser(c.path))
+    if c.source == "folder":
+        from tfvae import image_folders
+        folder = image_folders.scan(c.path, c.channels, c.image_size, c.bad_images)
+        return {split: (image_folders.read_all(files, folder.channels, c.image_size),
+                        folder.labels[split]) for split, files in folder.files.items()}
     return load_tfds(c.name, os.path.expanduser(c.data_dir) if c.data_dir else None, c.download)
+
+
+# --------------------------------------------------------------------------- arrays
+def from_arrays(images, labels=None, test_images=None, test_labels=None,
+                where: str = "images") -> Dict[str, Arrays]:
+    """Your images as a source, for ``data.load(config.data, arrays=...)``: NumPy arrays (or
+    `tf.data.Dataset`s of images or ``(image, label)`` pairs) of shape ``[N, H, W]`` or
+    ``[N, H, W, C]`` (C = 1 or 3), uint8 in 0..255 or floats in [0, 1] (kept as 8-bit levels);
+    labels integers ``[N]``. ``where`` names them in errors."""
+    out = {"train": _checked(images, labels, where)}
+    if test_images is not None:
+        out["test"] = _checked(test_images, test_labels, f"test {where}")
+    return out
+
+
+def _as_numpy(data, labels):
+    """``(images, labels)`` as NumPy arrays; a `tf.data.Dataset` (of images or ``(image,
+    label)`` pairs, batched or not) is read whole."""
+    if not isinstance(data, tf.data.Dataset):
+        return np.asarray(data), labels
+    spec = data.element_spec
+    if (spec[0] if isinstance(spec, tuple) else spec).shape.rank == 4:
+        data = data.unbatch()
+    images, found = [], []
+    for element in data.as_numpy_iterator():
+        image, label = element if isinstance(element, tuple) else (element, None)
+        images.append(image)
+        if label is not None:
+            found.append(label)
+    return np.stack(images) if images else np.zeros((0, 1, 1, 1), np.uint8), (
+        np.stack(found) if found else labels)
+
+
+def _checked(images, labels, where) -> Arrays:
+    images, labels = _as_numpy(images, labels)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(f"{where}: shape {images.shape}; expected [N, H, W] or [N, H, W, C] "
+                        "with C = 1 (grey) or 3 (colour)")
+    if not len(images):
+        raise DataError(f"{where}: no images")
+    if images.dtype == np.uint8:
+        pass
+    elif images.dtype == bool:
+        images = images.astype(np.uint8) * 255
+    elif np.issubdtype(images.dtype, np.floating):
+        low, high = float(np.min(images)), float(np.max(images))
+        if low < 0.0 or high > 1.0:
+            raise DataError(f"{where}: float values in [{low:g}, {high:g}]; floats must lie in "
+                            "[0, 1] (or give uint8 levels 0..255)")
+        images = np.round(images * 255.0).astype(np.uint8)
+    elif np.issubdtype(images.dtype, np.integer):
+        low, high = int(np.min(images)), int(np.max(images))
+        if low < 0 or high > 255:
+            raise DataError(f"{where}: integer values in [{low}, {high}]; give 8-bit levels "
+                            "0..255 (or floats in [0, 1])")
+        images = images.astype(np.uint8)
+    else:
+        raise DataError(f"{where}: dtype {images.dtype}; give uint8 levels or floats in [0, 1]")
+    if labels is None:
+        labels = np.full(len(images), -1, np.int64)
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: {len(images)} images but labels of shape {labels.shape} "
+                        f"({labels.dtype}); give one integer label per image")
+    return images, labels.astype(np.int64)
+
+
+def load_array_file(path: str) -> Dict[str, Arrays]:
+    """A ``.npy`` of images, or a ``.npz`` with ``images`` and optionally ``labels``,
+    ``test_images``, ``test_labels`` (see `from_arrays`)."""
+    if not os.path.exists(path):
+        raise DataError(f"data.path={path!r}: file not found; give a .npz or .npy file of images")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a NumPy .npy/.npz file ({str(err).splitlines()[0]})") from None
+    if isinstance(loaded, np.ndarray):
+        return from_arrays(loaded, where=path)
+    with loaded:
+        names = list(loaded.files)
+        if "images" not in names:
+            raise DataError(f"{path} has no array named 'images' (it holds: "
+                            f"{', '.join(names) or 'nothing'}); save your images as "
+                            "np.savez(path, images=..., labels=...)")
+        get = lambda key: loaded[key] if key in names else None  # noqa: E731
+        return from_arrays(get("images"), get("labels"), get("test_images"), get("test_labels"),
+                           where=path)
 
 
 def images_of(batch):
@@ -277,67 +399,91 @@ def first_images(splits: Splits, n: int, split: str = "train"):
     return images_of(next(iter(getattr(splits, split))))[:n]
 
 
+def _holdout(n: int, c, seed: int, has_test: bool, has_validation: bool):
+    """Indices ``(train, validation, test)`` into the source's ``n`` training images: the
+    validation and test images it lacks are held out of them (seeded, or the last N with
+    ``data.validation_split='last'``); ``data.train_size`` caps what is left."""
+    n_val = 0 if has_validation else c.validation_size
+    n_test = 0 if has_test else c.test_size
+    if not has_test and c.test_size == 0:
+        raise DataError(
+            "the data source has no test split (e.g. no t10k-images-idx3-ubyte[.gz] in the IDX "
+            "folder, no test/ in the image folder); add one or set data.test_size=N to hold out "
+            "N training images")
+    if n_val + n_test >= n:
+        raise ConfigError(
+            f"data.validation_size={n_val} (+ data.test_size={n_test}) leaves no training "
+            f"images out of {n}; lower them")
+    perm = np.random.default_rng(seed).permutation(n)
+    if c.validation_split == "last":  # the last images in the source's order, unshuffled
+        val_idx = np.arange(n - n_val, n)
+        perm = perm[perm < n - n_val]
+    else:
+        val_idx, perm = perm[:n_val], perm[n_val:]
+    test_idx, train_idx = perm[:n_test], perm[n_test:]
+    if c.train_size:
+        train_idx = train_idx[:c.train_size]
+    return train_idx, val_idx, test_idx
+
+
+def _check_batch(c, num_train):
+    if num_train < c.batch_size:
+        raise ConfigError(f"data.batch_size={c.batch_size} exceeds the {num_train} training "
+                          "images; lower the batch size")
+
+
 def load(data_config, seed: int = 0, with_labels: bool = False,
-         arrays: Optional[Dict[str, Arrays]] = None) -> Splits:
+         arrays: Optional[Dict[str, Arrays]] = None, say=None) -> Splits:
     """Builds train / validation / test pipelines from ``config.data``.
 
     Args:
-      data_config: the ``data`` block of a tfvae config (see ``configs/default.py``).
+      data_config: the ``data`` block of a tfvae config (see ``tfvae/config.py``).
       seed: fixes the validation hold-out, the shuffle order and dynamic binarisation.
       with_labels: pipelines yield ``(images, labels)`` instead of ``images``.
-      arrays: already loaded ``{'train': (x, y), 'test': (x, y)}`` (skips reading the source).
+      arrays: already loaded ``{'train': (x, y), 'test': (x, y)}`` (skips reading the source;
+        `from_arrays` makes them from NumPy arrays or a `tf.data.Dataset`).
+      say: where notes go (skipped files, a streamed folder); default stderr.
     """
     c = data_config
     validate(c)
-    arrays = arrays if arrays is not None else load_arrays(c)
+    say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+    names = None
+    if arrays is None and c.source == "folder":
+        from tfvae import image_folders
+        folder = image_folders.scan(c.path, c.channels, c.image_size, c.bad_images)
+        names = folder.class_names
+        if folder.skipped:
+            say(f"note: skipped {len(folder.skipped)} unreadable images (data.bad_images="
+                f"'skip'), e.g. {folder.skipped[0]}")
+        if folder.decoded_bytes(c.image_size) > c.in_memory_mb * 2 ** 20:
+            return _streamed_folder(c, folder, seed, with_labels, say)
+        arrays = {split: (image_folders.read_all(files, folder.channels, c.image_size),
+                          folder.labels[split]) for split, files in folder.files.items()}
+    elif arrays is None:
+        arrays = load_arrays(c)
+        names = class_names(c)
     x, y = arrays["train"]
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(x))
-    n_val, n_test_holdout = c.validation_size, c.test_size if "test" not in arrays else 0
-    if "test" not in arrays and c.test_size == 0:
-        raise DataError(
-            "the data source has no test split (e.g. no t10k-images-idx3-ubyte[.gz] in the IDX "
-            "folder); add the test files or set data.test_size=N to hold out N training images")
-    if n_val + n_test_holdout >= len(x):
-        raise ConfigError(
-            f"data.validation_size={n_val} (+ data.test_size={n_test_holdout}) leaves no training "
-            f"images out of {len(x)}; lower them")
-    if c.validation_split == "last":  # the last images in the source's order, unshuffled
-        val_idx = np.arange(len(x) - n_val, len(x))
-        perm = perm[perm < len(x) - n_val]
-    else:
-        val_idx, perm = perm[:n_val], perm[n_val:]
-    test_idx = perm[:n_test_holdout]
-    train_idx = perm[n_test_holdout:]
-    if c.train_size:
-        train_idx = train_idx[:c.train_size]
+    train_idx, val_idx, test_idx = _holdout(len(x), c, seed, "test" in arrays,
+                                            "validation" in arrays)
     x_test, y_test = arrays["test"] if "test" in arrays else (x[test_idx], y[test_idx])
-
-    x_train = _resize(x[train_idx], c.image_size)
-    x_val = _fixed_pixels(_resize(x[val_idx], c.image_size), c.pixels, c.threshold,
+    x_val, y_val = arrays["validation"] if "validation" in arrays else (x[val_idx], y[val_idx])
+    x_train, y_train = _resize(x[train_idx], c.image_size), y[train_idx]
+    x_val = _fixed_pixels(_resize(x_val, c.image_size), c.pixels, c.threshold,
                           EVAL_BINARIZATION_SEED + 1)
     x_test = _fixed_pixels(_resize(x_test, c.image_size), c.pixels, c.threshold,
                            EVAL_BINARIZATION_SEED)
-    image_shape = tuple(int(d) for d in x_train.shape[1:])
-    if len(x_train) < c.batch_size:
-        raise ConfigError(f"data.batch_size={c.batch_size} exceeds the {len(x_train)} training "
-                          "images; lower the batch size")
+    _check_batch(c, len(x_train))
 
     def eval_pipeline(images, labels):
         ds = tf.data.Dataset.from_tensor_slices((images, labels) if with_labels else images)
         return ds.batch(c.eval_batch_size).prefetch(2).with_options(_options())
 
-    pixels, threshold = c.pixels, c.threshold
     train_images = tf.constant(x_train)          # [N, H, W, C] uint8, held once in memory
-    train_labels = tf.constant(y[train_idx])
+    train_labels = tf.constant(y_train)
+    pixels = _pixel_transform(c)
 
     def make_batch(indices, seed_pair):
-        images = tf.cast(tf.gather(train_images, indices), tf.float32) / 255.0
-        if pixels == "binary":
-            images = tf.cast(images > threshold, tf.float32)
-        elif pixels == "dynamic":
-            noise = tf.random.stateless_uniform(tf.shape(images), seed=seed_pair)
-            images = tf.cast(noise < images, tf.float32)
+        images = pixels(tf.gather(train_images, indices), seed_pair)
         return (images, tf.gather(train_labels, indices)) if with_labels else images
 
     # Shuffling indices, not images, keeps a new epoch's start cheap (no image buffer to refill).
@@ -350,12 +496,87 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
 
     return Splits(
         train=train,
-        validation=eval_pipeline(x_val, y[val_idx]),
+        validation=eval_pipeline(x_val, y_val),
         test=eval_pipeline(x_test, y_test),
-        image_shape=image_shape,
+        image_shape=tuple(int(d) for d in x_train.shape[1:]),
         num_train=len(x_train),
         num_validation=len(x_val),
         num_test=len(x_test),
         steps_per_epoch=len(x_train) // c.batch_size,
-        class_names=class_names(c) if with_labels else None,
+        class_names=names if with_labels else None,
+    )
+
+
+def _pixel_transform(c):
+    """uint8 images -> float32 pixels of the training pipeline (``seed_pair``: this batch's
+    dynamic binarisation)."""
+    def transform(images, seed_pair):
+        images = tf.cast(images, tf.float32) / 255.0
+        if c.pixels == "binary":
+            images = tf.cast(images > c.threshold, tf.float32)
+        elif c.pixels == "dynamic":
+            noise = tf.random.stateless_uniform(tf.shape(images), seed=seed_pair)
+            images = tf.cast(noise < images, tf.float32)
+        return images
+    return transform
+
+
+def _streamed_folder(c, folder, seed: int, with_labels: bool, say) -> Splits:
+    """Pipelines that read the folder's files as they go: the training files reshuffled every
+    epoch and decoded in parallel; evaluation images binarised once per image (a stateless
+    seed from the image's index), so every pass sees the same pixels."""
+    from tfvae import image_folders
+    files = {k: np.asarray(v) for k, v in folder.files.items()}
+    train_idx, val_idx, test_idx = _holdout(len(files["train"]), c, seed, "test" in files,
+                                            "validation" in files)
+
+    def pick(split, held):
+        if split in files:
+            return files[split], folder.labels[split]
+        return files["train"][held], folder.labels["train"][held]
+    x_train, y_train = files["train"][train_idx], folder.labels["train"][train_idx]
+    _check_batch(c, len(x_train))
+    shape = ((c.image_size, c.image_size) if c.image_size else folder.size) + (folder.channels,)
+    megabytes = folder.decoded_bytes(c.image_size) / 2 ** 20
+    say(f"note: the folder's {sum(len(f) for f in files.values())} images ({megabytes:.0f} MB "
+        f"decoded) exceed data.in_memory_mb={c.in_memory_mb}: streaming them from disk")
+
+    def decode(path):
+        image = image_folders.decode(path, folder.channels, c.image_size)
+        return tf.ensure_shape(image, shape)
+
+    pixels = _pixel_transform(c)
+    order = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(
+        len(x_train), seed=seed, reshuffle_each_iteration=True)
+    train = order.map(lambda f, y: (decode(f), y), num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=True).batch(c.batch_size, drop_remainder=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    train = tf.data.Dataset.zip((train, seeds)).map(
+        lambda xy, s: (pixels(xy[0], s), xy[1]) if with_labels else pixels(xy[0], s))
+    train = train.prefetch(2).with_options(_options())
+
+    def eval_pipeline(paths, labels, stream_seed):
+        def load_one(index, path, label):
+            x = tf.cast(decode(path), tf.float32) / 255.0
+            if c.pixels == "binary":
+                x = tf.cast(x > c.threshold, tf.float32)
+            elif c.pixels == "dynamic":
+                noise = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack(
+                    [tf.constant(stream_seed, tf.int64), index]))
+                x = tf.cast(noise < x, tf.float32)
+            return (x, label) if with_labels else x
+        ds = tf.data.Dataset.from_tensor_slices(
+            (tf.range(len(paths), dtype=tf.int64), paths, labels))
+        return ds.map(load_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
+            c.eval_batch_size).prefetch(2).with_options(_options())
+    x_val, y_val = pick("validation", val_idx)
+    x_test, y_test = pick("test", test_idx)
+    return Splits(
+        train=train,
+        validation=eval_pipeline(x_val, y_val, EVAL_BINARIZATION_SEED + 1),
+        test=eval_pipeline(x_test, y_test, EVAL_BINARIZATION_SEED),
+        image_shape=shape,
+        num_train=len(x_train), num_validation=len(x_val), num_test=len(x_test),
+        steps_per_epoch=len(x_train) // c.batch_size,
+        class_names=folder.class_names if with_labels else None,
     )

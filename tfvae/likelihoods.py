@@ -172,7 +172,7 @@ class DiscretizedLogistic(_LevelDistribution):
     def level_probs(self):
         grid = tf.cast(tf.range(LEVELS), self.dtype) / (LEVELS - 1)
         per_level = DiscretizedLogistic(self._loc[..., None], self._log_scale[..., None])
-        return tf.exp(per_level._log_prob(grid))
+        return tf.exp(per_level.log_prob(grid))
 
     def _sample_n(self, n, seed=None):
         shape = tf.concat([[n], self._batch_shape_tensor()], 0)

@@ -25,7 +25,7 @@ CONFIG, METRICS, STATE, RESULTS = "config.json", "metrics.csv", "run.json", "res
 
 # Config fields a restarted run may change: they do not alter the state already trained.
 SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping_patience", "eval.*", "data.data_dir",
-                  "data.idx_dir", "data.download")
+                  "data.idx_dir", "data.download", "data.path", "data.in_memory_mb")
 
 
 def write_json(path: str, obj) -> None:
