@@ -99,7 +99,7 @@ def test_float16_gradients_are_unscaled_and_match_float32(mnist_arrays):
 def test_unknown_precision_lists_the_valid_ones():
     from tfvae import config as config_lib
     with pytest.raises(ConfigError, match="train.precision='fp8': unknown precision; valid "
-                                          "precisions are: float32, mixed_bfloat16, "
+                                          "precisions are: auto, float32, mixed_bfloat16, "
                                           "mixed_float16"):
         config_lib.validate(make_config(train__precision="fp8"))
 
@@ -108,3 +108,26 @@ def test_precision_scope_restores_the_global_policy():
     with precision.scope("mixed_bfloat16"):
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_auto_choices_follow_the_machine(monkeypatch):
+    """train.precision='auto' is mixed bfloat16 exactly where the CPU computes bfloat16 (and no
+    GPU); train.jit_compile='auto' compiles the dense networks and not the convolutional one on
+    CPU (the measured faster choice); true / false from a command line are understood."""
+    import tensorflow as tf
+    from tfvae import distribute
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda native=native: native)
+        expected = "mixed_bfloat16" if native and not tf.config.list_logical_devices("GPU") \
+            else "float32"
+        assert precision.resolve("auto") == expected
+        assert precision.policy("auto").compute_dtype == expected.replace("mixed_", "")
+    strategy = tf.distribute.get_strategy()
+    if not tf.config.list_logical_devices("GPU"):
+        assert distribute.jit_compile(strategy, "auto", "mlp") is True
+        assert distribute.jit_compile(strategy, "auto", "gated_mlp") is True
+        assert distribute.jit_compile(strategy, "auto", "cnn") is False
+    assert distribute.jit_compile(strategy, "False", "mlp") is False
+    assert distribute.jit_compile(strategy, True, "cnn") is True
+    with pytest.raises(ConfigError, match="train.jit_compile='maybe'; use auto"):
+        distribute.jit_setting("maybe")

@@ -118,17 +118,32 @@ def is_default(strategy: tf.distribute.Strategy) -> bool:
     return strategy is tf.distribute.get_strategy()  # outside any scope: the default
 
 
-def jit_compile(strategy: tf.distribute.Strategy, requested: bool, warn=None) -> bool:
-    """Whether the train step may be XLA-compiled under ``strategy``. Not where the replicas are
-    CPU devices: XLA has no collectives for CPU devices across workers ("Collectives are not yet
-    implemented for CPU devices when compiling with XLA", b/194942685), and within one process
-    an XLA cluster cannot reach a variable placed on another CPU device ("Trying to access
-    resource ... located in device CPU:1 from device CPU:0")."""
+# XLA per network on CPU, as measured on this project's 2-core machine (training images/s;
+# benchmarks/conv_speed.py, benchmarks/throughput.py, docs/RESULTS.md): XLA speeds up the dense
+# networks (5.6 vs 8.2 ms per step for the literature's gated MLP) and slows the convolutional
+# one (182 vs 407 images/s at 64 x 64; 1,628 vs 1,960 at 28 x 28), whose oneDNN convolutions
+# with fused bias and activation XLA:CPU does not match. On a GPU XLA is used for every network.
+XLA_ON_CPU = {"mlp": True, "gated_mlp": True, "cnn": False}
+JIT_CHOICES = ("auto", True, False)
+
+
+def jit_compile(strategy: tf.distribute.Strategy, requested, network: str = "mlp",
+                warn=None) -> bool:
+    """Whether the train step is XLA-compiled under ``strategy``: ``requested`` True or False
+    (also 'true' / 'false' from a command line), or 'auto' (`XLA_ON_CPU` on CPU devices, on with
+    a GPU). Never where the replicas are CPU devices: XLA has no collectives for CPU devices
+    across workers ("Collectives are not yet implemented for CPU devices when compiling with
+    XLA", b/194942685), and within one process an XLA cluster cannot reach a variable placed on
+    another CPU device ("Trying to access resource ... located in device CPU:1 from device
+    CPU:0")."""
+    requested = jit_setting(requested)
+    if requested == "auto":
+        requested = bool(tf.config.list_logical_devices("GPU")) or XLA_ON_CPU.get(network, True)
     if not requested:
         return False
     multi_worker = is_multi_worker(strategy)
     devices = ([d.upper() for d in strategy.extended.worker_devices]
-               if strategy.num_replicas_in_sync > 1 else [])
+               if strategy is not None and strategy.num_replicas_in_sync > 1 else [])
     cpu_replicas = any("CPU" in d for d in devices)
     if (multi_worker and not tf.config.list_logical_devices("GPU")) or cpu_replicas:
         if warn:
@@ -136,6 +151,15 @@ def jit_compile(strategy: tf.distribute.Strategy, requested: bool, warn=None) ->
             warn(f"note: train.jit_compile is off for this run: XLA has no {where} on CPU devices")
         return False
     return True
+
+
+def jit_setting(value):
+    """``train.jit_compile`` as True, False or 'auto'; raises `ConfigError` otherwise."""
+    text = str(value).strip().lower()
+    if text in ("auto", "true", "false", "1", "0", "on", "off"):
+        return "auto" if text == "auto" else text in ("true", "1", "on")
+    raise ConfigError(f"train.jit_compile={value!r}; use auto (XLA where it is faster for the "
+                      "network and device), true or false")
 
 
 def build(train_config) -> tf.distribute.Strategy:

@@ -23,9 +23,11 @@ from tfvae.errors import WorkdirError
 
 CONFIG, METRICS, STATE, RESULTS = "config.json", "metrics.csv", "run.json", "results.json"
 
-# Config fields a restarted run may change: they do not alter the state already trained.
+# Config fields a restarted run may change: they do not alter the state already trained (how
+# long to train, how to evaluate, where the data lives, whether steps are XLA-compiled).
 SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping_patience", "eval.*", "data.data_dir",
-                  "data.idx_dir", "data.download", "data.path", "data.in_memory_mb")
+                  "data.idx_dir", "data.download", "data.path", "data.in_memory_mb",
+                  "train.jit_compile")
 
 
 def write_json(path: str, obj) -> None:
