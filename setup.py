@@ -24,7 +24,8 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # nbclient, nbformat, ipykernel: the tests run examples/tutorial.ipynb end to end.
+        "test": ["pytest>=7", "nbclient", "nbformat", "ipykernel"],
         # GPU users: pip install -e ".[gpu]" pulls the CUDA libraries TensorFlow needs.
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },

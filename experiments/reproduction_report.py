@@ -18,8 +18,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import evaluation, plots, runstate  # noqa: E402,F401  (plots: the Agg backend)
+from tfvae import evaluation, runstate  # noqa: E402
 
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 # Test log p(x) in nats, S = 5,000 (Exemplar VAE authors' runs of the VampPrior protocol).

@@ -178,8 +178,8 @@ def summary(result: Dict, split: str = "") -> str:
             lines.append(
                 f"  warning: {w['unreliable_images']} of {result['iw_examples']} images have "
                 f"k-hat > {w['khat_threshold']}: their importance-sampled estimates are not "
-                "reliable (the weights' variance may be infinite); raise --iw_samples or use a "
-                "better posterior (indices in evaluation.json)")
+                "reliable (the weights' variance may be infinite); raise k (--iw_samples) or use "
+                "a better posterior (their indices: importance_weights.unreliable_indices)")
     s = result.get("elbo_surgery", {})
     if "marginal_kl" in s:
         lines += [row("I_q(n; z)", s["mutual_information"]),

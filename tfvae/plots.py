@@ -2,11 +2,8 @@
 import math
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _tile(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
@@ -31,16 +28,24 @@ def _show(ax, canvas):
     ax.set_yticks([])
 
 
+def _subplots(*args, layout=None, **kwargs):
+    """A figure of its own and its axes, like ``plt.subplots`` but outside pyplot: drawing a
+    PNG neither needs nor changes the session's matplotlib backend (a notebook's inline plots
+    keep working), and nothing is left open."""
+    figure_kwargs = {k: kwargs.pop(k) for k in ("figsize",) if k in kwargs}
+    fig = Figure(layout=layout, **figure_kwargs)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def _save(fig, path):
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def image_grid(images, path, ncols: int = 8, title: str = ""):
     """A grid of images ``[N, H, W, C]`` in [0, 1], e.g. samples from the model."""
     canvas = _tile(images, ncols)
-    fig, ax = plt.subplots(figsize=(ncols * 0.9, canvas.shape[0] / canvas.shape[1] * ncols * 0.9 + 0.4))
+    fig, ax = _subplots(figsize=(ncols * 0.9, canvas.shape[0] / canvas.shape[1] * ncols * 0.9 + 0.4))
     _show(ax, canvas)
     ax.set_title(title)
     return _save(fig, path)
@@ -52,7 +57,7 @@ def labelled_grid(images, path, title: str = "", row_labels: Sequence[str] = (),
     images = np.asarray(images, np.float32)
     rows, cols, h, w = images.shape[:4]
     size = 0.75 if max(h, w) <= 32 else 1.2
-    fig, ax = plt.subplots(figsize=(cols * size + (1.2 if row_labels else 0.3),
+    fig, ax = _subplots(figsize=(cols * size + (1.2 if row_labels else 0.3),
                                     rows * size * h / w + 0.8))
     _show(ax, _tile(images.reshape((-1,) + images.shape[2:]), cols))
     if row_labels:
@@ -69,7 +74,7 @@ def reconstructions(originals, reconstructed, path, title: str = "Reconstruction
     """Originals (top row of each pair) above their reconstructions (bottom row)."""
     originals, reconstructed = np.asarray(originals), np.asarray(reconstructed)
     n = len(originals)
-    fig, axes = plt.subplots(2, 1, figsize=(n * 0.8, 2.2))
+    fig, axes = _subplots(2, 1, figsize=(n * 0.8, 2.2))
     _show(axes[0], _tile(originals, n))
     _show(axes[1], _tile(reconstructed, n))
     axes[0].set_ylabel("data", rotation=0, ha="right", va="center")
@@ -98,7 +103,7 @@ def traversals(images, values, dims: Sequence[int], path, title: str = "Latent t
     values = np.asarray(values, np.float64)
     rows, cols = images.shape[:2]
     per_row = values.ndim == 2
-    fig, ax = plt.subplots(figsize=(cols * 0.8 + (1.6 if per_row else 0.8), rows * 0.8 + 0.6))
+    fig, ax = _subplots(figsize=(cols * 0.8 + (1.6 if per_row else 0.8), rows * 0.8 + 0.6))
     _show(ax, _tile(images.reshape((-1,) + images.shape[2:]), cols))
     h = images.shape[2] + 1
     w = images.shape[3] + 1
@@ -150,7 +155,7 @@ def latent_density(panels, path, title: str = "", class_names: Optional[Sequence
     # bar right beside the last panel.
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols + (1.0 if with_bar else 0.2),
+    fig, axes = _subplots(nrows, ncols, figsize=(3.9 * ncols + (1.0 if with_bar else 0.2),
                                                     3.9 * nrows + 0.3),
                              squeeze=False, layout="constrained")
     for ax in axes.ravel()[n:]:
@@ -198,7 +203,7 @@ def latent_scatter(z, path, labels: Optional[np.ndarray] = None, title: str = ""
         z2, axes = centred @ vt[:2].T, ("PC 1", "PC 2")
     else:
         z2, axes = z, ("$z_1$", "$z_2$")
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = _subplots(figsize=(5, 4.5))
     kwargs = {}
     if labels is not None:
         top = len(class_names) - 1 if class_names is not None else max(9, int(np.max(labels)))
@@ -214,7 +219,7 @@ def latent_scatter(z, path, labels: Optional[np.ndarray] = None, title: str = ""
 
 def training_curves(history: dict, path, keys=("elbo", "val_elbo")):
     """ELBO (and any other logged keys) per epoch."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _subplots(figsize=(6, 3.5))
     for key in keys:
         if key in history:
             ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
@@ -235,7 +240,7 @@ def prior_histograms(panels, path, dims: Sequence[int] = (0, 1, 2, 3), bins: int
     ``[M, L]``.
     """
     dims = [d for d in dims if d < np.asarray(panels[0]["prior_samples"]).shape[1]]
-    fig, axes = plt.subplots(len(panels), len(dims),
+    fig, axes = _subplots(len(panels), len(dims),
                              figsize=(3.0 * len(dims) + 1.0, 2.1 * len(panels) + 0.8),
                              squeeze=False, layout="constrained")
     for i, (row, panel) in enumerate(zip(axes, panels)):
@@ -265,7 +270,7 @@ def rate_distortion(curves, path, title: str = "Rate-distortion plane (test set)
 
     ``curves``: ``{name: [(beta, R, D), ...]}``.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
+    fig, ax = _subplots(figsize=(6.4, 4.8), layout="constrained")
     rates = [r for points in curves.values() for _, r, _ in points]
     dists = [d for points in curves.values() for _, _, d in points]
     lo_r, hi_r = 0.0, max(rates) * 1.15 + 1
