@@ -166,3 +166,30 @@ def test_validation_size_too_large(mnist_arrays):
     config = make_config(data__validation_size=60000)
     with pytest.raises(ConfigError, match="leaves no training images"):
         data.load(config.data, arrays=mnist_arrays)
+
+
+def test_a_tfds_set_larger_than_memory_streams_with_the_same_evaluation_data(mnist_arrays):
+    """Above data.in_memory_mb, TFDS data streams: with data.validation_split='last' its
+    validation and test images and labels are exactly the in-memory ones."""
+    config = make_config(data__pixels="binary", data__validation_split="last",
+                         data__validation_size=500)
+    memory = data.load(config.data, with_labels=True, arrays=mnist_arrays)
+    config.data.in_memory_mb = 0
+    notes = []
+    streamed = data.load(config.data, with_labels=True, say=notes.append)
+    assert "streaming it" in notes[0]
+    assert (streamed.num_train, streamed.num_validation, streamed.num_test) == (59500, 500, 10000)
+    for split in ("validation", "test"):
+        a, b = getattr(memory, split), getattr(streamed, split)
+        for (xa, ya), (xb, yb) in zip(a, b):
+            np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+            np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    x, y = _first(streamed.train)
+    assert x.shape == (config.data.batch_size, 28, 28, 1) and set(np.unique(x)) <= {0.0, 1.0}
+    config.data.channels = 3  # grey made colour, streamed and in memory alike
+    assert data.load(config.data).image_shape == (28, 28, 3)
+    config.data.in_memory_mb = 1024
+    rgb = data.load(config.data, arrays=mnist_arrays)
+    assert rgb.image_shape == (28, 28, 3)
+    first = _first(rgb.test).numpy()
+    np.testing.assert_array_equal(first[..., 0], first[..., 2])

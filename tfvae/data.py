@@ -18,9 +18,9 @@ has them), the optional resize and the pixel mode:
 - ``continuous``: intensities in [0, 1].
 
 Pipelines are deterministic under ``seed`` (shuffle order and dynamic binarisation included).
-Images are held in memory once decoded, except a folder whose decoded images exceed
-``data.in_memory_mb``: it streams from disk (files decoded in parallel every epoch, the file
-order reshuffled each epoch), so memory stays bounded whatever the folder's size.
+Images are held in memory once decoded, except a folder or TFDS data set whose decoded images
+exceed ``data.in_memory_mb``: it streams from disk (decoded in parallel every epoch, reshuffled
+each epoch), so memory stays bounded whatever its size (`_streamed`).
 """
 import dataclasses
 import glob
@@ -187,8 +187,8 @@ def class_names(data_config) -> Optional[Tuple[str, ...]]:
         return None
 
 
-def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, Arrays]:
-    """Loads ``train`` and ``test`` of a TFDS image data set (e.g. ``mnist``, ``fashion_mnist``)."""
+def _prepared_builder(name: str, data_dir: Optional[str], download: bool):
+    """The TFDS builder of ``name``, prepared (downloaded first where allowed and needed)."""
     import tensorflow_datasets as tfds  # slow import, only when used
 
     where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
@@ -200,13 +200,30 @@ def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, A
         if download and not builder.is_prepared():
             _check_online(name, where)
             builder.download_and_prepare()
-        data = builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
+        if not builder.is_prepared():
+            raise FileNotFoundError(f"{name} is not prepared there")
     except DataError:
         raise
     except Exception as e:  # TFDS raises AssertionError, DownloadError, OSError, ... here
         raise DataError(
             f"cannot load TFDS data set {name!r} from {where!r} ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). " + _offline_advice(name)) from None
+    return builder
+
+
+def tfds_builder(data_config):
+    """The prepared TFDS builder of ``config.data``."""
+    c = data_config
+    return _prepared_builder(c.name, os.path.expanduser(c.data_dir) if c.data_dir else None,
+                             c.download)
+
+
+def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, Arrays]:
+    """Loads ``train`` and ``test`` of a TFDS image data set (e.g. ``mnist``, ``fashion_mnist``)
+    into memory."""
+    import tensorflow_datasets as tfds
+    builder = _prepared_builder(name, data_dir, download)
+    data = builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
     out = {}
     for split, (images, labels) in zip(("train", "test"), tfds.as_numpy(data)):
         if images.dtype != np.uint8 or images.ndim != 4:
@@ -459,9 +476,22 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
             return _streamed_folder(c, folder, seed, with_labels, say)
         arrays = {split: (image_folders.read_all(files, folder.channels, c.image_size),
                           folder.labels[split]) for split, files in folder.files.items()}
+    elif arrays is None and c.source == "tfds":
+        builder = tfds_builder(c)
+        info = builder.info
+        total = sum(split.num_examples for split in info.splits.values())
+        shape = _tfds_shape(builder, c)
+        if total * int(np.prod(shape)) > c.in_memory_mb * 2 ** 20:
+            say(f"note: {c.name!r} ({total} images, {total * np.prod(shape) / 2 ** 20:.0f} MB "
+                f"decoded) exceeds data.in_memory_mb={c.in_memory_mb}: streaming it")
+            return _streamed_tfds(c, builder, seed, with_labels, say)
+        arrays = load_arrays(c)
+        names = class_names(c)
     elif arrays is None:
         arrays = load_arrays(c)
         names = class_names(c)
+    if c.channels:
+        arrays = {k: (_convert_channels(x, c.channels), y) for k, (x, y) in arrays.items()}
     x, y = arrays["train"]
     train_idx, val_idx, test_idx = _holdout(len(x), c, seed, "test" in arrays,
                                             "validation" in arrays)
@@ -507,6 +537,17 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
     )
 
 
+def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 images to ``channels``: grey repeated into RGB, or RGB to its luma (the weights of
+    `tf.image.rgb_to_grayscale`)."""
+    if images.shape[-1] == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    luma = images.astype(np.float32) @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+    return np.round(luma)[..., None].astype(np.uint8)
+
+
 def _pixel_transform(c):
     """uint8 images -> float32 pixels of the training pipeline (``seed_pair``: this batch's
     dynamic binarisation)."""
@@ -522,61 +563,120 @@ def _pixel_transform(c):
 
 
 def _streamed_folder(c, folder, seed: int, with_labels: bool, say) -> Splits:
-    """Pipelines that read the folder's files as they go: the training files reshuffled every
-    epoch and decoded in parallel; evaluation images binarised once per image (a stateless
-    seed from the image's index), so every pass sees the same pixels."""
+    """A folder read as it goes: the training files reshuffled every epoch, then decoded in
+    parallel (see `_streamed`)."""
     from tfvae import image_folders
     files = {k: np.asarray(v) for k, v in folder.files.items()}
     train_idx, val_idx, test_idx = _holdout(len(files["train"]), c, seed, "test" in files,
                                             "validation" in files)
-
-    def pick(split, held):
-        if split in files:
-            return files[split], folder.labels[split]
-        return files["train"][held], folder.labels["train"][held]
-    x_train, y_train = files["train"][train_idx], folder.labels["train"][train_idx]
-    _check_batch(c, len(x_train))
     shape = ((c.image_size, c.image_size) if c.image_size else folder.size) + (folder.channels,)
     megabytes = folder.decoded_bytes(c.image_size) / 2 ** 20
     say(f"note: the folder's {sum(len(f) for f in files.values())} images ({megabytes:.0f} MB "
         f"decoded) exceed data.in_memory_mb={c.in_memory_mb}: streaming them from disk")
 
-    def decode(path):
-        image = image_folders.decode(path, folder.channels, c.image_size)
-        return tf.ensure_shape(image, shape)
+    def images(split, held, shuffle=False):
+        paths, labels = ((files[split], folder.labels[split]) if split in files and held is None
+                         else (files["train"][held], folder.labels["train"][held]))
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+        if shuffle:  # the file order, reshuffled every epoch, before anything is decoded
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        decode = lambda f, y: (tf.ensure_shape(  # noqa: E731
+            image_folders.decode(f, folder.channels, c.image_size), shape), y)
+        return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), len(paths)
+    return _streamed(c, images("train", train_idx, shuffle=True),
+                     images("validation", None if "validation" in files else val_idx),
+                     images("test", None if "test" in files else test_idx),
+                     shape, seed, with_labels, folder.class_names)
 
+
+def _streamed_tfds(c, builder, seed: int, with_labels: bool, say) -> Splits:
+    """A TFDS data set read as it goes (TFDS shuffles its files, then a buffer of 10,000
+    images); validation (and a test split it lacks) are its last training examples, as
+    ``data.validation_split='last'``."""
+    import tensorflow_datasets as tfds
+    splits = builder.info.splits
+    n = splits["train"].num_examples
+    has_test = "test" in splits
+    n_val, n_test = c.validation_size, 0 if has_test else c.test_size
+    if not has_test and not n_test:
+        raise DataError(f"TFDS {c.name!r} has no test split; set data.test_size=N to hold out N "
+                        "training images")
+    if n_val + n_test >= n:
+        raise ConfigError(f"data.validation_size={n_val} (+ data.test_size={n_test}) leaves no "
+                          f"training images out of {n}; lower them")
+    if c.validation_split != "last":
+        say(f"note: streaming {c.name!r}: its validation split is the last {n_val} training "
+            "images (as data.validation_split='last')")
+    n_train = n - n_val - n_test
+    n_train = min(n_train, c.train_size) if c.train_size else n_train
+    shape = _tfds_shape(builder, c)
+    read = tfds.ReadConfig(shuffle_seed=seed)
+
+    def images(split, count, shuffle=False):
+        ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read)
+        if shuffle:
+            ds = ds.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
+        return ds.map(lambda ex: (_as_image(ex["image"], c, shape), ex.get(
+            "label", tf.constant(-1, tf.int64)) if isinstance(ex, dict) else -1),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), count
+    test = (images("test", splits["test"].num_examples) if has_test
+            else images(f"train[{n - n_val - n_test}:{n - n_val}]", n_test))
+    return _streamed(c, images(f"train[:{n_train}]", n_train, shuffle=True),
+                     images(f"train[{n - n_val}:]", n_val), test, shape, seed, with_labels,
+                     class_names(c))
+
+
+def _tfds_shape(builder, c):
+    shape = tuple(builder.info.features["image"].shape)
+    if None in shape[:2] and not c.image_size:
+        raise DataError(f"TFDS {c.name!r} images differ in size ({shape}); set data.image_size=N")
+    size = (c.image_size, c.image_size) if c.image_size else shape[:2]
+    return tuple(size) + (c.channels or shape[2],)
+
+
+def _as_image(image, c, shape):
+    """A source image uint8 ``[H, W, C]`` at the run's size and channel count."""
+    if image.shape[-1] != shape[-1]:
+        image = (tf.image.grayscale_to_rgb(image) if shape[-1] == 3
+                 else tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))),
+                              tf.uint8))
+    if c.image_size:
+        image = tf.image.resize(tf.cast(image, tf.float32), shape[:2], method="bilinear",
+                                antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    return tf.ensure_shape(image, shape)
+
+
+def _streamed(c, train, validation, test, shape, seed: int, with_labels: bool,
+              names) -> Splits:
+    """Batched pipelines from unbatched ``(uint8 image, label)`` datasets (each with its count),
+    the training one already shuffled per epoch: training pixels binarised per batch as in
+    memory; evaluation pixels binarised once per image (a stateless seed from its index), so
+    every pass sees the same pixels."""
+    (train, num_train), (validation, num_val), (test, num_test) = train, validation, test
+    _check_batch(c, num_train)
     pixels = _pixel_transform(c)
-    order = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(
-        len(x_train), seed=seed, reshuffle_each_iteration=True)
-    train = order.map(lambda f, y: (decode(f), y), num_parallel_calls=tf.data.AUTOTUNE,
-                      deterministic=True).batch(c.batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    train = tf.data.Dataset.zip((train, seeds)).map(
+    train = tf.data.Dataset.zip((train.batch(c.batch_size, drop_remainder=True), seeds)).map(
         lambda xy, s: (pixels(xy[0], s), xy[1]) if with_labels else pixels(xy[0], s))
-    train = train.prefetch(2).with_options(_options())
 
-    def eval_pipeline(paths, labels, stream_seed):
-        def load_one(index, path, label):
-            x = tf.cast(decode(path), tf.float32) / 255.0
+    def eval_pipeline(ds, stream_seed):
+        def fixed(index, example):
+            x = tf.cast(example[0], tf.float32) / 255.0
             if c.pixels == "binary":
                 x = tf.cast(x > c.threshold, tf.float32)
             elif c.pixels == "dynamic":
                 noise = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack(
                     [tf.constant(stream_seed, tf.int64), index]))
                 x = tf.cast(noise < x, tf.float32)
-            return (x, label) if with_labels else x
-        ds = tf.data.Dataset.from_tensor_slices(
-            (tf.range(len(paths), dtype=tf.int64), paths, labels))
-        return ds.map(load_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
-            c.eval_batch_size).prefetch(2).with_options(_options())
-    x_val, y_val = pick("validation", val_idx)
-    x_test, y_test = pick("test", test_idx)
+            return (x, tf.cast(example[1], tf.int64)) if with_labels else x
+        return ds.enumerate().map(fixed, num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True).batch(c.eval_batch_size).prefetch(2) \
+            .with_options(_options())
     return Splits(
-        train=train,
-        validation=eval_pipeline(x_val, y_val, EVAL_BINARIZATION_SEED + 1),
-        test=eval_pipeline(x_test, y_test, EVAL_BINARIZATION_SEED),
-        image_shape=shape,
-        num_train=len(x_train), num_validation=len(x_val), num_test=len(x_test),
-        steps_per_epoch=len(x_train) // c.batch_size,
-        class_names=folder.class_names if with_labels else None,
-    )
+        train=train.prefetch(2).with_options(_options()),
+        validation=eval_pipeline(validation, EVAL_BINARIZATION_SEED + 1),
+        test=eval_pipeline(test, EVAL_BINARIZATION_SEED),
+        image_shape=tuple(shape), num_train=num_train, num_validation=num_val,
+        num_test=num_test, steps_per_epoch=num_train // c.batch_size,
+        class_names=names if with_labels else None)
