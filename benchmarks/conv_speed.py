@@ -27,17 +27,11 @@ def one(args):
     sys.path.insert(0, os.path.join(HERE, ".."))
     from tfvae.cli import quiet_tensorflow
     quiet_tensorflow()
-    import importlib.util
-
     import numpy as np
     import tf_keras as keras
 
-    from tfvae import callbacks, data, train
-    spec = importlib.util.spec_from_file_location(
-        "conv64", os.path.join(HERE, "..", "configs", "fashion_mnist_conv64.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    from tfvae import callbacks, config, data, train
+    c = config.from_file(os.path.join(HERE, "..", "configs", "fashion_mnist_conv64.py"))
     c.data.source, c.data.idx_dir = "idx", os.path.join(SHARED, "data", "fashion_mnist_sample")
     c.data.test_size, c.data.validation_size, c.data.image_size = 500, 100, args.size
     jit, c.train.precision = SETTINGS[args.one]

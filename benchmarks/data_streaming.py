@@ -54,17 +54,11 @@ def measure(args):
     sys.path.insert(0, os.path.join(HERE, ".."))
     from tfvae.cli import quiet_tensorflow
     quiet_tensorflow()
-    import importlib.util
-
     import numpy as np
     import tf_keras as keras
 
-    from tfvae import callbacks, data, train
-    spec = importlib.util.spec_from_file_location(
-        "conv64", os.path.join(HERE, "..", "configs", "fashion_mnist_conv64.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    from tfvae import callbacks, config, data, train
+    c = config.from_file(os.path.join(HERE, "..", "configs", "fashion_mnist_conv64.py"))
     c.data.source, c.data.path, c.data.pixels = "folder", args.folder, "dynamic"
     c.data.test_size, c.data.validation_size = 1000, 1000
     c.data.in_memory_mb = args.in_memory_mb

@@ -15,12 +15,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tfvae.cli import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
-import importlib.util  # noqa: E402
 
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import data, evaluation, model as model_lib  # noqa: E402
+from tfvae import config as config_lib, data, evaluation, model as model_lib  # noqa: E402
 
 flags.DEFINE_list("k", ["5000", "1000"], "Numbers of importance samples to time.")
 flags.DEFINE_integer("examples", 300, "Test images timed (after a warm-up batch).")
@@ -37,10 +36,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     path = os.path.join(os.path.dirname(__file__), "..", "configs", "literature.py")
-    spec = importlib.util.spec_from_file_location("literature", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(f"mnist,{FLAGS.prior}")
+    config = config_lib.from_file(path, f"mnist,{FLAGS.prior}")
     config.data.data_dir, config.data.download = FLAGS.data_dir, False
     config.data.eval_batch_size = FLAGS.batch
     if FLAGS.network == "reference":

@@ -8,9 +8,9 @@ or ``fashion_mnist`` (the default config). PRIOR: standard_normal, mog, vamp, gt
 realnvp. Prior settings are `tfvae.priors.RECOMMENDED` (K = 500 components or pseudo-inputs as
 in Tomczak and Welling 2018; 20 x 20 GTM grids; a 6-layer flow).
 """
-import importlib.util
 import os
 
+from tfvae.config import from_file
 from tfvae.errors import ConfigError
 from tfvae.priors import RECOMMENDED as PRIOR_SETTINGS
 
@@ -18,11 +18,7 @@ DATASETS = ("mnist", "fashion_mnist")
 
 
 def _load(name):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-    spec = importlib.util.spec_from_file_location(f"tfvae_configs_{name[:-3]}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return from_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), name))
 
 
 def get_config(arg: str = "mnist,vamp"):

@@ -115,6 +115,18 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
+def from_file(path: str, arg: str = None) -> ml_collections.ConfigDict:
+    """The config of a config file (``configs/*.py``), as ``--config=PATH[:ARG]`` gives it:
+    its ``get_config()``, or ``get_config(ARG)``."""
+    import importlib.util
+    import os
+    name = "tfvae_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config() if arg is None else module.get_config(arg)
+
+
 def validate(config) -> None:
     """Raises `ConfigError` for any value that cannot work, before data is read or a model built."""
     from tfvae import data, estimators, likelihoods, networks, optimizers, posteriors, priors
