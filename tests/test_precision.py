@@ -37,7 +37,10 @@ def test_mixed_precision_trains_and_keeps_probabilities_in_float32(mnist_arrays,
                  model__num_samples=4 if estimator in ("iwae", "dreg") else 1,
                  train__groups__inference__learning_rate=3e-4)
     low = precision.policy(prec).compute_dtype
-    assert {layer.compute_dtype for layer in vae.encoder.layers[:-1]} == {low}
+    # Hidden layers compute in low precision; each network's output layer in float32.
+    assert {layer.compute_dtype for layer in vae.encoder.layers[:-2]} == {low}
+    assert vae.encoder.get_layer("encoder_out").compute_dtype == "float32"
+    assert vae.decoder.get_layer("decoder_out").compute_dtype == "float32"
     assert all(v.dtype == tf.float32 for v in vae.trainable_variables)  # float32 master weights
     wrapped = [vae.optimizer, *vae.group_optimizers.values()]
     assert len(wrapped) == 2                    # the inference group has its own optimiser
@@ -63,8 +66,9 @@ def test_every_network_hands_float32_to_the_heads(network):
     run forward here; its arithmetic is the same Keras layers under the same policy."""
     vae = _build("mixed_float16", model__network__name=network)
     assert vae.encoder.layers[0].compute_dtype == "float16"
-    assert vae.decoder.layers[-2].compute_dtype == "float16"
-    assert vae.encoder.layers[-1].compute_dtype == vae.decoder.layers[-1].compute_dtype == "float32"
+    assert vae.decoder.layers[0].compute_dtype == "float16"  # hidden layers low, outputs float32
+    assert vae.encoder.get_layer("encoder_out").compute_dtype == "float32"
+    assert vae.decoder.get_layer("decoder_out").compute_dtype == "float32"
     x = tf.zeros([2, 28, 28, 1])
     assert vae.encoder(x).dtype == vae.decode(vae.encode(x).sample()).dtype == tf.float32
 

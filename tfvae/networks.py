@@ -33,11 +33,20 @@ def _dense_stack(hidden: Sequence[int], activation: str, dropout: float, name: s
     return layers
 
 
+def _output_dtype():
+    """The output layer of every network computes in float32, also under a mixed policy (its
+    input is cast up): the posterior's parameters and the likelihood's logits then carry
+    float32's precision (bfloat16 keeps 8 bits of mantissa: a logit of 10 would be rounded to
+    0.06, and those errors add up over the pixels of log p(x|z))."""
+    return {"dtype": "float32"} if keras.mixed_precision.global_policy().compute_dtype != \
+        "float32" else {}
+
+
 @ENCODERS.register("mlp")
 def mlp_encoder(config, *, image_shape, output_size) -> keras.Model:
     layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
     layers += _dense_stack(config.hidden, config.activation, config.dropout, "encoder")
-    layers.append(keras.layers.Dense(output_size, name="encoder_out"))
+    layers.append(keras.layers.Dense(output_size, name="encoder_out", **_output_dtype()))
     return keras.Sequential(layers, name="encoder")
 
 
@@ -46,8 +55,8 @@ def mlp_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     layers = [keras.layers.InputLayer((latent_dim,))]
     layers += _dense_stack(tuple(reversed(config.hidden)), config.activation, config.dropout,
                            "decoder")
-    layers += [keras.layers.Dense(math.prod(image_shape), name="decoder_out"),
-               keras.layers.Reshape(image_shape)]
+    layers += [keras.layers.Dense(math.prod(image_shape), name="decoder_out", **_output_dtype()),
+               keras.layers.Reshape(image_shape, **_output_dtype())]
     return keras.Sequential(layers, name="decoder")
 
 
@@ -103,7 +112,7 @@ def gated_mlp_encoder(config, *, image_shape, output_size) -> keras.Model:
     layer to the posterior's parameters (its head applies any clamp, e.g. hardtanh_logvar)."""
     layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
     layers += _gated_stack(config.hidden, config.dropout, "encoder")
-    layers.append(keras.layers.Dense(output_size, kernel_initializer=he_normal(), name="encoder_out"))
+    layers.append(keras.layers.Dense(output_size, kernel_initializer=he_normal(), name="encoder_out", **_output_dtype()))
     return keras.Sequential(layers, name="encoder")
 
 
@@ -114,8 +123,8 @@ def gated_mlp_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     layers = [keras.layers.InputLayer((latent_dim,))]
     layers += _gated_stack(tuple(reversed(config.hidden)), config.dropout, "decoder")
     layers += [keras.layers.Dense(math.prod(image_shape), kernel_initializer=he_normal(),
-                                  name="decoder_out"),
-               keras.layers.Reshape(image_shape)]
+                                  name="decoder_out", **_output_dtype()),
+               keras.layers.Reshape(image_shape, **_output_dtype())]
     return keras.Sequential(layers, name="decoder")
 
 
@@ -130,7 +139,7 @@ def cnn_encoder(config, *, image_shape, output_size) -> keras.Model:
             layers.append(keras.layers.SpatialDropout2D(config.dropout))
     layers.append(keras.layers.Flatten())
     layers += _dense_stack(config.hidden, config.activation, config.dropout, "encoder")
-    layers.append(keras.layers.Dense(output_size, name="encoder_out"))
+    layers.append(keras.layers.Dense(output_size, name="encoder_out", **_output_dtype()))
     return keras.Sequential(layers, name="encoder")
 
 
@@ -155,7 +164,7 @@ def cnn_decoder(config, *, latent_dim, image_shape) -> keras.Model:
         layers.append(keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2),
                                                (crop_w // 2, crop_w - crop_w // 2))))
     layers.append(keras.layers.Conv2D(image_shape[-1], config.kernel_size, padding="same",
-                                      name="decoder_out"))
+                                      name="decoder_out", **_output_dtype()))
     return keras.Sequential(layers, name="decoder")
 
 
