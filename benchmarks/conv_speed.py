@@ -15,10 +15,10 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.environ.get("TFVAE_SHARED", os.path.join(HERE, "..", "..", "shared"))
-SETTINGS = {  # name: (jit_compile, precision)
-    "xla_f32": (True, "float32"), "f32": (False, "float32"),
-    "xla_bf16": (True, "mixed_bfloat16"), "bf16": (False, "mixed_bfloat16"),
-    "auto": ("auto", "float32"),
+SETTINGS = {  # name: (train.jit_compile, train.precision)
+    "xla_f32": ("true", "float32"), "f32": ("false", "float32"),
+    "xla_bf16": ("true", "mixed_bfloat16"), "bf16": ("false", "mixed_bfloat16"),
+    "auto": ("auto", "auto"),
 }
 
 

@@ -20,7 +20,7 @@ def get_config():
     m.latent_dim = 40
     m.network.name, m.network.conv_channels, m.network.hidden = "cnn", (32, 64), (512,)
     config.train.epochs = 30
-    # Mixed bfloat16 where the CPU computes it natively (1.3x faster here, test ELBO within
+    # Mixed bfloat16 where the CPU computes it natively (1.2-1.3x faster here, test ELBO within
     # float32's seed-to-seed spread: docs/RESULTS.md); XLA is off for this network on CPU by train.jit_compile='auto'.
     config.train.precision = "auto"
     return config

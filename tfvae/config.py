@@ -97,8 +97,8 @@ def get_config() -> ml_collections.ConfigDict:
     train.kl_warmup_epochs = 0.0    # linear warm-up of beta from 0 over this many epochs
     train.early_stopping_patience = 0  # epochs without val ELBO gain before stopping; 0 = off
     train.steps_per_execution = 32    # train steps per tf.function call (less Python overhead)
-    train.jit_compile = "auto"        # XLA-compile the train step: auto (where measured faster:
-                                      # dense networks on CPU, every network on GPU), true, false
+    train.jit_compile = "auto"        # XLA-compile the train step: "auto" (where measured faster:
+                                      # dense networks on CPU, every network on GPU), "true", "false"
     train.strategy = "auto"           # auto, default, mirrored, multi_worker, tpu (distribute.py)
     train.devices = ""                # mirrored: comma-separated devices ('' = all local GPUs)
     train.tpu = ""                    # tpu: the TPU resolver address ('' = local)

@@ -8,9 +8,11 @@
 - ``mixed_bfloat16``: the networks compute in bfloat16 (TPUs, recent GPUs, CPUs with
   AVX512-BF16 or AMX); bfloat16 has float32's exponent range, so no loss scaling is needed;
 - ``auto``: ``mixed_bfloat16`` on a CPU that computes bfloat16 natively (and no GPU), else
-  ``float32``. On this project's 2-core AVX512-BF16 CPU the convolutional VAE trains 1.3-1.4x
+  ``float32``. On this project's 2-core AVX512-BF16 CPU the convolutional VAE trains 1.2-1.3x
   faster in mixed bfloat16, and learned within float32's seed-to-seed spread
   (benchmarks/conv_speed.py, experiments/precision_check.py, docs/RESULTS.md).
+
+Each network's output layer computes in float32 under every policy (`tfvae.networks`).
 
 Only the networks' arithmetic is in low precision: their outputs are cast to float32 by a final
 float32 layer, so posterior and likelihood parameters, every ``log_prob``, the KL, the priors and

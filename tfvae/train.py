@@ -113,7 +113,7 @@ def prepare(config, workdir: str) -> Run:
     if (config.model.network.name == "cnn" and config.train.precision == "float32"
             and precision_lib.resolve("auto") == "mixed_bfloat16"):
         _say("note: this CPU computes bfloat16 natively: train.precision=auto (mixed bfloat16) "
-             "trains this convolutional network 1.3-1.4x faster, within float32's seed-to-seed "
+             "trains this convolutional network 1.2-1.3x faster, within float32's seed-to-seed "
              "spread of test ELBO (docs/RESULTS.md)")
     state = Run(config, workdir, splits, model, strategy, epochs_done)
     if state.chief:
