@@ -44,7 +44,7 @@ def main():
     c = config_lib.get_config()
     c.data.source, c.data.idx_dir, c.data.pixels = "idx", args.data, "dynamic"
     c.data.validation_size, c.data.batch_size = 0, args.batch
-    c.model.latent_dim, c.model.network.hidden = args.latent, (args.hidden, args.hidden)
+    c.model.latent_dims, c.model.network.hidden = (args.latent,), (args.hidden, args.hidden)
     c.train.learning_rate = args.lr
     keras.utils.set_random_seed(args.seed)
     splits = data.load(c.data, seed=args.seed)

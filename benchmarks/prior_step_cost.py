@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 def step_time(prior, splits, arrays):
     config = config_lib.get_config()
     config.data.name, config.data.pixels, config.data.batch_size = "mnist", "dynamic", 100
-    config.model.latent_dim, config.model.network.hidden = 40, (300, 300)
+    config.model.latent_dims, config.model.network.hidden = (40,), (300, 300)
     config.model.network.name, config.model.prior.name = FLAGS.network, prior
     config.model.prior.update(priors.RECOMMENDED[prior])
     config.train.learning_rate = 5e-4

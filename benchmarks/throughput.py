@@ -50,7 +50,7 @@ def one(args):
     c = config_lib.get_config()
     c.data.source, c.data.idx_dir, c.data.pixels = "idx", args.data, "dynamic"
     c.data.validation_size, c.data.batch_size = 0, args.batch
-    c.model.network.name, c.model.latent_dim, c.model.network.hidden = args.model, 40, (512, 512)
+    c.model.network.name, c.model.latent_dims, c.model.network.hidden = args.model, (40,), (512, 512)
     if args.model == "cnn":
         c.model.network.hidden = (512,)
     c.train.strategy, c.train.precision = args.strategy, args.precision

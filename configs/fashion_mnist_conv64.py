@@ -17,7 +17,7 @@ def get_config():
     d.name, d.pixels, d.image_size = "fashion_mnist", "binary", 64
     d.batch_size, d.validation_size = 64, 1000
     m = config.model
-    m.latent_dim = 40
+    m.latent_dims = (40,)
     m.network.name, m.network.conv_channels, m.network.hidden = "cnn", (32, 64), (512,)
     config.train.epochs = 30
     # Mixed bfloat16 where the CPU computes it natively (1.2-1.3x faster here, test ELBO within

@@ -3,11 +3,15 @@
 
     tfvae-train --config=configs/literature.py:mnist,vamp --workdir=runs/lit_mnist_vamp
     tfvae-train --config=configs/literature.py:fashion_mnist,standard --workdir=runs/lit_fm_std
+    tfvae-train --config=configs/literature.py:mnist,hvae_vamp --workdir=runs/lit_mnist_hvae_vamp
 
 DATASET: ``mnist`` or ``fashion_mnist``, dynamically binarised; the 60,000 training images split
 50,000 / 10,000 with the last 10,000 as validation (as the authors' ``utils/load_data.py``), the
 test images binarised once. PRIOR: ``standard``, ``vamp`` (K = 500 pseudo-inputs, hardtanh
-parametrisation, initialised N(0.05, 0.01) as the authors' code) or ``mog`` (K = 500).
+parametrisation, initialised N(0.05, 0.01) as the authors' code) or ``mog`` (K = 500); with the
+prefix ``hvae_`` (``hvae_standard``, ``hvae_vamp``, ``hvae_mog``) the paper's two-level HVAE
+(``models/HVAE_2level.py``): z1 = z2 = 40, q(z2|x), q(z1|x, z2), p(z1|z2), p(x|z1, z2), gated
+layers of 300 (`tfvae.hierarchy`), the prior on z2.
 
 Networks: two gated dense layers of 300 units in encoder and decoder, He initialisation, a
 linear posterior mean and a log-variance clamped to [-6, 2]; latent 40; batch 100; Adam with
@@ -28,17 +32,21 @@ PRIORS = {  # config.model.prior of each
 
 
 def get_config(arg: str = "mnist,vamp"):
-    dataset, _, prior = arg.partition(",")
+    dataset, _, model = arg.partition(",")
+    hvae = model.startswith("hvae_")
+    prior = model[len("hvae_"):] if hvae else model
     if dataset not in DATASETS or prior not in PRIORS:
         raise ConfigError(f"--config=configs/literature.py:{arg}: expected DATASET,PRIOR with "
-                          f"DATASET in {', '.join(DATASETS)} and PRIOR in {', '.join(PRIORS)}")
+                          f"DATASET in {', '.join(DATASETS)} and PRIOR in {', '.join(PRIORS)}, "
+                          "or hvae_PRIOR for the two-level HVAE")
     config = base_config()
     d = config.data
     d.name, d.pixels = dataset, "dynamic"
     d.validation_size, d.validation_split = 10000, "last"
     d.batch_size, d.eval_batch_size = 100, 1000
     m = config.model
-    m.network.name, m.network.hidden, m.latent_dim = "gated_mlp", (300, 300), 40
+    m.network.name, m.network.hidden = "gated_mlp", (300, 300)
+    m.latent_dims = (40, 40) if hvae else (40,)
     m.posterior.name, m.posterior.scale = "gaussian", "hardtanh_logvar"
     m.likelihood.name = "bernoulli"
     m.prior.update(PRIORS[prior])

@@ -12,7 +12,7 @@ def get_config():
     config.data.name = "mnist"
     config.data.pixels = "dynamic"
     config.data.batch_size = 100
-    config.model.latent_dim = 40
+    config.model.latent_dims = (40,)
     config.model.network.hidden = (300, 300)
     config.train.learning_rate = 5e-4
     config.train.epochs = 2000

@@ -82,7 +82,7 @@ def main(argv):
         z, y = evaluation.encode_dataset(run.model, run.splits.test, 2000, sample=True)
         panel = {"name": name, "z": z, "labels": y, "posterior_samples": z,
                  "prior_samples": run.model.prior.sample(20000).numpy()}
-        if run.model.latent_dim == 2:
+        if tuple(run.model.latent_dims) == (2,):
             prior = run.model.prior
             panel["log_density"] = lambda pts, prior=prior: prior.log_prob(pts).numpy()
         panels.append(panel)

@@ -40,7 +40,7 @@ FLAGS = flags.FLAGS
 def row_config(data, posterior):
     c = config_lib.get_config()
     c.seed = FLAGS.seed
-    c.model.network.hidden, c.model.latent_dim, c.model.posterior.name = (300, 300), 20, posterior
+    c.model.network.hidden, c.model.latent_dims, c.model.posterior.name = (300, 300), (20,), posterior
     c.data.batch_size, c.train.learning_rate, c.train.epochs = 100, 1e-3, FLAGS.epochs
     c.eval.iw_samples, c.eval.iw_examples, c.eval.plots = 500, 1000, False
     if data == "mnist":

@@ -28,7 +28,7 @@ def make_config(**overrides):
     config.data.data_dir = TFDS_DIR
     config.data.download = False
     config.data.pixels = "dynamic"
-    config.model.latent_dim = 10
+    config.model.latent_dims = (10,)
     config.model.network.hidden = (256, 256)
     config.train.epochs = 1
     config.eval.iw_samples = 50

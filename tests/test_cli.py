@@ -30,7 +30,7 @@ BAD_INPUTS = [
      "model.prior.name='foo': unknown prior; valid priors are: gtm, gtm_vamp, mog, realnvp, "
      "standard_normal, vamp"),
     (["--config.model.foo=1"],
-     "--config.model.foo: no field 'foo' in model; model has: kl, latent_dim, likelihood, "
+     "--config.model.foo: no field 'foo' in model; model has: kl, latent_dims, likelihood, "
      "network, num_samples, posterior, prior"),
     (["--config.nosuch.x=1"],
      "--config.nosuch.x: no block 'nosuch' in the config; the config has: data, estimator, "

@@ -70,7 +70,7 @@ def test_elbo_surgery_adds_up_and_bounds_the_information(trained):
 def test_marginal_kl_is_zero_when_the_prior_is_the_aggregated_posterior():
     """A VampPrior whose pseudo-inputs are the evaluated images is exactly q(z)."""
     config = make_config(model__prior__name="vamp", model__prior__components=40,
-                         model__prior__pseudo_inputs="hardtanh", model__latent_dim=6,
+                         model__prior__pseudo_inputs="hardtanh", model__latent_dims=(6,),
                          model__network__hidden=(32,))
     images = (np.random.default_rng(0).random((40, 28, 28, 1)) < 0.3).astype(np.float32)
     vae = model_lib.build(config, (28, 28, 1), train_images=images)
@@ -126,7 +126,7 @@ def test_collapsed_dimensions_for_standard_and_mixture_priors():
     """A latent dimension the encoder ignores (mean 0, scale 1) has KL 0 to a standard normal
     prior, and KL 0 to a mixture prior whose marginal in that dimension is N(0, 1)."""
     for prior, extra in (("standard_normal", {}), ("mog", {"model__prior__components": 5})):
-        config = make_config(model__prior__name=prior, model__latent_dim=3, model__network__hidden=(16,),
+        config = make_config(model__prior__name=prior, model__latent_dims=(3,), model__network__hidden=(16,),
                              **extra)
         vae = model_lib.build(config, (28, 28, 1))
         out = vae.encoder.layers[-1]

@@ -34,7 +34,7 @@ PROBE = textwrap.dedent("""
     estimators.ESTIMATORS._items["mean_code"] = MeanCode
 
     def one_step(strategy, estimator, cvs):
-        config = make_config(model__network__hidden=(32,), model__latent_dim=4, estimator__name=estimator,
+        config = make_config(model__network__hidden=(32,), model__latent_dims=(4,), estimator__name=estimator,
                              estimator__control_variates=cvs)
         keras.utils.set_random_seed(0)
         x = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3).astype("float32")
@@ -65,7 +65,7 @@ PROBE = textwrap.dedent("""
     # Every estimator: each replica draws its own latent noise (the same images on both replicas
     # give different per-example terms), and the draws repeat under the same seed.
     def replica_terms(estimator):
-        config = make_config(model__network__hidden=(32,), model__latent_dim=4, estimator__name=estimator,
+        config = make_config(model__network__hidden=(32,), model__latent_dims=(4,), estimator__name=estimator,
                              model__num_samples=3, estimator__control_variates="",
                              model__posterior__name="mog" if estimator == "hybrid" else "gaussian")
         keras.utils.set_random_seed(0)
@@ -108,7 +108,7 @@ MIRRORED_RUN = textwrap.dedent("""
     from tfvae import train
     config = make_config(data__source="idx", data__idx_dir={idx!r}, data__test_size=200,
                          data__validation_size=200, data__train_size=512, data__batch_size=64,
-                         model__network__hidden=(32,), model__latent_dim=4, train__epochs=2,
+                         model__network__hidden=(32,), model__latent_dims=(4,), train__epochs=2,
                          train__strategy="mirrored", train__devices="/cpu:0,/cpu:1",
                          eval__iw_samples=5, eval__iw_examples=50, eval__plots=False)
     results = train.train_and_evaluate(config, {workdir!r}, verbose=0)
@@ -148,7 +148,7 @@ WORKER = textwrap.dedent("""
     import numpy as np, tensorflow as tf, tf_keras as keras
     from conftest import make_config
     from tfvae import distribute, model as model_lib
-    config = make_config(model__network__hidden=(32,), model__latent_dim=4, train__strategy="multi_worker")
+    config = make_config(model__network__hidden=(32,), model__latent_dims=(4,), train__strategy="multi_worker")
     strategy = distribute.build(config.train)
     keras.utils.set_random_seed(0)
     x = (np.random.default_rng(0).random((256, 28, 28, 1)) < 0.3).astype("float32")
@@ -195,7 +195,7 @@ def test_two_workers_train_in_step_on_localhost(tmp_path):
     assert results[0]["loss"][1] < results[0]["loss"][0]
     import tensorflow as tf
     from tfvae import model as model_lib
-    vae = model_lib.build(make_config(model__network__hidden=(32,), model__latent_dim=4), (28, 28, 1))
+    vae = model_lib.build(make_config(model__network__hidden=(32,), model__latent_dims=(4,)), (28, 28, 1))
     tf.train.Checkpoint(model=vae).read(ckpt).expect_partial()
     import numpy as np
     total = float(np.concatenate([v.numpy().ravel() for v in vae.trainable_variables]).sum())
@@ -219,7 +219,7 @@ def _launch_workers(workdir, epochs):
             "--config.data.validation_size=256", "--config.data.test_size=256",
             f"--config.train.epochs={epochs}", "--config.eval.iw_samples=10",
             "--config.eval.plots=False", "--config.model.network.hidden=32",
-            "--config.model.latent_dim=4"]
+            "--config.model.latent_dims=4,"]
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({

@@ -16,7 +16,7 @@ from tfvae.errors import ConfigError
 def _tiny(estimator="reparameterized", control_variates="", **overrides):
     """A tiny VAE on 4x4 binary images: cheap enough to average 10^5 gradient estimates."""
     config = make_config(estimator__name=estimator, estimator__control_variates=control_variates,
-                         model__latent_dim=2, model__network__hidden=(8,), **overrides)
+                         model__latent_dims=(2,), model__network__hidden=(8,), **overrides)
     keras.utils.set_random_seed(0)
     return model_lib.build(config, (4, 4, 1))
 

@@ -90,7 +90,7 @@ def test_flow_starts_as_the_identity_and_its_weights_learn(name):
 def test_flow_model_trains_scores_and_exports(name, tmp_path):
     import tf_keras as keras
     from tfvae import export
-    config = make_config(model__posterior__name=name, model__network__hidden=(64,), model__latent_dim=6)
+    config = make_config(model__posterior__name=name, model__network__hidden=(64,), model__latent_dims=(6,))
     vae = model_lib.build(config, (28, 28, 1))
     assert not vae.analytic_kl                                       # Monte Carlo KL
     x = (np.random.default_rng(0).random((32, 28, 28, 1)) < 0.3).astype(np.float32)
@@ -122,7 +122,7 @@ def test_iaf_beats_the_gaussian_on_mnist(mnist_arrays):
 
     def config(posterior):
         return make_config(model__posterior__name=posterior, model__network__hidden=(300, 300),
-                           model__latent_dim=20, data__batch_size=100, data__train_size=20000)
+                           model__latent_dims=(20,), data__batch_size=100, data__train_size=20000)
 
     keras.utils.set_random_seed(0)
     splits = data.load(config("gaussian").data, seed=0, arrays=mnist_arrays)

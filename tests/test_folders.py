@@ -236,7 +236,7 @@ def test_every_likelihood_and_network_takes_colour(likelihood, pixels, network):
     from tfvae import model as model_lib
     config = make_config(data__pixels=pixels, model__likelihood__name=likelihood,
                          model__network__name=network, model__network__hidden=(16,),
-                         model__latent_dim=4)
+                         model__latent_dims=(4,))
     vae = model_lib.build(config, (8, 8, 3))
     z = tf.zeros([2, 4])
     x = tf.fill([2, 8, 8, 3], 1.0 if pixels == "binary" else 128 / 255)

@@ -41,7 +41,7 @@ def test_gated_dense_is_linear_times_sigmoid_gate():
 
 
 def test_gated_network_gradients_reach_every_weight():
-    config = make_config(model__network__name="gated_mlp", model__network__hidden=(30, 20), model__latent_dim=4)
+    config = make_config(model__network__name="gated_mlp", model__network__hidden=(30, 20), model__latent_dims=(4,))
     encoder, decoder = networks.build(config.model, (28, 28, 1), 8)
     x = tf.random.uniform((6, 28, 28, 1))
     with tf.GradientTape() as tape:

@@ -13,7 +13,7 @@ SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 1), (20, 36, 2)]
 @pytest.mark.parametrize("network", ["mlp", "gated_mlp", "cnn"])
 @pytest.mark.parametrize("image_shape", SHAPES)
 def test_shapes(network, image_shape):
-    config = make_config(model__network__name=network, model__latent_dim=7, model__network__hidden=(32,),
+    config = make_config(model__network__name=network, model__latent_dims=(7,), model__network__hidden=(32,),
                          model__network__conv_channels=(8, 16, 16))
     encoder, decoder = networks.build(config.model, image_shape, encoder_output_size=14)
     x = tf.random.uniform((3,) + image_shape)
@@ -39,7 +39,7 @@ def test_dropout_is_active_only_in_training():
 
 @pytest.mark.parametrize("override, message", [
     ({"model__network__name": "transformer"}, "valid encoder networks are: cnn, gated_mlp, mlp"),
-    ({"model__latent_dim": 0}, "latent_dim=0"),
+    ({"model__latent_dims": (0,)}, r"latent_dims=\(0,\)"), ({"model__latent_dims": ()}, "one positive size per latent"),
     ({"model__network__dropout": 1.0}, "dropout=1.0"),
     ({"model__network__name": "cnn", "model__network__conv_channels": ()}, "conv_channels"),
 ])

@@ -11,7 +11,7 @@ from tfvae.errors import ConfigError
 
 
 def _build(prec, **overrides):
-    config = make_config(model__network__hidden=(64,), model__latent_dim=8, train__precision=prec,
+    config = make_config(model__network__hidden=(64,), model__latent_dims=(8,), train__precision=prec,
                          **overrides)
     keras.utils.set_random_seed(0)
     vae = model_lib.build(config, (28, 28, 1))

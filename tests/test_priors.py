@@ -15,7 +15,7 @@ LEARNABLE = ALL[1:]
 
 
 def _model(prior, latent_dim=2, **overrides):
-    settings = dict(model__prior__name=prior, model__latent_dim=latent_dim, model__network__hidden=(64,),
+    settings = dict(model__prior__name=prior, model__latent_dims=(latent_dim,), model__network__hidden=(64,),
                     model__prior__components=16, model__prior__hidden=(32,))
     config = make_config(**(settings | overrides))
     keras.utils.set_random_seed(1)
@@ -145,7 +145,7 @@ def prior_runs(mnist_arrays):
     """Each prior trained with the same short budget on real dynamically binarised MNIST."""
     results = {}
     for name in ALL:
-        config = make_config(model__prior__name=name, model__latent_dim=8, model__prior__components=16,
+        config = make_config(model__prior__name=name, model__latent_dims=(8,), model__prior__components=16,
                              data__train_size=6000, data__validation_size=1000)
         splits = data.load(config.data, seed=0, arrays=mnist_arrays)
         keras.utils.set_random_seed(0)
@@ -213,7 +213,7 @@ def test_fitting_a_learnable_prior_lowers_the_rate_at_the_same_distortion(refitt
     ({"model__prior__name": "vamp", "model__prior__components": 0}, "prior.components=0 must be >= 1"),
     ({"model__prior__name": "gtm", "model__prior__components": 10}, "not a square number.*9 or 16"),
     ({"model__prior__name": "gtm_vamp", "model__prior__components": 12}, "not a square number"),
-    ({"model__prior__name": "realnvp", "model__latent_dim": 5}, "latent_dim=5 is odd"),
+    ({"model__prior__name": "realnvp", "model__latent_dims": (5,)}, "5 dimensions, an odd"),
     ({"model__prior__name": "realnvp", "model__prior__flow_layers": 0}, "flow_layers=0 must be >= 1"),
     ({"model__prior__name": "vamp", "model__prior__init": "zeros"}, "valid inits are: data, noise"),
 ])

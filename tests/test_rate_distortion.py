@@ -16,7 +16,7 @@ def test_beta_sweep_trades_rate_for_distortion(tmp_path, fashion_idx_dir):
            "--config.data.source=idx", f"--config.data.idx_dir={fashion_idx_dir}",
            "--config.data.test_size=300", "--config.data.train_size=1024",
            "--config.train.epochs=2", "--config.eval.iw_samples=5", "--config.eval.iw_examples=50",
-           "--config.model.latent_dim=8", "--config.eval.plots=False", "--betas=0.1,10",
+           "--config.model.latent_dims=8,", "--config.eval.plots=False", "--betas=0.1,10",
            "--priors=standard_normal"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -37,7 +37,7 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
            "--config.data.source=idx", f"--config.data.idx_dir={fashion_idx_dir}",
            "--config.data.test_size=500", "--config.data.train_size=1024",
            "--config.train.epochs=2", "--config.eval.iw_samples=20",
-           "--config.eval.iw_examples=100", "--config.model.latent_dim=2"]
+           "--config.eval.iw_examples=100", "--config.model.latent_dims=2,"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test split, 500 images" in out.stdout and "log p(x) >= (k=20, n=100)" in out.stdout

@@ -33,7 +33,7 @@ Flags:
   --config=FILE[:ARGS]     a config file (configs/*.py) returning an ml_collections.ConfigDict;
                            without it, a workdir that holds a run resumes with its own config,
                            and a new run uses tfvae/config.py
-  --config.FIELD=VALUE     override one field, e.g. --config.model.latent_dim=40,
+  --config.FIELD=VALUE     override one field, e.g. --config.model.latent_dims=40,,
                            --config.train.epochs=5; every field and its meaning: tfvae/config.py
   --workdir=DIR            where the run is written (config.json, metrics.csv, checkpoints/,
                            backup/, results.json, figures, saved_model/)

@@ -1,7 +1,7 @@
 """The base tfvae config (FashionMNIST, MLP, Bernoulli) and its validation.
 
 ``configs/*.py`` start from `get_config()` and change what they need; every field is overridable
-on the command line (``--config.model.latent_dim=40``). `validate` checks a whole config and
+on the command line (``--config.model.latent_dims=40,``). `validate` checks a whole config and
 raises `ConfigError` naming the field and the fix.
 """
 import ml_collections
@@ -41,7 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
     # The model: one nested block per part, each built by its registry from that block
     # (``REGISTRY.create(block, ...)``: the block's ``name`` picks the part).
     config.model = model = ml_collections.ConfigDict()
-    model.latent_dim = 20
+    model.latent_dims = (20,)       # latent sizes, bottom layer z1 (nearest x) to top zL; more
+                                    # than one: a hierarchy (tfvae/hierarchy.py)
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 
@@ -203,6 +204,8 @@ def upgrade(stored: dict) -> dict:
     import copy
     out = copy.deepcopy(stored)
     model = out.get("model", {})
+    if "latent_dim" in model:  # tfvae <= 0.2: one latent layer
+        model["latent_dims"] = [model.pop("latent_dim")]
     if not isinstance(model.get("prior", {}), str) and not isinstance(out.get("estimator", {}),
                                                                           str):
         return out  # already nested

@@ -138,11 +138,15 @@ def elbo_surgery(model, images, seed=None) -> Dict[str, Dict[str, float]]:
     whose per-image terms add up exactly to the one-sample rate estimate log q(z_n|x_n) -
     log p(z_n); each is reported with its standard error over images, beside the model's own
     rate R (analytic where TFP has it). I is at most log N. Needs Gaussian posteriors.
+
+    With several latent layers this splits the top layer's rate R_L (z = z_L, q(z_L|x) and
+    p(z_L)): the lower layers' rates are KLs to conditional priors p(z_l | z_{l+1}), which have
+    no aggregate-posterior split of this kind.
     """
     images = tf.convert_to_tensor(images, tf.float32)
     qs, locs, scales, rates = [], [], [], []
     for i in range(0, int(images.shape[0]), 500):
-        q = model.encode(images[i:i + 500], training=False)
+        q = model.encode_top(images[i:i + 500], training=False)
         params = priors.gaussian_parameters(q)
         if params is None:
             raise ValueError("ELBO surgery needs a Gaussian posterior (model.posterior="
@@ -151,7 +155,7 @@ def elbo_surgery(model, images, seed=None) -> Dict[str, Dict[str, float]]:
         qs.append((q.log_prob(z), z))
         locs.append(params[0])
         scales.append(tf.broadcast_to(params[1], tf.shape(params[0])))
-        rates.append(model.rate(q, z[None]))
+        rates.append(model.top_rate(q, z[None]))
     log_q_own = tf.concat([a for a, _ in qs], 0)
     z = tf.concat([b for _, b in qs], 0)
     log_q_agg = _aggregate_log_density((tf.concat(locs, 0), tf.concat(scales, 0)), z)
@@ -170,8 +174,9 @@ def collapsed_dimensions(model, images, threshold=0.01, num_samples=16, seed=0):
     ``threshold`` nats, with p(z_d) the prior's marginal: analytic for the standard normal,
     Monte Carlo (``num_samples`` draws) for a mixture of diagonal Gaussians, whose marginal is
     the 1-D mixture of its components' coordinates; None for other priors (a flow's marginals
-    have no tractable density) or non-Gaussian posteriors."""
-    q = model.encode(images, training=False)
+    have no tractable density) or non-Gaussian posteriors. With several latent layers: of the
+    top layer z_L (the one the prior scores)."""
+    q = model.encode_top(images, training=False)
     params = priors.gaussian_parameters(q)
     if params is None:
         return None

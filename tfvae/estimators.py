@@ -50,7 +50,8 @@ GROUPS = ("generative", "inference", "baseline")
 class Terms(NamedTuple):
     """Output of an estimator. ``loss`` is a scalar surrogate (applied to every parameter group
     unless ``group_losses`` gives a group its own); ``elbo``, ``distortion``, ``rate`` are per
-    example ``[B]``; ``extras`` are scalars to track (e.g. ``cv_loss``, ``iwae``)."""
+    example ``[B]``; ``rates`` each latent layer's share of ``rate``, bottom first; ``extras``
+    are scalars to track (e.g. ``cv_loss``, ``iwae``)."""
 
     loss: tf.Tensor
     elbo: tf.Tensor
@@ -58,6 +59,7 @@ class Terms(NamedTuple):
     rate: tf.Tensor
     group_losses: Dict[str, tf.Tensor] = {}
     extras: Dict[str, tf.Tensor] = {}
+    rates: tuple = ()
 
 
 class Estimator(keras.layers.Layer):
@@ -97,7 +99,18 @@ def _needs_reparameterization(name, model):
 def _log_joint_terms(model, x, z, q, training):
     """log p(x|z), log p(z), log q(z|x), each ``[S, B]``."""
     log_px = model.likelihood(z, training=training).log_prob(x)
-    return log_px, model.prior.log_prob(z), q.log_prob(z)
+    return log_px, model.log_prior(z), q.log_prob(z)
+
+
+def stop_gradient(z):
+    """`tf.stop_gradient` of a latent or a structure of latent layers."""
+    return tf.nest.map_structure(tf.stop_gradient, z)
+
+
+def rate_terms(model, q, z):
+    """``(rate, rates)``: the rate per example ``[B]`` and its per-layer parts (bottom first)."""
+    rates = tuple(model.rates(q, z))
+    return (rates[0] if len(rates) == 1 else tf.add_n(rates)), rates
 
 
 def elbo_decomposition(model, x, beta=1.0, training=False, seed=None) -> Terms:
@@ -108,9 +121,9 @@ def elbo_decomposition(model, x, beta=1.0, training=False, seed=None) -> Terms:
     z = q.sample(model.num_samples, seed=seed)                       # [S, B, L]
     log_px = model.likelihood(z, training=training).log_prob(x)     # [S, B]
     distortion = -tf.reduce_mean(log_px, axis=0)
-    rate = model.rate(q, z)
+    rate, rates = rate_terms(model, q, z)
     return Terms(loss=tf.reduce_mean(distortion + beta * rate),
-                 elbo=-(distortion + rate), distortion=distortion, rate=rate)
+                 elbo=-(distortion + rate), distortion=distortion, rate=rate, rates=rates)
 
 
 @ESTIMATORS.register("reparameterized")
@@ -273,7 +286,7 @@ class _ScoreFunctionBase(Estimator):
         """The batch, and a maker of an independent reward sample for the self-critic."""
 
         def fresh_reward():
-            z = tf.stop_gradient(q.sample(model.num_samples))
+            z = stop_gradient(q.sample(model.num_samples))
             log_px, log_pz, log_qz = _log_joint_terms(model, x, z, q, training)
             return tf.stop_gradient(log_px + beta * (log_pz - log_qz))
 
@@ -308,7 +321,7 @@ class ScoreFunction(_ScoreFunctionBase):
 
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         q = model.encode(x, training=training)
-        z = tf.stop_gradient(q.sample(model.num_samples))                 # [S, B, L]
+        z = stop_gradient(q.sample(model.num_samples))                    # [S, B, L]
         log_px, log_pz, log_qz = _log_joint_terms(model, x, z, q, training)
         reward = tf.stop_gradient(log_px + beta * (log_pz - log_qz))
 
@@ -316,9 +329,9 @@ class ScoreFunction(_ScoreFunctionBase):
         adjusted, cv_loss = self.adjusted_reward(reward, ctx, update_state)
         surrogate = -(log_px + beta * log_pz) - adjusted * log_qz
         distortion = -tf.reduce_mean(log_px, axis=0)
-        rate = model.rate(q, z)
+        rate, rates = rate_terms(model, q, z)
         return Terms(loss=tf.reduce_mean(surrogate) + cv_loss, elbo=-(distortion + rate),
-                     distortion=distortion, rate=rate, extras={"cv_loss": cv_loss})
+                     distortion=distortion, rate=rate, rates=rates, extras={"cv_loss": cv_loss})
 
 
 @ESTIMATORS.register("hybrid")
@@ -357,9 +370,9 @@ class Hybrid(_ScoreFunctionBase):
         adjusted, cv_loss = self.adjusted_reward(tf.stop_gradient(f), ctx, update_state)
         surrogate = -f - adjusted * log_pi
         distortion = -tf.reduce_mean(log_px, axis=0)
-        rate = model.rate(q, tf.stop_gradient(z))
+        rate, rates = rate_terms(model, q, tf.stop_gradient(z))
         return Terms(loss=tf.reduce_mean(surrogate) + cv_loss, elbo=-(distortion + rate),
-                     distortion=distortion, rate=rate, extras={"cv_loss": cv_loss})
+                     distortion=distortion, rate=rate, rates=rates, extras={"cv_loss": cv_loss})
 
 
 # ------------------------------------------------------------------ multi-sample objectives
@@ -392,9 +405,9 @@ class IWAE(Estimator):
 
     def _report(self, model, q, z, log_px, bound, loss, group_losses=None):
         distortion = -tf.reduce_mean(log_px, axis=0)
-        rate = model.rate(q, tf.stop_gradient(z))
+        rate, rates = rate_terms(model, q, stop_gradient(z))
         return Terms(loss=loss, elbo=-(distortion + rate), distortion=distortion, rate=rate,
-                     group_losses=group_losses or {},
+                     rates=rates, group_losses=group_losses or {},
                      extras={"iwae": tf.reduce_mean(bound)})
 
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
@@ -419,7 +432,7 @@ class DReG(IWAE):
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         q = model.encode(x, training=training)
         _, z, log_px, log_w_stop, bound = self._bound(model, x, beta, training, q=q,
-                                                      q_for_weights=_PathwiseOnly(q))
+                                                      q_for_weights=PathwiseOnly(q))
         weights = tf.stop_gradient(tf.nn.softmax(log_w_stop, axis=0))  # w~_s, [k, B]
         inference_loss = -tf.reduce_mean(tf.reduce_sum(weights ** 2 * log_w_stop, axis=0))
         # The generative gradient of L_k: log q (with stopped parameters) carries none, and the
@@ -430,7 +443,7 @@ class DReG(IWAE):
                                           "generative": generative_loss})
 
 
-class _PathwiseOnly:
+class PathwiseOnly:
     """log q_phi'(z) with phi' = phi held fixed: the value of log q(z), and only the gradient
     that flows through z,
 
@@ -446,7 +459,7 @@ class _PathwiseOnly:
 
     def log_prob(self, z):
         log_q = self.q.log_prob(z)
-        return log_q - self.q.log_prob(tf.stop_gradient(z)) + tf.stop_gradient(log_q)
+        return log_q - self.q.log_prob(stop_gradient(z)) + tf.stop_gradient(log_q)
 
 
 def control_variates(block, allowed: bool = False):

@@ -9,10 +9,11 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | ``elbo``, ``distortion``, ``rate`` | ELBO = -(D + R) at beta = 1, one z ~ q(z|x) per image |
 | ``elbo_bits_per_dim`` | -ELBO / (D ln 2), D = pixels x channels |
 | ``active_units`` | latent dimensions with Cov_x(E_q[z_d]) > 0.01 [1] |
-| ``collapsed_dimensions`` | dimensions whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
+| ``rates``, ``active_units_per_layer`` | several latent layers only: each layer's rate R_l (they sum to R) and active units, bottom first |
+| ``collapsed_dimensions`` | dimensions (of the top layer) whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
 | ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.importance`) [1] |
 | ``importance_weights`` | with ``diagnostics``: ESS / k and Pareto k-hat of the weights [2]; images above k-hat 0.7 listed as unreliable |
-| ``elbo_surgery`` | with ``diagnostics``: R = I_q(n; z) + KL(q(z) || p(z)) [3] |
+| ``elbo_surgery`` | with ``diagnostics``: R = I_q(n; z) + KL(q(z) || p(z)) [3] (of the top layer's rate with several) |
 
 References:
   [1] Burda, Grosse and Salakhutdinov (2016). Importance Weighted Autoencoders. ICLR.
@@ -57,12 +58,13 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
     keep_all = with_diagnostics or (iw_samples and not iw_examples)
     limit = max(iw_examples if iw_samples else 0, 1000)  # images kept for what follows
     terms = {"elbo": [], "distortion": [], "rate": []}
-    codes, kept, n_kept = [], [], 0
+    layer_rates, codes, kept, n_kept = [], [], [], 0
     for i, batch in enumerate(dataset):
         x = images_of(batch)
         t = _elbo_terms(model, x, tf.constant([seed, i]))
         for key in terms:
             terms[key].append(getattr(t, key).numpy())
+        layer_rates.append(np.stack([r.numpy() for r in t.rates], -1))
         codes.append(posteriors.code(model.encode(x, training=False)).numpy())
         if keep_all or n_kept < limit:
             kept.append(x.numpy())
@@ -73,7 +75,14 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
     out["num_examples"] = int(sum(len(v) for v in terms["elbo"]))
     to_bits = 1.0 / (np.prod(model.image_shape) * np.log(2.0))  # nats of -log p -> bits/dim
     out["elbo_bits_per_dim"] = _bits(out["elbo"], to_bits)
-    out["active_units"] = int(np.sum(np.var(np.concatenate(codes), axis=0) > 0.01))
+    active = np.var(np.concatenate(codes), axis=0) > 0.01
+    out["active_units"] = int(np.sum(active))
+    if len(model.latent_dims) > 1:  # per layer, bottom first
+        per_layer = np.concatenate(layer_rates)
+        out["rates"] = [diagnostics.mean_and_se(per_layer[:, l]) for l in range(per_layer.shape[1])]
+        bounds = np.cumsum((0,) + tuple(model.latent_dims))
+        out["active_units_per_layer"] = [int(np.sum(active[a:b]))
+                                         for a, b in zip(bounds[:-1], bounds[1:])]
     images = np.concatenate(kept)
     out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
         model, tf.constant(images[:1000]), seed=seed)
@@ -164,6 +173,8 @@ def summary(result: Dict, split: str = "") -> str:
         head += f", weights: {result['weights']}"
     lines = [head, row("ELBO", result["elbo"]), row("distortion D", result["distortion"]),
              row("rate R", result["rate"])]
+    for l, r in enumerate(result.get("rates", [])):
+        lines.append(row(f"  rate of z{l + 1}", r))
     if "log_likelihood" in result:
         lines += [row(f"log p(x) >= (k={result['iw_samples']}, n={result['iw_examples']})",
                       result["log_likelihood"]),
@@ -185,7 +196,10 @@ def summary(result: Dict, split: str = "") -> str:
         lines += [row("I_q(n; z)", s["mutual_information"]),
                   row("KL(q(z) || p(z))", s["marginal_kl"])]
     collapsed = result.get("collapsed_dimensions")
+    per_layer = result.get("active_units_per_layer")
     lines.append(f"  {'active units':<28s} {result['active_units']}"
+                 + (f" (by layer, bottom first: {', '.join(map(str, per_layer))})"
+                    if per_layer else "")
                  + (f" (collapsed dims, KL < 0.01: {collapsed})" if collapsed is not None else ""))
     return "\n".join(lines)
 
@@ -197,7 +211,7 @@ def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
     codes, labels, n = [], [], 0
     for batch in dataset:
         q = model.encode(images_of(batch), training=False)
-        codes.append((q.sample() if sample else posteriors.code(q)).numpy())
+        codes.append((model.join(q.sample()) if sample else posteriors.code(q)).numpy())
         if isinstance(batch, (tuple, list)):
             labels.append(np.asarray(batch[1]))
         n += len(codes[-1])

@@ -17,6 +17,10 @@ variables (not its layers) and `tf.function`s with fixed signatures::
     loaded.decode_sample(z, seed)["images"]                  # pixels x ~ p(x|z)
     loaded.encode_sample(x, seed)["z"]                       # z ~ q(z|x), any posterior
 
+With several latent layers z is every layer concatenated, bottom first, ``[N, sum d_l]``
+(``loaded.latent_dims`` and ``tfvae.json`` give the sizes); ``encode`` then gives each layer's
+mean with its parents at their means.
+
 Without a seed every call (and every process) draws new latents; with one, the draw is
 reproducible. Bad arguments (a negative image count, k < 1) fail with a message naming them.
 """
@@ -35,6 +39,7 @@ class _Exported(tf.Module):
         self.model_variables = list(model.variables)
         self.image_shape = tf.constant(model.image_shape, tf.int32)
         self.latent_dim = tf.constant(model.latent_dim, tf.int32)
+        self.latent_dims = tf.constant(model.latent_dims, tf.int32)
         image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
         latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
         vae = model
@@ -86,7 +91,8 @@ class _Exported(tf.Module):
                 num_images, message="sample_latents: num_images must be >= 0")
             tf.debugging.assert_positive(
                 temperature, message="sample_latents: temperature must be > 0")
-            return {"z": vae.prior.sample(num_images, seed=_pair(seed), temperature=temperature)}
+            return {"z": vae.sample_latents(num_images, seed=_pair(seed),
+                                            temperature=temperature)}
 
         @tf.function(input_signature=[latent_spec, seed_spec])
         def decode_sample(z, seed):
@@ -95,7 +101,7 @@ class _Exported(tf.Module):
 
         @tf.function(input_signature=[image_spec, seed_spec])
         def encode_sample(images, seed):
-            return {"z": vae.encode(images, training=False).sample(seed=_pair(seed))}
+            return {"z": vae.join(vae.encode(images, training=False).sample(seed=_pair(seed)))}
 
         @tf.function(input_signature=[image_spec])
         def reconstruct(images):
@@ -127,6 +133,7 @@ def export(model, path: str, config=None) -> str:
     tf.saved_model.save(module, path, signatures=signatures)
     with open(os.path.join(path, "tfvae.json"), "w") as f:
         json.dump({"image_shape": list(model.image_shape), "latent_dim": model.latent_dim,
+                   "latent_dims": list(model.latent_dims),
                    "config": json.loads(config.to_json()) if config is not None else None}, f,
                   indent=2)
     return path

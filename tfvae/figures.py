@@ -28,7 +28,13 @@ def save(model, splits, workdir, history):
         base[i, :, d] = values[i]
     images = model.likelihood(tf.constant(base)).mean().numpy()
     paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
-    if model.latent_dim == 2:
+    if len(model.latent_dims) > 1:
+        paths.append(plots.labelled_grid(
+            layer_resamples(model), os.path.join(workdir, "layers.png"),
+            title="What each layer controls: each row resamples one layer, the others fixed",
+            row_labels=[f"z{l + 1}, draw {r + 1}" for l in range(len(model.latent_dims))
+                        for r in range(4)]))
+    if tuple(model.latent_dims) == (2,):
         paths.append(plots.latent_density(
             [{"name": type(model.prior).__name__, "z": zs, "labels": ys,
               "log_density": lambda pts: model.prior.log_prob(pts).numpy()}],
@@ -39,3 +45,24 @@ def save(model, splits, workdir, history):
                                           class_names=splits.class_names))
     paths.append(plots.training_curves(history, os.path.join(workdir, "curves.png")))
     return paths
+
+
+def layer_resamples(model, rows: int = 4, cols: int = 8, seed: int = 0) -> np.ndarray:
+    """For each latent layer l (bottom first) and each of ``rows`` draws z ~ p(z): ``cols``
+    images decoded from z with z_l alone drawn again from p(z_l | z_{l+1}) (p(z_L) at the top),
+    every other layer as drawn. ``[L * rows, cols, H, W, C]``: what varies along a row is what
+    layer l controls."""
+    base = model.split(model.sample_latents(rows, seed=tf.constant([seed, 0])))
+    out = []
+    for l in range(len(model.latent_dims)):
+        row_images = []
+        for c in range(cols):
+            draw_seed = tf.constant([seed, 1 + l * cols + c])
+            if l == len(model.latent_dims) - 1:
+                fresh = model.prior.sample(rows, seed=draw_seed)
+            else:
+                fresh = model.ladder.conditionals(base)[l].sample(seed=draw_seed)
+            z = tuple(fresh if i == l else t for i, t in enumerate(base))
+            row_images.append(model.likelihood(z).mean().numpy())
+        out.append(np.stack(row_images, 1))                      # [rows, cols, H, W, C]
+    return np.concatenate(out, 0)

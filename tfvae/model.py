@@ -14,8 +14,13 @@ with several latent layers or labels gives too (with z then the structure of its
 | ``encode(x)`` | the proposal q(z|x) (samples, ``log_prob``) |
 | ``log_joint_fn()`` | ``(x, z) -> log p(x, z)``, the prior's parameters computed once |
 | ``likelihood(z)``, ``prior`` | p(x|z), p(z) |
-| ``rate(q, z)`` | KL(q(z|x) || p(z)) per example |
+| ``rate(q, z)``, ``rates(q, z)`` | KL(q(z|x) || p(z)) per example; per latent layer |
+| ``log_prior(z)`` | log p(z) |
 | ``posterior_example()`` | q for one dummy input: its type says what an estimator may do |
+| ``join(z)``, ``split(z)``, ``sample_latents(n)`` | the latents as one flat ``[..., sum d_l]`` |
+
+`HierarchicalVAE` is the same interface over several latent layers (`tfvae.hierarchy`): z is
+then the tuple ``(z_1, ..., z_L)``, bottom first.
 """
 import numpy as np
 import tensorflow as tf
@@ -24,7 +29,7 @@ import tf_keras as keras
 
 from tfvae import estimators as estimators_lib
 from tfvae import gradients as gradients_lib
-from tfvae import importance, likelihoods, networks, posteriors, priors
+from tfvae import hierarchy, importance, likelihoods, networks, posteriors, priors
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -68,7 +73,8 @@ class VAE(keras.Model):
         # Decoder outputs: the likelihood's parameters, P per pixel and channel.
         self.param_shape = self.image_shape[:-1] + (
             self.image_shape[-1] * int(getattr(likelihood, "params_per_pixel", 1)),)
-        self.latent_dim = int(posterior.latent_dim)
+        self.latent_dim = int(posterior.latent_dim)  # of the flat view (`join`)
+        self.latent_dims = (self.latent_dim,)
         self.num_samples = int(num_samples)
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
@@ -77,6 +83,7 @@ class VAE(keras.Model):
         estimator.check(self)
         estimator.prepare(self)
         names = ("loss", "elbo", "distortion", "rate", "beta") + tuple(estimator.metric_names)
+        names += self.rate_names()
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -101,9 +108,41 @@ class VAE(keras.Model):
 
     def rate(self, q, z):
         """KL(q(z|x) || p(z)) per example ``[B]``: analytic, or averaged over samples ``z``."""
+        return self.top_rate(q, z)
+
+    def rates(self, q, z):
+        """The rate of each latent layer, bottom first (one here), each ``[B]``."""
+        return [self.rate(q, z)]
+
+    def rate_names(self):
+        """Metric names of the per-layer rates (none for one layer)."""
+        return ()
+
+    def top_rate(self, q_top, z_top):
+        """KL(q(z_L|x) || p(z_L)) of the top (here the only) layer, ``[B]``."""
         if self.analytic_kl:
-            return tfd.kl_divergence(q, self.prior.distribution())
-        return tf.reduce_mean(q.log_prob(z) - self.prior.log_prob(z), axis=0)
+            return tfd.kl_divergence(q_top, self.prior.distribution())
+        return tf.reduce_mean(q_top.log_prob(z_top) - self.prior.log_prob(z_top), axis=0)
+
+    def encode_top(self, x, training=None) -> tfd.Distribution:
+        """q(z_L | x) of the top (here the only) layer: the layer the prior p(z_L) scores."""
+        return self.posterior_head.distribution(self.encoder(x, training=training))
+
+    def log_prior(self, z):
+        """log p(z), shape ``z.shape[:-1]``."""
+        return self.prior.log_prob(z)
+
+    def join(self, z):
+        """The latents as one tensor ``[..., latent_dim]`` (one layer: z itself)."""
+        return z
+
+    def split(self, flat):
+        """Inverse of `join`."""
+        return flat
+
+    def sample_latents(self, n, seed=None, temperature=1.0):
+        """``n`` draws of z ~ p(z) as one flat tensor ``[n, latent_dim]``."""
+        return self.prior.sample(n, seed=seed, temperature=temperature)
 
     def log_prob(self, z, x):
         """Joint log p(x, z) = log p(z) + log p(x|z), shape ``z.shape[:-1]``."""
@@ -130,7 +169,8 @@ class VAE(keras.Model):
         if mode == "mc":
             return False
         try:
-            tfd.kl_divergence(self.posterior_example(), self.prior.distribution())
+            top = self.posterior_head.distribution(tf.zeros([1, self.posterior_head.params_size]))
+            tfd.kl_divergence(top, self.prior.distribution())
             return True
         except NotImplementedError:
             if mode == "analytic":
@@ -180,6 +220,7 @@ class VAE(keras.Model):
     def _update(self, terms, beta):
         values = {"loss": terms.loss, "elbo": terms.elbo, "distortion": terms.distortion,
                   "rate": terms.rate, "beta": beta, **terms.extras}
+        values.update(zip(self.rate_names(), terms.rates[:len(self.rate_names())]))
         for name, value in values.items():
             self._trackers[name].update_state(value)
         # Only what this step measured: an estimator's extras (e.g. ``iwae``) are training
@@ -232,7 +273,7 @@ class VAE(keras.Model):
     def sample(self, n, mean=True, seed=None, temperature=1.0):
         """``n`` images from the model: z ~ p(z) (at ``temperature``, see `Prior.sample`), then
         the mean (or a sample) of p(x|z)."""
-        z = self.prior.sample(n, seed=seed, temperature=temperature)
+        z = self.sample_latents(n, seed=seed, temperature=temperature)
         px = self.likelihood(z, training=False)
         return px.mean() if mean else px.sample(seed=seed)
 
@@ -241,14 +282,98 @@ class VAE(keras.Model):
         return self(x, training=False)
 
 
+class HierarchicalVAE(VAE):
+    """A VAE with latent layers z_1 (nearest x) ... z_L (`tfvae.hierarchy`): p(z_L) is the
+    prior, q(z_L|x) the encoder and posterior head, and the `hierarchy.Ladder` (in the decoder's
+    place) holds everything below: q(z_l|x, z_{l+1}), p(z_l|z_{l+1}) and p(x|z_1..z_L). The
+    interface is the VAE's with z the tuple of layers; ``rates`` gives each layer's rate.
+    """
+
+    def __init__(self, encoder, ladder, posterior, likelihood, prior, estimator, image_shape,
+                 kl="auto", **kwargs):
+        super().__init__(encoder, ladder, posterior, likelihood, prior, estimator, image_shape,
+                         kl=kl, **kwargs)
+        self.latent_dims = ladder.latent_dims
+        self.latent_dim = sum(self.latent_dims)
+        self.kl_mode = kl
+
+    @property
+    def ladder(self) -> hierarchy.Ladder:
+        return self.decoder
+
+    def encode(self, x, training=None) -> hierarchy.HierarchicalPosterior:
+        """q(z_1, ..., z_L | x), sampled top-down."""
+        return self.ladder.proposal(x, self.encode_top(x, training), training)
+
+    def decode(self, z, training=None):
+        """Likelihood parameters for the structure ``z`` (or its flat view)."""
+        return self.ladder.decode(self.split(z) if tf.is_tensor(z) else z, training=training)
+
+    def log_prior(self, z):
+        """log p(z_L) + sum_{l<L} log p(z_l | z_{l+1})."""
+        return self.prior.log_prob(z[-1]) + self.ladder.log_conditionals(z)
+
+    def log_joint_fn(self, training=False):
+        log_top = self.prior.log_prob_fn()
+        return lambda x, z: (self.likelihood(z, training=training).log_prob(x) + log_top(z[-1])
+                             + self.ladder.log_conditionals(z, training))
+
+    def rates(self, q, z):
+        """R_l per example, bottom first: each layer's KL to its conditional prior at the
+        sampled parents, analytic (Gaussians) unless ``model.kl='mc'``; the top layer's as
+        `top_rate`. Averaged over the S samples of ``z``."""
+        out = []
+        for l, (q_l, p_l) in enumerate(zip(q.conditionals(z), self.ladder.conditionals(z))):
+            if self.kl_mode == "mc":
+                kl = q_l.log_prob(z[l]) - p_l.log_prob(z[l])
+            else:
+                kl = tfd.kl_divergence(q_l, p_l)
+            out.append(tf.reduce_mean(kl, axis=0))
+        return out + [self.top_rate(q.top, z[-1])]
+
+    def rate(self, q, z):
+        return tf.add_n(self.rates(q, z))
+
+    def rate_names(self):
+        return tuple(f"rate_z{l + 1}" for l in range(len(self.ladder.latent_dims)))
+
+    def posterior_example(self):
+        return self.encode(tf.zeros((1,) + self.image_shape), training=False)
+
+    def join(self, z):
+        return tf.concat(z, axis=-1)
+
+    def split(self, flat):
+        return self.ladder.split(flat)
+
+    def sample_latents(self, n, seed=None, temperature=1.0):
+        """z_L ~ p(z_L), then z_l ~ p(z_l | z_{l+1}) down to z_1, each at ``temperature``;
+        flat ``[n, sum d_l]``."""
+        top = self.prior.sample(n, seed=seed, temperature=temperature)
+        return self.join(self.ladder.sample_down(top, seed=seed, temperature=temperature))
+
+    def parameter_groups(self):
+        return {
+            "generative": self.ladder.generative_variables()
+            + self.likelihood_head.trainable_variables + self.prior.trainable_variables,
+            "inference": self.encoder.trainable_variables + self.ladder.inference_variables()
+            + self.posterior_head.trainable_variables,
+            "baseline": self.estimator.trainable_variables,
+        }
+
+
 def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
-    """Builds a `VAE` from a full tfvae config (``config.model``, ``config.train``).
+    """Builds a `VAE` from a full tfvae config (``config.model``, ``config.train``): a
+    `HierarchicalVAE` where ``model.latent_dims`` has more than one layer.
 
     ``steps_per_epoch`` converts ``train.kl_warmup_epochs`` to optimiser steps; ``train_images``
     (a few, ``[K, H, W, C]``) are offered to priors that initialise from data.
     """
     m = config.model
-    posterior = posteriors.build(m)
+    networks.validate(m)
+    hierarchy.check(config)
+    dims = tuple(int(d) for d in m.latent_dims)
+    posterior = posteriors.build(m.posterior, dims[-1])
     likelihood = likelihoods.build(m.likelihood)
     if likelihood.binary_data and config.data.pixels == "continuous":
         raise ConfigError(
@@ -262,12 +387,19 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
             f"data.pixels={config.data.pixels!r} binarises them; use data.pixels='continuous'")
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
                                       likelihood.params_per_pixel, config.train.precision)
+    if len(dims) > 1:
+        image_shape = tuple(int(d) for d in image_shape)
+        decoder = hierarchy.Ladder(
+            m.network, dims, image_shape,
+            image_shape[:-1] + (image_shape[-1] * int(likelihood.params_per_pixel),),
+            scale=m.posterior.scale, precision=config.train.precision, name="ladder")
     context = priors.PriorContext(
         image_shape=tuple(image_shape),
         posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
         train_images=train_images)
-    prior = priors.build(m, context)
-    model = VAE(encoder, decoder, posterior, likelihood, prior,
+    prior = priors.build(m.prior, dims[-1], context)
+    model = (HierarchicalVAE if len(dims) > 1 else VAE)(
+                encoder, decoder, posterior, likelihood, prior,
                 estimators_lib.build(config.estimator), image_shape,
                 num_samples=m.num_samples, beta=config.train.beta,
                 kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,

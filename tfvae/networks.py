@@ -33,7 +33,7 @@ def _dense_stack(hidden: Sequence[int], activation: str, dropout: float, name: s
     return layers
 
 
-def _output_dtype():
+def output_dtype():
     """The output layer of every network computes in float32, also under a mixed policy (its
     input is cast up): the posterior's parameters and the likelihood's logits then carry
     float32's precision (bfloat16 keeps 8 bits of mantissa: a logit of 10 would be rounded to
@@ -46,7 +46,7 @@ def _output_dtype():
 def mlp_encoder(config, *, image_shape, output_size) -> keras.Model:
     layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
     layers += _dense_stack(config.hidden, config.activation, config.dropout, "encoder")
-    layers.append(keras.layers.Dense(output_size, name="encoder_out", **_output_dtype()))
+    layers.append(keras.layers.Dense(output_size, name="encoder_out", **output_dtype()))
     return keras.Sequential(layers, name="encoder")
 
 
@@ -55,8 +55,8 @@ def mlp_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     layers = [keras.layers.InputLayer((latent_dim,))]
     layers += _dense_stack(tuple(reversed(config.hidden)), config.activation, config.dropout,
                            "decoder")
-    layers += [keras.layers.Dense(math.prod(image_shape), name="decoder_out", **_output_dtype()),
-               keras.layers.Reshape(image_shape, **_output_dtype())]
+    layers += [keras.layers.Dense(math.prod(image_shape), name="decoder_out", **output_dtype()),
+               keras.layers.Reshape(image_shape, **output_dtype())]
     return keras.Sequential(layers, name="decoder")
 
 
@@ -112,7 +112,7 @@ def gated_mlp_encoder(config, *, image_shape, output_size) -> keras.Model:
     layer to the posterior's parameters (its head applies any clamp, e.g. hardtanh_logvar)."""
     layers = [keras.layers.InputLayer(image_shape), keras.layers.Flatten()]
     layers += _gated_stack(config.hidden, config.dropout, "encoder")
-    layers.append(keras.layers.Dense(output_size, kernel_initializer=he_normal(), name="encoder_out", **_output_dtype()))
+    layers.append(keras.layers.Dense(output_size, kernel_initializer=he_normal(), name="encoder_out", **output_dtype()))
     return keras.Sequential(layers, name="encoder")
 
 
@@ -123,8 +123,8 @@ def gated_mlp_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     layers = [keras.layers.InputLayer((latent_dim,))]
     layers += _gated_stack(tuple(reversed(config.hidden)), config.dropout, "decoder")
     layers += [keras.layers.Dense(math.prod(image_shape), kernel_initializer=he_normal(),
-                                  name="decoder_out", **_output_dtype()),
-               keras.layers.Reshape(image_shape, **_output_dtype())]
+                                  name="decoder_out", **output_dtype()),
+               keras.layers.Reshape(image_shape, **output_dtype())]
     return keras.Sequential(layers, name="decoder")
 
 
@@ -139,7 +139,7 @@ def cnn_encoder(config, *, image_shape, output_size) -> keras.Model:
             layers.append(keras.layers.SpatialDropout2D(config.dropout))
     layers.append(keras.layers.Flatten())
     layers += _dense_stack(config.hidden, config.activation, config.dropout, "encoder")
-    layers.append(keras.layers.Dense(output_size, name="encoder_out", **_output_dtype()))
+    layers.append(keras.layers.Dense(output_size, name="encoder_out", **output_dtype()))
     return keras.Sequential(layers, name="encoder")
 
 
@@ -164,15 +164,17 @@ def cnn_decoder(config, *, latent_dim, image_shape) -> keras.Model:
         layers.append(keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2),
                                                (crop_w // 2, crop_w - crop_w // 2))))
     layers.append(keras.layers.Conv2D(image_shape[-1], config.kernel_size, padding="same",
-                                      name="decoder_out", **_output_dtype()))
+                                      name="decoder_out", **output_dtype()))
     return keras.Sequential(layers, name="decoder")
 
 
 def validate(model_config) -> None:
     c = model_config.network
     ENCODERS.get(c.name)
-    if model_config.latent_dim < 1:
-        raise ConfigError(f"model.latent_dim={model_config.latent_dim} must be a positive integer")
+    dims = tuple(model_config.latent_dims)
+    if not dims or any(int(d) < 1 for d in dims):
+        raise ConfigError(f"model.latent_dims={dims} must hold one positive size per latent "
+                          "layer, bottom first, e.g. (40,) or (40, 40)")
     if not 0.0 <= c.dropout < 1.0:
         raise ConfigError(f"model.network.dropout={c.dropout} must lie in [0, 1)")
     if any(int(u) < 1 for u in c.hidden):
@@ -199,9 +201,16 @@ def build(model_config, image_shape, encoder_output_size, params_per_pixel: int 
     with precision_lib.scope(precision):
         encoder = ENCODERS.create(block, image_shape=image_shape,
                                   output_size=encoder_output_size)
-        decoder = DECODERS.create(block, latent_dim=model_config.latent_dim,
+        decoder = DECODERS.create(block, latent_dim=model_config.latent_dims[0],
                                   image_shape=output_shape)
     if precision_lib.is_low(precision):
         for net in (encoder, decoder):
-            net.add(keras.layers.Activation("linear", dtype="float32", name=f"{net.name}_float32"))
+            to_float32(net)
     return encoder, decoder
+
+
+def to_float32(net: keras.Sequential) -> keras.Sequential:
+    """Ends ``net`` in a float32 cast (under a mixed policy its last layers' outputs are
+    float32 already; this makes the network's output dtype say so)."""
+    net.add(keras.layers.Activation("linear", dtype="float32", name=f"{net.name}_float32"))
+    return net

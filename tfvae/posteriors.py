@@ -255,6 +255,8 @@ def code_statistics(q):
     for a flow (no closed-form moments), the flow applied to the base mean and the base's
     standard deviation."""
     q = getattr(q, "tensor_distribution", q)
+    if hasattr(q, "code_statistics"):  # a structured proposal (tfvae.hierarchy) knows its own
+        return q.code_statistics()
     try:
         return q.mean(), q.stddev()
     except NotImplementedError:
@@ -271,6 +273,7 @@ def code(q):
     return code_statistics(q)[0]
 
 
-def build(model_config):
-    """The posterior head of ``model_config.posterior`` for ``model_config.latent_dim``."""
-    return POSTERIORS.create(model_config.posterior, latent_dim=model_config.latent_dim)
+def build(block, latent_dim: int):
+    """The posterior head of ``block`` (``config.model.posterior``) for latents of
+    ``latent_dim``."""
+    return POSTERIORS.create(block, latent_dim=latent_dim)

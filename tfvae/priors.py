@@ -112,7 +112,8 @@ class Prior(keras.layers.Layer):
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
         if latent_dim < 1:
-            raise ConfigError(f"model.latent_dim={latent_dim} must be a positive integer")
+            raise ConfigError(f"model.latent_dims: the prior's layer of {latent_dim} dimensions "
+                              "must have a positive size")
         self.latent_dim = latent_dim
 
     @classmethod
@@ -382,8 +383,9 @@ class RealNVPPrior(Prior):
         super().__init__(latent_dim, **kwargs)
         if latent_dim % 2 or latent_dim < 2:
             raise ConfigError(
-                f"model.latent_dim={latent_dim} is odd; the RealNVP prior's couplings split z "
-                "into two equal halves: use an even latent_dim (or another prior)")
+                f"model.latent_dims: the prior's layer has {latent_dim} dimensions, an odd "
+                "number; the RealNVP prior's couplings split z into two equal halves: use an "
+                "even size for it (the top layer) or another prior")
         if num_layers < 1:
             raise ConfigError(f"model.prior.flow_layers={num_layers} must be >= 1")
         self.num_layers = num_layers
@@ -435,6 +437,7 @@ RECOMMENDED = {
 }
 
 
-def build(model_config, context: PriorContext) -> Prior:
-    """The prior of ``model_config.prior`` for ``model_config.latent_dim``."""
-    return PRIORS.create(model_config.prior, latent_dim=model_config.latent_dim, context=context)
+def build(block, latent_dim: int, context: PriorContext) -> Prior:
+    """The prior of ``block`` (``config.model.prior``) over latents of ``latent_dim`` (the top
+    layer's size)."""
+    return PRIORS.create(block, latent_dim=latent_dim, context=context)
