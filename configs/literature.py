@@ -11,7 +11,9 @@ test images binarised once. PRIOR: ``standard``, ``vamp`` (K = 500 pseudo-inputs
 parametrisation, initialised N(0.05, 0.01) as the authors' code) or ``mog`` (K = 500); with the
 prefix ``hvae_`` (``hvae_standard``, ``hvae_vamp``, ``hvae_mog``) the paper's two-level HVAE
 (``models/HVAE_2level.py``): z1 = z2 = 40, q(z2|x), q(z1|x, z2), p(z1|z2), p(x|z1, z2), gated
-layers of 300 (`tfvae.hierarchy`), the prior on z2.
+layers of 300 (`tfvae.hierarchy`), the prior on z2; with ``convhvae_`` the paper's convHVAE
+(``models/convHVAE_2level.py``): the same graph with the authors' gated convolutional networks
+(``model.network.name='gated_cnn'``).
 
 Networks: two gated dense layers of 300 units in encoder and decoder, He initialisation, a
 linear posterior mean and a log-variance clamped to [-6, 2]; latent 40; batch 100; Adam with
@@ -33,12 +35,13 @@ PRIORS = {  # config.model.prior of each
 
 def get_config(arg: str = "mnist,vamp"):
     dataset, _, model = arg.partition(",")
-    hvae = model.startswith("hvae_")
-    prior = model[len("hvae_"):] if hvae else model
+    levels, _, prior = model.rpartition("_")
+    if levels not in ("", "hvae", "convhvae"):
+        prior = ""
     if dataset not in DATASETS or prior not in PRIORS:
         raise ConfigError(f"--config=configs/literature.py:{arg}: expected DATASET,PRIOR with "
                           f"DATASET in {', '.join(DATASETS)} and PRIOR in {', '.join(PRIORS)}, "
-                          "or hvae_PRIOR for the two-level HVAE")
+                          "or hvae_PRIOR / convhvae_PRIOR for the two-level (conv)HVAE")
     config = base_config()
     d = config.data
     d.name, d.pixels = dataset, "dynamic"
@@ -46,7 +49,9 @@ def get_config(arg: str = "mnist,vamp"):
     d.batch_size, d.eval_batch_size = 100, 1000
     m = config.model
     m.network.name, m.network.hidden = "gated_mlp", (300, 300)
-    m.latent_dims = (40, 40) if hvae else (40,)
+    m.latent_dims = (40, 40) if levels else (40,)
+    if levels == "convhvae":
+        m.network.name, m.network.hidden = "gated_cnn", (300,)
     m.posterior.name, m.posterior.scale = "gaussian", "hardtanh_logvar"
     m.likelihood.name = "bernoulli"
     m.prior.update(PRIORS[prior])

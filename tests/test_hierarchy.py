@@ -37,7 +37,7 @@ def _gaussian(net, inputs):
     return loc, np.exp(0.5 * np.clip(raw, -6.0, 2.0)) + 1e-6
 
 
-@pytest.mark.parametrize("network", ["mlp", "gated_mlp", "cnn"])
+@pytest.mark.parametrize("network", ["mlp", "gated_mlp", "cnn", "gated_cnn"])
 def test_one_layer_hierarchy_equals_the_vae_with_the_same_weights(network):
     """The hierarchy's code path with L = 1 (its proposal, decoder branches and trunk, rates) is
     today's VAE: the same weights give the same log p(x, z), log q(z|x) and ELBO terms."""

@@ -224,7 +224,7 @@ def test_changed_config_is_refused_and_safe_changes_are_recorded(tmp_path, fashi
     monkeypatch.setattr(callbacks.Throughput, "on_epoch_end", original)
     stored = open(os.path.join(workdir, "config.json")).read()
     changed = _fashion(fashion_idx_dir, model__latent_dims=(7,), train__learning_rate=0.01)
-    with pytest.raises(WorkdirError, match=r"another config: model\.latent_dims=\(7,\) \(was \(10,\)\), "
+    with pytest.raises(WorkdirError, match=r"another config: model\.latent_dims=\[7\] \(was \[10\]\), "
                                            r"train\.learning_rate=0\.01 \(was 0\.001\)"):
         train.train_and_evaluate(changed, workdir, verbose=0)
     assert open(os.path.join(workdir, "config.json")).read() == stored  # never misreported

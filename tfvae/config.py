@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 
     model.network = net = ml_collections.ConfigDict()  # encoder and decoder (tfvae/networks.py)
-    net.name = "mlp"                # 'mlp', 'gated_mlp' (Tomczak and Welling 2018) or 'cnn'
+    net.name = "mlp"                # 'mlp', 'cnn'; 'gated_mlp', 'gated_cnn' (Tomczak and Welling 2018)
     net.hidden = (512, 512)         # dense widths (encoder order; the decoder mirrors them)
     net.conv_channels = (32, 64)    # cnn only: stride-2 conv channels
     net.kernel_size = 4             # cnn only

@@ -27,8 +27,9 @@ layer of ``hidden[-1]`` units):
 | p(z_l | z_{l+1}) | units of ``hidden`` -> linear |
 | p(x | z_1..z_L) | [unit(z_1), ..., unit(z_L)] -> the network's decoder after its first layer |
 
-x-features are a unit on the flattened image (dense networks) or the encoder's convolutions
-(cnn). With one layer the decoder is exactly the one-layer VAE's: its first layer is the unit.
+x-features are a unit on the flattened image (dense networks), the encoder's convolutions then a
+unit (cnn), or the authors' gated convolutions, flattened (gated_cnn, their convHVAE). With one
+layer the decoder is exactly the one-layer VAE's: its first layer is the unit.
 
 Shapes: each z_l is ``[..., d_l]`` (leading sample and batch axes); a structure of latents is a
 tuple, bottom first; the flat view (`join`) concatenates the layers bottom first.
@@ -83,10 +84,25 @@ class ConvUnit(Unit):
         return keras.Sequential(layers, name=name)
 
 
+class GatedConvUnit(Unit):
+    """The gated_cnn network: x-features are the authors' gated convolutions of q(z1|x, z2),
+    flattened (as in their convHVAE)."""
+
+    def x_features(self, block, image_shape, units, name) -> keras.Sequential:
+        return keras.Sequential(
+            [keras.layers.InputLayer(image_shape)]
+            + networks.gated_convolutions(networks.GATED_CNN_FEATURES, name)
+            + [keras.layers.Flatten()], name=name)
+
+
+def _gated_unit(block, units, name):
+    return networks.GatedDense(units, name=name)
+
+
 UNITS.register("mlp")(Unit(_dense_unit, "glorot_uniform"))
 UNITS.register("cnn")(ConvUnit(_dense_unit, "glorot_uniform"))
-UNITS.register("gated_mlp")(Unit(lambda block, units, name: networks.GatedDense(units, name=name),
-                                 networks.he_normal))
+UNITS.register("gated_mlp")(Unit(_gated_unit, networks.he_normal))
+UNITS.register("gated_cnn")(GatedConvUnit(_gated_unit, networks.he_normal))
 
 
 def _initializer(unit):

@@ -1,4 +1,4 @@
-"""Encoder and decoder networks (MLP, gated MLP, CNN) for images of any size and channel count.
+"""Encoder and decoder networks (MLP, gated MLP, CNN, gated CNN) for images of any size and channel count.
 
 Encoders map images ``[B, H, W, C]`` to a flat parameter vector ``[B, P]`` for the posterior head;
 decoders map latents ``[B, L]`` to per-pixel parameters ``[B, H, W, C]`` for the likelihood head.
@@ -168,6 +168,68 @@ def cnn_decoder(config, *, latent_dim, image_shape) -> keras.Model:
     return keras.Sequential(layers, name="decoder")
 
 
+class GatedConv2D(keras.layers.Layer):
+    """A gated convolution (Dauphin et al. 2017): h = conv_h(x) * sigmoid(conv_g(x)), the two
+    convolutions as one of twice the channels."""
+
+    def __init__(self, filters: int, kernel_size: int, strides: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides = int(filters), int(kernel_size), int(strides)
+        self.conv = keras.layers.Conv2D(2 * self.filters, self.kernel_size, strides=self.strides,
+                                        padding="same", name="conv_and_gate")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        super().build(input_shape)
+
+    def call(self, x):
+        h, gate = tf.split(self.conv(x), 2, axis=-1)
+        return h * tf.sigmoid(gate)
+
+    def get_config(self):
+        return super().get_config() | {"filters": self.filters, "kernel_size": self.kernel_size,
+                                       "strides": self.strides}
+
+
+# The VampPrior authors' convHVAE networks [3] (models/convHVAE_2level.py): (channels, kernel,
+# stride) of the gated convolutions of q(z_L|x), of the x-features of q(z_l|x, z_{l+1}), and of
+# the decoder after its dense layers (at full resolution, then a 1x1 convolution).
+GATED_CNN_ENCODER = ((32, 7, 1), (32, 3, 2), (64, 5, 1), (64, 3, 2), (6, 3, 1))
+GATED_CNN_FEATURES = ((32, 3, 1), (32, 3, 2), (64, 3, 1), (64, 3, 2), (6, 3, 1))
+GATED_CNN_DECODER = ((64, 3, 1),) * 4
+
+
+def gated_convolutions(spec, name: str):
+    return [GatedConv2D(ch, k, s, name=f"{name}_gconv{i}") for i, (ch, k, s) in enumerate(spec)]
+
+
+@ENCODERS.register("gated_cnn")
+def gated_cnn_encoder(config, *, image_shape, output_size) -> keras.Model:
+    """The VampPrior authors' convolutional encoder [3]: five gated convolutions (two of stride
+    2, down to 6 channels), flattened, then a linear layer to the posterior's parameters.
+    (``conv_channels`` and ``kernel_size`` are the cnn network's; this one is fixed.)"""
+    layers = [keras.layers.InputLayer(image_shape)]
+    layers += gated_convolutions(GATED_CNN_ENCODER, "encoder")
+    layers += [keras.layers.Flatten(),
+               keras.layers.Dense(output_size, kernel_initializer=he_normal(),
+                                  name="encoder_out", **output_dtype())]
+    return keras.Sequential(layers, name="encoder")
+
+
+@DECODERS.register("gated_cnn")
+def gated_cnn_decoder(config, *, latent_dim, image_shape) -> keras.Model:
+    """The authors' convolutional decoder [3]: gated dense layers (``hidden``, mirrored), a gated
+    dense layer to a full-size image map, four gated 3x3 convolutions of 64 channels and a 1x1
+    convolution to the likelihood's parameters."""
+    h, w, c = image_shape  # c: the likelihood's parameters per pixel (channels x P)
+    layers = [keras.layers.InputLayer((latent_dim,))]
+    layers += _gated_stack(tuple(reversed(config.hidden)), config.dropout, "decoder")
+    layers += [GatedDense(h * w * c, name="decoder_to_image"), keras.layers.Reshape((h, w, c))]
+    layers += gated_convolutions(GATED_CNN_DECODER, "decoder")
+    layers.append(keras.layers.Conv2D(c, 1, name="decoder_out", **output_dtype()))
+    return keras.Sequential(layers, name="decoder")
+
+
 def validate(model_config) -> None:
     c = model_config.network
     ENCODERS.get(c.name)
@@ -180,6 +242,9 @@ def validate(model_config) -> None:
     if any(int(u) < 1 for u in c.hidden):
         raise ConfigError(f"model.network.hidden={tuple(c.hidden)} must hold positive layer "
                           "widths")
+    if c.name == "gated_cnn" and not c.hidden:
+        raise ConfigError("model.network.hidden=() : the gated_cnn decoder needs at least one "
+                          "gated dense layer width (the authors' is (300,))")
     if c.name == "cnn" and (not c.conv_channels or any(int(u) < 1 for u in c.conv_channels)):
         raise ConfigError(f"model.network.conv_channels={tuple(c.conv_channels)} must hold at "
                           "least one positive channel count for the cnn network")
