@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from commands import command
@@ -202,8 +203,9 @@ def test_two_workers_train_in_step_on_localhost(tmp_path):
     assert total == pytest.approx(results[0]["sum"], rel=1e-6)
 
 
-def _launch_workers(workdir, epochs):
-    """Two ``tfvae-train`` workers of one cluster (TF_CONFIG on loopback ports), same workdir."""
+def _launch_workers(workdir, epochs, data_flags=None):
+    """Two ``tfvae-train`` workers of one cluster (TF_CONFIG on loopback ports), same workdir;
+    ``data_flags`` replace the FashionMNIST sample's."""
     import json
     import socket
     ports = []
@@ -214,9 +216,11 @@ def _launch_workers(workdir, epochs):
     from conftest import FASHION_IDX
     args = [*command("train"),
             "--config=" + os.path.join(REPO, "configs", "default.py"), f"--workdir={workdir}",
-            "--config.train.strategy=multi_worker", "--config.data.source=idx",
-            f"--config.data.idx_dir={FASHION_IDX}", "--config.data.train_size=1024",
-            "--config.data.validation_size=256", "--config.data.test_size=256",
+            "--config.train.strategy=multi_worker",
+            *(data_flags or ["--config.data.source=idx", f"--config.data.idx_dir={FASHION_IDX}",
+                             "--config.data.train_size=1024",
+                             "--config.data.validation_size=256",
+                             "--config.data.test_size=256"]),
             f"--config.train.epochs={epochs}", "--config.eval.iw_samples=10",
             "--config.eval.plots=False", "--config.model.network.hidden=32",
             "--config.model.latent_dims=4,"]
@@ -275,3 +279,29 @@ def test_multi_worker_tfvae_train_resumes_after_a_worker_is_killed(tmp_path, fas
     assert (workdir / "results.json").exists() and (workdir / "saved_model").is_dir()
     leftovers = [str(p) for p in workdir.rglob("workertemp_*")]
     assert not leftovers, leftovers
+
+
+@pytest.mark.slow
+def test_two_workers_stream_their_own_parts_of_a_folder(tmp_path, mnist_arrays):
+    """A folder larger than data.in_memory_mb on a 2-worker cluster: each worker streams its
+    half of the training files (`distribute.input_shard`), and the run trains and finishes with
+    the global batch's steps per epoch."""
+    import csv
+    from PIL import Image
+    x, y = mnist_arrays["train"]
+    for k in range(3):
+        os.makedirs(tmp_path / "images" / f"d{k}")
+        for i in np.flatnonzero(y == k)[:120]:
+            Image.fromarray(x[i, ..., 0]).save(tmp_path / "images" / f"d{k}" / f"{i}.png")
+    workdir = tmp_path / "run"
+    procs = _launch_workers(workdir, epochs=2, data_flags=[
+        "--config.data.source=folder", f"--config.data.path={tmp_path / 'images'}",
+        "--config.data.in_memory_mb=0", "--config.data.validation_size=40",
+        "--config.data.test_size=40", "--config.data.batch_size=28"])
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    assert "streaming them from disk" in outputs[0][1]
+    with open(workdir / "metrics.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+    assert "10/10" in outputs[0][0]  # 280 training images / global batch 28

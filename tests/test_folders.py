@@ -248,3 +248,27 @@ def test_every_likelihood_and_network_takes_colour(likelihood, pixels, network):
                                rtol=1e-5)
     terms = vae.elbo_terms(x)
     assert np.all(np.isfinite(terms.elbo.numpy()))
+
+
+def test_a_streamed_folder_is_sharded_by_worker(tmp_path, mnist_arrays):
+    """Under multi_worker each worker streams its own part of the training files: the parts
+    are disjoint and together are every training image, and tf.distribute is told not to
+    shard them again."""
+    _write(tmp_path, mnist_arrays, rgb=False)
+    config = _config(tmp_path, data__pixels="continuous", data__in_memory_mb=0,
+                     data__batch_size=8).data
+    whole = data.load(config, seed=3, say=lambda m: None)
+    parts = [data.load(config, seed=3, say=lambda m: None, shard=(2, i)) for i in range(2)]
+
+    def epoch(splits):  # one pass over the training images, as byte strings
+        n = splits.num_train // 2 // 8
+        return {x.tobytes() for batch in splits.train.take(n) for x in batch.numpy()}
+    seen = [epoch(p) for p in parts]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    everything = {x.tobytes() for batch in whole.train.take(whole.num_train // 8)
+                  for x in batch.numpy()}
+    assert seen[0] | seen[1] <= everything
+    assert len(seen[0] | seen[1]) >= len(everything) - 2 * 8  # all but the dropped remainders
+    assert parts[0].num_train == pytest.approx(whole.num_train, abs=1)
+    policy = parts[0].train.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.OFF

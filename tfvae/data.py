@@ -450,7 +450,8 @@ def _check_batch(c, num_train):
 
 
 def load(data_config, seed: int = 0, with_labels: bool = False,
-         arrays: Optional[Dict[str, Arrays]] = None, say=None) -> Splits:
+         arrays: Optional[Dict[str, Arrays]] = None, say=None,
+         shard: Optional[Tuple[int, int]] = None) -> Splits:
     """Builds train / validation / test pipelines from ``config.data``.
 
     Args:
@@ -460,6 +461,11 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
       arrays: already loaded ``{'train': (x, y), 'test': (x, y)}`` (skips reading the source;
         `from_arrays` makes them from NumPy arrays or a `tf.data.Dataset`).
       say: where notes go (skipped files, a streamed folder); default stderr.
+      shard: ``(num_workers, worker_index)`` of a multi-worker run (`distribute.input_shard`):
+        a streamed source's training pipeline then reads only this worker's part of the files
+        (a folder's images, a TFDS split's shards), before anything is decoded, and tells
+        `tf.distribute` not to shard it again. In-memory data is left to `tf.distribute`'s
+        own sharding.
     """
     c = data_config
     validate(c)
@@ -473,7 +479,7 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
             say(f"note: skipped {len(folder.skipped)} unreadable images (data.bad_images="
                 f"'skip'), e.g. {folder.skipped[0]}")
         if folder.decoded_bytes(c.image_size) > c.in_memory_mb * 2 ** 20:
-            return _streamed_folder(c, folder, seed, with_labels, say)
+            return _streamed_folder(c, folder, seed, with_labels, say, shard)
         arrays = {split: (image_folders.read_all(files, folder.channels, c.image_size),
                           folder.labels[split]) for split, files in folder.files.items()}
     elif arrays is None and c.source == "tfds":
@@ -484,7 +490,7 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
         if total * int(np.prod(shape)) > c.in_memory_mb * 2 ** 20:
             say(f"note: {c.name!r} ({total} images, {total * np.prod(shape) / 2 ** 20:.0f} MB "
                 f"decoded) exceeds data.in_memory_mb={c.in_memory_mb}: streaming it")
-            return _streamed_tfds(c, builder, seed, with_labels, say)
+            return _streamed_tfds(c, builder, seed, with_labels, say, shard)
         arrays = load_arrays(c)
         names = class_names(c)
     elif arrays is None:
@@ -562,7 +568,7 @@ def _pixel_transform(c):
     return transform
 
 
-def _streamed_folder(c, folder, seed: int, with_labels: bool, say) -> Splits:
+def _streamed_folder(c, folder, seed: int, with_labels: bool, say, shard=None) -> Splits:
     """A folder read as it goes: the training files reshuffled every epoch, then decoded in
     parallel (see `_streamed`)."""
     from tfvae import image_folders
@@ -578,6 +584,9 @@ def _streamed_folder(c, folder, seed: int, with_labels: bool, say) -> Splits:
         paths, labels = ((files[split], folder.labels[split]) if split in files and held is None
                          else (files["train"][held], folder.labels["train"][held]))
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+        if shuffle and shard:  # this worker's files only
+            ds = ds.shard(*shard)
+            paths = paths[shard[1]::shard[0]]
         if shuffle:  # the file order, reshuffled every epoch, before anything is decoded
             ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
         decode = lambda f, y: (tf.ensure_shape(  # noqa: E731
@@ -586,10 +595,10 @@ def _streamed_folder(c, folder, seed: int, with_labels: bool, say) -> Splits:
     return _streamed(c, images("train", train_idx, shuffle=True),
                      images("validation", None if "validation" in files else val_idx),
                      images("test", None if "test" in files else test_idx),
-                     shape, seed, with_labels, folder.class_names)
+                     shape, seed, with_labels, folder.class_names, shard)
 
 
-def _streamed_tfds(c, builder, seed: int, with_labels: bool, say) -> Splits:
+def _streamed_tfds(c, builder, seed: int, with_labels: bool, say, shard=None) -> Splits:
     """A TFDS data set read as it goes (TFDS shuffles its files, then a buffer of 10,000
     images); validation (and a test split it lacks) are its last training examples, as
     ``data.validation_split='last'``."""
@@ -613,7 +622,16 @@ def _streamed_tfds(c, builder, seed: int, with_labels: bool, say) -> Splits:
     read = tfds.ReadConfig(shuffle_seed=seed)
 
     def images(split, count, shuffle=False):
-        ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read)
+        config = read
+        if shuffle and shard and splits["train"].num_shards >= shard[0]:
+            # TFDS reads only this worker's files (its own sharding of an input pipeline).
+            config = tfds.ReadConfig(shuffle_seed=seed, input_context=tf.distribute.InputContext(
+                num_input_pipelines=shard[0], input_pipeline_id=shard[1]))
+        ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=config)
+        if shuffle and shard and config is read:  # fewer files than workers: every n-th example
+            ds = ds.shard(*shard)
+        if shuffle and shard:
+            count = count // shard[0]
         if shuffle:
             ds = ds.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
         return ds.map(lambda ex: (_as_image(ex["image"], c, shape), ex.get(
@@ -623,7 +641,7 @@ def _streamed_tfds(c, builder, seed: int, with_labels: bool, say) -> Splits:
             else images(f"train[{n - n_val - n_test}:{n - n_val}]", n_test))
     return _streamed(c, images(f"train[:{n_train}]", n_train, shuffle=True),
                      images(f"train[{n - n_val}:]", n_val), test, shape, seed, with_labels,
-                     class_names(c))
+                     class_names(c), shard)
 
 
 def _tfds_shape(builder, c):
@@ -648,15 +666,19 @@ def _as_image(image, c, shape):
 
 
 def _streamed(c, train, validation, test, shape, seed: int, with_labels: bool,
-              names) -> Splits:
+              names, shard=None) -> Splits:
     """Batched pipelines from unbatched ``(uint8 image, label)`` datasets (each with its count),
     the training one already shuffled per epoch: training pixels binarised per batch as in
     memory; evaluation pixels binarised once per image (a stateless seed from its index), so
-    every pass sees the same pixels."""
+    every pass sees the same pixels. With a ``shard`` the training pipeline is this worker's
+    part (its count ``num_train / num_workers``); ``num_train`` stays the whole data set's."""
     (train, num_train), (validation, num_val), (test, num_test) = train, validation, test
+    if shard:
+        num_train = num_train * shard[0]  # the worker's part times the workers: the whole
     _check_batch(c, num_train)
     pixels = _pixel_transform(c)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    seeds = tf.data.Dataset.random(seed=seed + 7919 * (shard[1] if shard else 0),
+                                   rerandomize_each_iteration=True).batch(2)
     train = tf.data.Dataset.zip((train.batch(c.batch_size, drop_remainder=True), seeds)).map(
         lambda xy, s: (pixels(xy[0], s), xy[1]) if with_labels else pixels(xy[0], s))
 
@@ -673,8 +695,12 @@ def _streamed(c, train, validation, test, shape, seed: int, with_labels: bool,
         return ds.enumerate().map(fixed, num_parallel_calls=tf.data.AUTOTUNE,
                                   deterministic=True).batch(c.eval_batch_size).prefetch(2) \
             .with_options(_options())
+    options = _options()
+    if shard:  # already this worker's part
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF
     return Splits(
-        train=train.prefetch(2).with_options(_options()),
+        train=train.prefetch(2).with_options(options),
         validation=eval_pipeline(validation, EVAL_BINARIZATION_SEED + 1),
         test=eval_pipeline(test, EVAL_BINARIZATION_SEED),
         image_shape=tuple(shape), num_train=num_train, num_validation=num_val,

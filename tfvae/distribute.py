@@ -97,6 +97,20 @@ def is_multi_worker(strategy) -> bool:
             and bool(strategy.cluster_resolver.cluster_spec().as_dict()))
 
 
+def input_shard(strategy):
+    """``(num_workers, worker_index)`` of this process in a multi-worker cluster (a chief
+    first, then the workers, as `tf.distribute` numbers input pipelines), else None: what
+    `tfvae.data.load` shards a streamed training pipeline by."""
+    if not is_multi_worker(strategy):
+        return None
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec()
+    chiefs = spec.num_tasks("chief") if "chief" in spec.jobs else 0
+    workers = spec.num_tasks("worker") if "worker" in spec.jobs else 0
+    index = 0 if resolver.task_type == "chief" else chiefs + int(resolver.task_id)
+    return chiefs + workers, index
+
+
 def write_dir(directory: str, strategy) -> str:
     """Where this process writes what ``directory`` should hold: ``directory`` itself for the
     chief; a scratch folder inside it for another worker of a cluster, which must take part in

@@ -108,7 +108,8 @@ def prepare(config, workdir: str) -> Run:
     changes = rundir.config_changes(config)
     epochs_done = checkpoints.resume_epoch(_backup_dir(workdir), warn=_say)
     keras.utils.set_random_seed(config.seed)
-    splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
+    splits = data_lib.load(config.data, seed=config.seed, with_labels=True,
+                           shard=distribute.input_shard(strategy))
     model = build_model(config, splits, strategy)
     if (config.model.network.name == "cnn" and config.train.precision == "float32"
             and precision_lib.resolve("auto") == "mixed_bfloat16"):
