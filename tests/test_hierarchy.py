@@ -1,8 +1,11 @@
 """Hierarchical VAEs (several latent layers): the identities the model rests on, gradients,
 bounds, and the commands end to end."""
+import csv
 import json
 import os
+import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -181,20 +184,29 @@ def test_hierarchy_trains_evaluates_exports_and_samples_from_the_commands(tmp_pa
               "--config.data.train_size=1024", "--config.eval.iw_samples=20",
               "--config.eval.iw_examples=100", "--config.model.latent_dims=8,4",
               "--config.model.network.hidden=64,"]
-    out = subprocess.run([*command("train"), "--workdir", workdir, *common,
-                          "--config.train.epochs=1"], capture_output=True, text=True, timeout=600)
+    # Killed (SIGKILL) once its first epoch is backed up, then resumed with the workdir alone.
+    proc = subprocess.Popen([*command("train"), "--workdir", workdir, *common,
+                             "--config.train.epochs=3"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = os.path.join(workdir, "metrics.csv")
+    deadline = time.time() + 300
+    while not (os.path.exists(metrics) and len(open(metrics).read().splitlines()) >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    out = subprocess.run([*command("train"), "--workdir", workdir], capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    # Resume for a second epoch with the workdir's own config.
-    out = subprocess.run([*command("train"), "--workdir", workdir, "--config.train.epochs=2"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    with open(metrics) as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
     assert "rate of z1" in out.stdout and "rate of z2" in out.stdout
     test = json.load(open(os.path.join(workdir, "results.json")))["test"]
     rates = [r["mean"] for r in test["rates"]]
     assert len(rates) == 2 and sum(rates) == pytest.approx(test["rate"]["mean"], rel=1e-4)
     assert test["elbo"]["mean"] < test["log_likelihood"]["mean"]
     assert len(test["active_units_per_layer"]) == 2
-    with open(os.path.join(workdir, "metrics.csv")) as f:
+    with open(metrics) as f:
         header = f.readline()
     assert "rate_z1" in header and "val_rate_z2" in header
     for name in ("layers.png", "samples.png", "traversals.png"):

@@ -37,9 +37,10 @@ class _Exported(tf.Module):
         super().__init__(name="tfvae_export")
         # Variables only, not the Keras layers: keeps Keras's (failing) layer serialisation out.
         self.model_variables = list(model.variables)
-        self.image_shape = tf.constant(model.image_shape, tf.int32)
-        self.latent_dim = tf.constant(model.latent_dim, tf.int32)
-        self.latent_dims = tf.constant(model.latent_dims, tf.int32)
+        # Sizes as (non-trainable) variables: a SavedModel keeps variables, not constants.
+        self.image_shape = tf.Variable(model.image_shape, trainable=False, dtype=tf.int32)
+        self.latent_dim = tf.Variable(model.latent_dim, trainable=False, dtype=tf.int32)
+        self.latent_dims = tf.Variable(model.latent_dims, trainable=False, dtype=tf.int32)
         image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
         latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
         vae = model
