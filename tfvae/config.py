@@ -35,6 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
                                       # Tomczak and Welling's code: MNIST 50,000 / 10,000)
     data.test_size = 0            # held out from train only if the source has no test split
     data.train_size = 0           # use only this many training images; 0 = all
+    data.labels = "all"           # training labels kept: 'all', 'none', or N per class (seeded;
+                                  # the rest unlabelled, -1)
     data.batch_size = 128
     data.eval_batch_size = 500
 

@@ -61,6 +61,8 @@ class Splits:
     num_test: int
     steps_per_epoch: int
     class_names: Optional[Tuple[str, ...]] = None  # label names where the source has them
+    num_classes: int = 0           # K, labels 0..K-1, where the source has labels (else 0)
+    num_labelled: int = 0          # training images that keep their label (`data.labels`)
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -291,6 +293,7 @@ def validate(data_config) -> None:
         raise ConfigError(f"data.source={c.source!r} needs data.path: "
                           + ("the folder of your images" if c.source == "folder"
                              else "a .npz or .npy file of images"))
+    labels_setting(c.labels)
     if c.channels not in (0, 1, 3):
         raise ConfigError(f"data.channels={c.channels}; use 0 (as the images are), 1 (grey) or "
                           "3 (colour)")
@@ -504,6 +507,8 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
     x_test, y_test = arrays["test"] if "test" in arrays else (x[test_idx], y[test_idx])
     x_val, y_val = arrays["validation"] if "validation" in arrays else (x[val_idx], y[val_idx])
     x_train, y_train = _resize(x[train_idx], c.image_size), y[train_idx]
+    num_classes = _num_classes(names, y_train)
+    y_train = keep_labels(y_train, c.labels, num_classes, seed)
     x_val = _fixed_pixels(_resize(x_val, c.image_size), c.pixels, c.threshold,
                           EVAL_BINARIZATION_SEED + 1)
     x_test = _fixed_pixels(_resize(x_test, c.image_size), c.pixels, c.threshold,
@@ -540,7 +545,61 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
         num_test=len(x_test),
         steps_per_epoch=len(x_train) // c.batch_size,
         class_names=names if with_labels else None,
+        num_classes=num_classes,
+        num_labelled=int(np.sum(y_train >= 0)),
     )
+
+
+LABEL_CHOICES = ("all", "none")
+
+
+def labels_setting(value) -> object:
+    """``data.labels`` checked: 'all', 'none', or a number of labels to keep per class."""
+    text = str(value).strip()
+    if text in LABEL_CHOICES:
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise ConfigError(f"data.labels={value!r}; use 'all', 'none', or N (a positive number of "
+                      "training labels kept per class, the rest unlabelled)")
+
+
+def _num_classes(names, y_train) -> int:
+    """K: the source's class names, else 1 + the largest label (0 where it has none)."""
+    if names:
+        return len(names)
+    return int(y_train.max()) + 1 if len(y_train) and y_train.max() >= 0 else 0
+
+
+def keep_labels(labels: np.ndarray, setting, num_classes: int, seed: int) -> np.ndarray:
+    """The training labels ``data.labels`` keeps, -1 for the others: all, none, or N per class
+    drawn with ``seed`` (the same N images for the same seed). Raises `DataError` for labels
+    outside 0..K-1 and for N above what a class has."""
+    setting = labels_setting(setting)
+    labels = np.asarray(labels, np.int64)
+    bad = labels[(labels < -1) | (labels >= max(num_classes, 1))] if num_classes else labels[
+        labels < -1]
+    if len(bad):
+        raise DataError(f"label {int(bad[0])} is outside the classes 0..{num_classes - 1}; "
+                        "labels must be 0..K-1 (or -1 for an unlabelled image)")
+    if setting == "all":
+        return labels
+    if setting == "none":
+        return np.full_like(labels, -1)
+    if not num_classes or not np.any(labels >= 0):
+        raise DataError(f"data.labels={setting} asks for labels, but these images have none; "
+                        "use a source with labels (class subfolders, an .npz 'labels' array, a "
+                        "TFDS set with a 'label' feature) or data.labels='all'")
+    rng = np.random.default_rng(seed + 104729)
+    kept = np.full_like(labels, -1)
+    for k in range(num_classes):
+        members = np.flatnonzero(labels == k)
+        if len(members) < setting:
+            raise DataError(f"data.labels={setting} per class, but class {k} has only "
+                            f"{len(members)} labelled training images; lower data.labels")
+        chosen = rng.choice(members, setting, replace=False)
+        kept[chosen] = k
+    return kept
 
 
 def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -583,6 +642,8 @@ def _streamed_folder(c, folder, seed: int, with_labels: bool, say, shard=None) -
     def images(split, held, shuffle=False):
         paths, labels = ((files[split], folder.labels[split]) if split in files and held is None
                          else (files["train"][held], folder.labels["train"][held]))
+        if shuffle:  # the training labels data.labels keeps
+            labels = keep_labels(labels, c.labels, len(folder.class_names or ()), seed)
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         if shuffle and shard:  # this worker's files only
             ds = ds.shard(*shard)
@@ -618,6 +679,10 @@ def _streamed_tfds(c, builder, seed: int, with_labels: bool, say, shard=None) ->
             "images (as data.validation_split='last')")
     n_train = n - n_val - n_test
     n_train = min(n_train, c.train_size) if c.train_size else n_train
+    if labels_setting(c.labels) != "all":
+        raise DataError(f"data.labels={c.labels!r} picks training labels from all of them, but "
+                        f"{c.name!r} is streamed (above data.in_memory_mb={c.in_memory_mb}); "
+                        "raise data.in_memory_mb to hold it in memory")
     shape = _tfds_shape(builder, c)
     read = tfds.ReadConfig(shuffle_seed=seed)
 
@@ -705,4 +770,5 @@ def _streamed(c, train, validation, test, shape, seed: int, with_labels: bool,
         test=eval_pipeline(test, EVAL_BINARIZATION_SEED),
         image_shape=tuple(shape), num_train=num_train, num_validation=num_val,
         num_test=num_test, steps_per_epoch=num_train // c.batch_size,
-        class_names=names if with_labels else None)
+        class_names=names if with_labels else None, num_classes=len(names or ()),
+        num_labelled=num_train if names and labels_setting(c.labels) == "all" else 0)
