@@ -44,9 +44,10 @@ class ImageSummaries(keras.callbacks.Callback):
     (the same z every epoch, so the images show training's progress, not new noise) and
     reconstructions of fixed validation images beside them."""
 
-    def __init__(self, logdir, images, num_samples=16, seed=0):
+    def __init__(self, logdir, images, num_samples=16, seed=0, labels=None):
         super().__init__()
         self.logdir, self.images = logdir, tf.convert_to_tensor(images[:8])
+        self.labels = None if labels is None else tf.convert_to_tensor(labels[:8])
         self.num_samples, self.seed = num_samples, seed
         self._writer = None
 
@@ -55,7 +56,10 @@ class ImageSummaries(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.logdir)
         model = self.model
         samples = model.sample(self.num_samples, seed=tf.constant([self.seed, 0]))
-        pairs = tf.concat([self.images, model.reconstruct(self.images)], axis=2)  # side by side
+        with model.conditioned(self.labels):
+            recon = model(self.images, training=False) if not model.conditional else model(
+                (self.images, self.labels), training=False)
+        pairs = tf.concat([self.images, recon], axis=2)  # side by side
         with self._writer.as_default(step=epoch):
             tf.summary.image("samples", samples, max_outputs=self.num_samples)
             tf.summary.image("reconstructions (data | reconstruction)", pairs, max_outputs=8)
@@ -68,16 +72,17 @@ class GradientVariance(keras.callbacks.Callback):
     on one fixed batch at the end of each epoch. Control variates are applied with their current
     state but not updated."""
 
-    def __init__(self, images, repeats=16):
+    def __init__(self, images, repeats=16, labels=None):
         super().__init__()
         self.images = tf.convert_to_tensor(images)
+        self.labels = None if labels is None else tf.convert_to_tensor(labels)
         self.repeats = repeats
         self._fn = None
 
     def _one(self):
         model = self.model
         variables = model.parameter_groups()["inference"]
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, model.conditioned(self.labels):
             terms = model.estimator.terms(model, self.images, beta=model.current_beta(),
                                           training=False, update_state=False)
             loss = terms.group_losses.get("inference", terms.loss)

@@ -33,7 +33,7 @@ Flags:
   --config=FILE[:ARGS]     a config file (configs/*.py) returning an ml_collections.ConfigDict;
                            without it, a workdir that holds a run resumes with its own config,
                            and a new run uses tfvae/config.py
-  --config.FIELD=VALUE     override one field, e.g. --config.model.latent_dims=40,,
+  --config.FIELD=VALUE     override one field, e.g. --config.model.latent_dims=40,40,
                            --config.train.epochs=5; every field and its meaning: tfvae/config.py
   --workdir=DIR            where the run is written (config.json, metrics.csv, checkpoints/,
                            backup/, results.json, figures, saved_model/)
@@ -359,7 +359,7 @@ def sample_main(argv=None):
         try:
             sample.run(f.out, f.saved_model, f.workdir, f.mode, f.num, f.seed, f.temperature,
                        f.oversample, f.sampled_pixels, f.images, indices, f.steps,
-                       say=lambda m: print(m, file=sys.stderr))
+                       say=lambda m: print(m, file=sys.stderr), labels=_labels(prog, f.labels))
         except _run_errors() + (OSError,) as err:
             _fail(prog, err, RUN_ERROR)
         print(f"written: {f.out}")
@@ -381,7 +381,16 @@ _SAMPLE_FLAGS = [
     ("string", "images", "", "a .npy of images [N, H, W, C] in [0, 1]", {}),
     ("list", "indices", ["0", "1"], "two image indices for 'interpolate'", {}),
     ("integer", "steps", 8, "points on each interpolation path", {}),
+    ("list", "labels", [], "a conditional model's classes to draw, e.g. 3,3,7 (default: all)",
+     {}),
 ]
+
+
+def _labels(prog, values):
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        _fail(prog, f"--labels={','.join(values)}: give class numbers, e.g. --labels=0,3,7")
 
 
 # ---------------------------------------------------------------------- flags

@@ -45,6 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = model = ml_collections.ConfigDict()
     model.latent_dims = (20,)       # latent sizes, bottom layer z1 (nearest x) to top zL; more
                                     # than one: a hierarchy (tfvae/hierarchy.py)
+    model.conditional = False       # a conditional VAE of images given their labels:
+                                    # q(z|x,y), p(x|z,y) (needs data with labels)
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 

@@ -419,6 +419,12 @@ def first_images(splits: Splits, n: int, split: str = "train"):
     return images_of(next(iter(getattr(splits, split))))[:n]
 
 
+def first_labels(splits: Splits, n: int, split: str = "train"):
+    """The labels ``[n]`` of `first_images` (None where the pipeline has none)."""
+    batch = next(iter(getattr(splits, split)))
+    return batch[1][:n] if isinstance(batch, (tuple, list)) else None
+
+
 def _holdout(n: int, c, seed: int, has_test: bool, has_validation: bool):
     """Indices ``(train, validation, test)`` into the source's ``n`` training images: the
     validation and test images it lacks are held out of them (seeded, or the last N with

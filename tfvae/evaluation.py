@@ -9,6 +9,7 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | ``elbo``, ``distortion``, ``rate`` | ELBO = -(D + R) at beta = 1, one z ~ q(z|x) per image |
 | ``elbo_bits_per_dim`` | -ELBO / (D ln 2), D = pixels x channels |
 | ``active_units`` | latent dimensions with Cov_x(E_q[z_d]) > 0.01 [1] |
+| ``given_labels`` | a conditional model: ELBO and ``log_likelihood`` are of log p(x \| y) |
 | ``rates``, ``active_units_per_layer`` | several latent layers only: each layer's rate R_l (they sum to R) and active units, bottom first |
 | ``collapsed_dimensions`` | dimensions (of the top layer) whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
 | ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.importance`) [1] |
@@ -57,17 +58,24 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
                           f"and iw_batch_size={iw_batch_size} >= 1")
     keep_all = with_diagnostics or (iw_samples and not iw_examples)
     limit = max(iw_examples if iw_samples else 0, 1000)  # images kept for what follows
+    if model.conditional and not isinstance(dataset.element_spec, tuple):
+        raise ConfigError("a conditional model is measured on (images, labels) batches; this "
+                          "data set has images only (data.load(..., with_labels=True))")
     terms = {"elbo": [], "distortion": [], "rate": []}
-    layer_rates, codes, kept, n_kept = [], [], [], 0
+    layer_rates, codes, kept, kept_labels, n_kept = [], [], [], [], 0
     for i, batch in enumerate(dataset):
         x = images_of(batch)
-        t = _elbo_terms(model, x, tf.constant([seed, i]))
+        y = batch[1] if model.conditional else None
+        t = _elbo_terms(model, x, tf.constant([seed, i]), y)
         for key in terms:
             terms[key].append(getattr(t, key).numpy())
         layer_rates.append(np.stack([r.numpy() for r in t.rates], -1))
-        codes.append(posteriors.code(model.encode(x, training=False)).numpy())
+        with model.conditioned(y):
+            codes.append(posteriors.code(model.encode(x, training=False)).numpy())
         if keep_all or n_kept < limit:
             kept.append(x.numpy())
+            if y is not None:
+                kept_labels.append(np.asarray(y))
             n_kept += len(kept[-1])
     if not codes:
         raise ConfigError("nothing to evaluate: the data set is empty")
@@ -84,15 +92,24 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
         out["active_units_per_layer"] = [int(np.sum(active[a:b]))
                                          for a, b in zip(bounds[:-1], bounds[1:])]
     images = np.concatenate(kept)
-    out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
-        model, tf.constant(images[:1000]), seed=seed)
+    labels = np.concatenate(kept_labels) if kept_labels else None
+    with model.conditioned(None if labels is None else labels[:1000]):
+        out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
+            model, tf.constant(images[:1000]), seed=seed)
     if iw_samples:
         subset = images[:iw_examples] if iw_examples else images
         out |= log_likelihood(model, subset, iw_samples, iw_batch_size, seed,
-                              with_diagnostics, progress)
+                              with_diagnostics, progress,
+                              labels=None if labels is None else labels[:len(subset)])
+        if model.conditional:
+            out["given_labels"] = True  # a conditional model: the bound is on log p(x | y)
         out["bits_per_dim"] = _bits(out["log_likelihood"], to_bits)
     if with_diagnostics:
         try:
+            if model.conditional:
+                raise ValueError("ELBO surgery splits the rate against p(z) over the data's "
+                                 "aggregate posterior; for a conditional model it would be "
+                                 "one per class (not computed)")
             out["elbo_surgery"] = diagnostics.elbo_surgery(model, images, seed=seed)
         except ValueError as err:
             out["elbo_surgery"] = {"skipped": str(err)}
@@ -104,26 +121,33 @@ def _bits(entry, to_bits):
 
 
 @tf.function(reduce_retracing=True)
-def _elbo_terms(model, x, seed):
-    return model.elbo_terms(x, seed=seed)
+def _elbo_terms(model, x, seed, labels=None):
+    with model.conditioned(labels):
+        return model.elbo_terms(x, seed=seed)
 
 
 def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
-                   with_diagnostics: bool = False, progress=sys.stderr) -> Dict:
+                   with_diagnostics: bool = False, progress=sys.stderr, labels=None) -> Dict:
     """The importance-sampled bound with ``k`` samples on ``images`` ``[N, H, W, C]`` (or on the
     images of a `tf.data` pipeline), ``batch_size`` images per call: ``log_likelihood`` (mean
     and standard error), ``iw_samples``, ``iw_examples``, and ``importance_weights`` with
     ``with_diagnostics``. Reports images/s and time left to ``progress`` (None: silent)."""
     if isinstance(images, tf.data.Dataset):
-        images = np.concatenate([images_of(b).numpy() for b in images])
+        batches = list(images)
+        images = np.concatenate([images_of(b).numpy() for b in batches])
+        if model.conditional:
+            labels = np.concatenate([np.asarray(b[1]) for b in batches])
     bar = Progress(len(images), f"log p(x), k={k}", stream=progress)
     per_image = {}
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size]
+        y = None if labels is None else tf.constant(labels[i:i + batch_size])
         if with_diagnostics:
-            found = diagnostics.weight_diagnostics(model.log_weights(x, k, seed=(seed, i)))
+            found = diagnostics.weight_diagnostics(model.log_weights(x, k, seed=(seed, i),
+                                                                     labels=y))
         else:
-            found = {"log_likelihood": model.log_likelihood(x, k, seed=(seed, i)).numpy()}
+            found = {"log_likelihood": model.log_likelihood(x, k, seed=(seed, i),
+                                                            labels=y).numpy()}
         for key, v in found.items():
             per_image.setdefault(key, []).append(v)
         bar.update(len(x))
@@ -176,7 +200,8 @@ def summary(result: Dict, split: str = "") -> str:
     for l, r in enumerate(result.get("rates", [])):
         lines.append(row(f"  rate of z{l + 1}", r))
     if "log_likelihood" in result:
-        lines += [row(f"log p(x) >= (k={result['iw_samples']}, n={result['iw_examples']})",
+        of = "log p(x|y)" if result.get("given_labels") else "log p(x)"
+        lines += [row(f"{of} >= (k={result['iw_samples']}, n={result['iw_examples']})",
                       result["log_likelihood"]),
                   row("  in bits/dim", result["bits_per_dim"], "bits")]
     w = result.get("importance_weights")
@@ -210,8 +235,9 @@ def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
     posterior q(z)), ``[N, L]``; and labels ``[N]`` where the data set has them, else None."""
     codes, labels, n = [], [], 0
     for batch in dataset:
-        q = model.encode(images_of(batch), training=False)
-        codes.append((model.join(q.sample()) if sample else posteriors.code(q)).numpy())
+        with model.conditioned(batch[1] if model.conditional else None):
+            q = model.encode(images_of(batch), training=False)
+            codes.append((model.join(q.sample()) if sample else posteriors.code(q)).numpy())
         if isinstance(batch, (tuple, list)):
             labels.append(np.asarray(batch[1]))
         n += len(codes[-1])

@@ -122,8 +122,111 @@ class _Exported(tf.Module):
         self.reconstruct, self.log_likelihood = reconstruct, log_likelihood
 
 
+class _ConditionalExported(tf.Module):
+    """A conditional model's SavedModel: every function takes the images' labels ``[N]``
+    (int32, 0..K-1), and ``sample_conditional(labels, seed)`` draws images of given classes;
+    ``sample(n)`` draws the classes uniformly."""
+
+    def __init__(self, model):
+        super().__init__(name="tfvae_export")
+        self.model_variables = list(model.variables)
+        self.image_shape = tf.Variable(model.image_shape, trainable=False, dtype=tf.int32)
+        self.latent_dim = tf.Variable(model.latent_dim, trainable=False, dtype=tf.int32)
+        self.latent_dims = tf.Variable(model.latent_dims, trainable=False, dtype=tf.int32)
+        self.num_classes = tf.Variable(model.num_classes, trainable=False, dtype=tf.int32)
+        image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
+        latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
+        label_spec = tf.TensorSpec([None], tf.int32, name="labels")
+        seed_spec = tf.TensorSpec([], tf.int64, name="seed")
+        num_spec = tf.TensorSpec([], tf.int32, name="num_images")
+        vae, k = model, model.num_classes
+        self.calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_calls")
+        calls = self.calls
+
+        def pair(seed, salt):
+            if seed is None:
+                calls.assign_add(1)
+                micros = tf.cast(tf.timestamp() * 1e6, tf.int64)
+                return tf.cast(tf.stack([micros, calls.read_value()]) % (2 ** 31 - 1), tf.int32)
+            return tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(salt, tf.int64)]),
+                           tf.int32)
+
+        def checked(labels):
+            tf.debugging.assert_non_negative(labels, message="labels must be in 0..K-1")
+            tf.debugging.assert_less(labels, k, message="labels must be in 0..K-1")
+            return labels
+
+        def _sample(num_images, seed=None):
+            tf.debugging.assert_non_negative(num_images, message="sample: num_images must be >= 0")
+            labels = tf.random.stateless_uniform([num_images], pair(seed, 2), maxval=k,
+                                                 dtype=tf.int32)
+            return {"images": vae.sample(num_images, seed=pair(seed, 0), labels=labels),
+                    "labels": labels}
+
+        sample = tf.function(_sample)
+        self.signature_functions = {
+            "sample": sample.get_concrete_function(num_spec),
+            "sample_seeded": sample.get_concrete_function(num_spec, seed_spec)}
+
+        @tf.function(input_signature=[label_spec, seed_spec])
+        def sample_conditional(labels, seed):
+            labels = checked(labels)
+            return {"images": vae.sample(tf.shape(labels)[0], seed=pair(seed, 0), labels=labels)}
+
+        @tf.function(input_signature=[num_spec, seed_spec,
+                                      tf.TensorSpec([], tf.float32, name="temperature")])
+        def sample_latents(num_images, seed, temperature):
+            return {"z": vae.sample_latents(num_images, seed=pair(seed, 1),
+                                            temperature=temperature)}
+
+        @tf.function(input_signature=[latent_spec, label_spec])
+        def decode(z, labels):
+            with vae.conditioned(checked(labels)):
+                return {"mean": vae.likelihood(z, training=False).mean(),
+                        "logits": vae.decode(z, training=False)}
+
+        @tf.function(input_signature=[latent_spec, label_spec, seed_spec])
+        def decode_sample(z, labels, seed):
+            with vae.conditioned(checked(labels)):
+                return {"images": tf.cast(vae.likelihood(z, training=False).sample(
+                    seed=pair(seed, 1)), tf.float32)}
+
+        @tf.function(input_signature=[image_spec, label_spec])
+        def encode(images, labels):
+            with vae.conditioned(checked(labels)):
+                loc, scale = posteriors.code_statistics(vae.encode(images, training=False))
+            return {"loc": loc, "scale": scale}
+
+        @tf.function(input_signature=[image_spec, label_spec])
+        def reconstruct(images, labels):
+            return {"images": vae.reconstruct(images, checked(labels))}
+
+        @tf.function(input_signature=[image_spec, label_spec,
+                                      tf.TensorSpec([], tf.int32, name="num_samples")])
+        def log_likelihood(images, labels, num_samples):
+            tf.debugging.assert_positive(
+                num_samples, message="log_likelihood: num_samples (k) must be >= 1")
+            return {"log_likelihood": importance.bound(vae, images, num_samples, 100,
+                                                       pair(None, 0), checked(labels))}
+
+        self.sample, self.sample_conditional, self.sample_latents = (
+            sample, sample_conditional, sample_latents)
+        self.decode, self.decode_sample, self.encode = decode, decode_sample, encode
+        self.reconstruct, self.log_likelihood = reconstruct, log_likelihood
+
+
 def export(model, path: str, config=None) -> str:
     """Writes a SavedModel of ``model`` to ``path`` (and the training config beside it)."""
+    if model.conditional:
+        module = _ConditionalExported(model)
+        signatures = {"serving_default": module.signature_functions["sample"],
+                      **module.signature_functions,
+                      "sample_conditional": module.sample_conditional,
+                      "encode": module.encode, "decode": module.decode,
+                      "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood,
+                      "sample_latents": module.sample_latents,
+                      "decode_sample": module.decode_sample}
+        return _write(module, path, signatures, model, config)
     module = _Exported(model)
     signatures = {"serving_default": module.signature_functions["sample"],
                   **module.signature_functions,
@@ -131,10 +234,15 @@ def export(model, path: str, config=None) -> str:
                   "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood,
                   "sample_latents": module.sample_latents, "decode_sample": module.decode_sample,
                   "encode_sample": module.encode_sample}
+    return _write(module, path, signatures, model, config)
+
+
+def _write(module, path, signatures, model, config) -> str:
     tf.saved_model.save(module, path, signatures=signatures)
     with open(os.path.join(path, "tfvae.json"), "w") as f:
         json.dump({"image_shape": list(model.image_shape), "latent_dim": model.latent_dim,
                    "latent_dims": list(model.latent_dims),
+                   "num_classes": getattr(model, "num_classes", 0),
                    "config": json.loads(config.to_json()) if config is not None else None}, f,
                   indent=2)
     return path

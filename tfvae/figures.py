@@ -14,9 +14,16 @@ def save(model, splits, workdir, history):
     paths.append(plots.image_grid(model.sample(64).numpy(), os.path.join(workdir, "samples.png"),
                                   title="Samples: mean of p(x|z), z ~ p(z)"))
     x, labels = next(iter(splits.test))
-    x = x[:16]
-    paths.append(plots.reconstructions(x.numpy(), model.reconstruct(x).numpy(),
+    x, labels = x[:16], labels[:16]
+    recon = model.reconstruct(x, labels) if model.conditional else model.reconstruct(x)
+    paths.append(plots.reconstructions(x.numpy(), recon.numpy(),
                                        os.path.join(workdir, "reconstructions.png")))
+    if model.conditional:
+        paths.append(plots.labelled_grid(
+            class_grid(model), os.path.join(workdir, "classes.png"),
+            title="p(x | z, y): one z per row (its style), one class y per column",
+            row_labels=[f"z{r + 1}" for r in range(8)],
+            col_labels=list(splits.class_names or range(model.num_classes))))
     z, y = evaluation.posterior_means(model, splits.test, max_examples=2000)
     zs, ys = evaluation.encode_dataset(model, splits.test, 2000, sample=True)
     # Traverse the latent dimensions that vary most over the data (the active ones), each over
@@ -26,7 +33,10 @@ def save(model, splits, workdir, history):
     base = np.tile(z[:1], (len(dims), values.shape[1], 1)).astype(np.float32)
     for i, d in enumerate(dims):
         base[i, :, d] = values[i]
-    images = model.likelihood(tf.constant(base)).mean().numpy()
+    with model.conditioned(None if y is None or not model.conditional else
+                           np.full(base.shape[:2], y[0]).reshape(-1)):
+        images = model.likelihood(tf.constant(base.reshape(-1, base.shape[-1]))).mean().numpy()
+    images = images.reshape(base.shape[:2] + images.shape[1:])
     paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
     if len(model.latent_dims) > 1:
         paths.append(plots.labelled_grid(
@@ -66,3 +76,14 @@ def layer_resamples(model, rows: int = 4, cols: int = 8, seed: int = 0) -> np.nd
             row_images.append(model.likelihood(z).mean().numpy())
         out.append(np.stack(row_images, 1))                      # [rows, cols, H, W, C]
     return np.concatenate(out, 0)
+
+
+def class_grid(model, rows: int = 8, seed: int = 0) -> np.ndarray:
+    """A conditional model's images of every class for the same draws z ~ p(z):
+    ``[rows, K, H, W, C]``, row r decoding one z with each label in turn."""
+    z = model.sample_latents(rows, seed=tf.constant([seed, 0]))                  # [R, L]
+    k = model.num_classes
+    z_all = tf.repeat(z, k, axis=0)                                              # [R * K, L]
+    with model.conditioned(tf.tile(tf.range(k), [rows])):
+        images = model.likelihood(z_all).mean().numpy()
+    return images.reshape((rows, k) + images.shape[1:])

@@ -61,16 +61,19 @@ def _arguments(model, x, num_samples, chunk, seed):
             tf.cast(seed, tf.int32))
 
 
-def log_likelihood(model, x, num_samples: int = 1000, chunk: int = 0, seed=None) -> tf.Tensor:
+def log_likelihood(model, x, num_samples: int = 1000, chunk: int = 0, seed=None,
+                   labels=None) -> tf.Tensor:
     """The bound L_k(x) per example ``[B]`` with k = ``num_samples``; ``chunk`` samples per
-    pass (0: `chunk_size`); ``seed``: a pair of ints making the draw reproducible."""
-    return bound(model, *_arguments(model, x, num_samples, chunk, seed))
+    pass (0: `chunk_size`); ``seed``: a pair of ints making the draw reproducible. ``labels``:
+    for a conditional model, the bound on log p(x | y)."""
+    return bound(model, *_arguments(model, x, num_samples, chunk, seed), labels)
 
 
-def log_weights(model, x, num_samples: int, chunk: int = 0, seed=None) -> np.ndarray:
+def log_weights(model, x, num_samples: int, chunk: int = 0, seed=None,
+                labels=None) -> np.ndarray:
     """All k log-weights ``[k, B]`` as a NumPy array (for diagnostics: ESS, Pareto k-hat);
     chunk i draws with ``stateless_fold_in(seed, i)``."""
-    return _log_weights(model, *_arguments(model, x, num_samples, chunk, seed)).numpy()
+    return _log_weights(model, *_arguments(model, x, num_samples, chunk, seed), labels).numpy()
 
 
 def _chunk_log_weights(model, x, q, log_joint, chunk, seed):
@@ -79,10 +82,15 @@ def _chunk_log_weights(model, x, q, log_joint, chunk, seed):
 
 
 @tf.function(reduce_retracing=True)
-def bound(model, x, num_samples, chunk: int, seed):
+def bound(model, x, num_samples, chunk: int, seed, labels=None):
     """`log_likelihood` as a graph (callable inside other `tf.function`s, e.g. the SavedModel's
     signature): ``num_samples`` a scalar tensor, ``chunk`` a Python int; samples past k in the
     last chunk are masked out of a running log-sum-exp."""
+    with model.conditioned(labels):
+        return _bound(model, x, num_samples, chunk, seed)
+
+
+def _bound(model, x, num_samples, chunk, seed):
     q = model.encode(x, training=False)
     log_joint = model.log_joint_fn()
     acc = tf.fill(tf.shape(x)[:1], tf.constant(-np.inf, tf.float32))
@@ -97,7 +105,12 @@ def bound(model, x, num_samples, chunk: int, seed):
 
 
 @tf.function(reduce_retracing=True)
-def _log_weights(model, x, num_samples, chunk: int, seed):
+def _log_weights(model, x, num_samples, chunk: int, seed, labels=None):
+    with model.conditioned(labels):
+        return _all_log_weights(model, x, num_samples, chunk, seed)
+
+
+def _all_log_weights(model, x, num_samples, chunk, seed):
     q = model.encode(x, training=False)
     log_joint = model.log_joint_fn()
     num_chunks = (num_samples + chunk - 1) // chunk

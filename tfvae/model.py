@@ -22,6 +22,8 @@ with several latent layers or labels gives too (with z then the structure of its
 `HierarchicalVAE` is the same interface over several latent layers (`tfvae.hierarchy`): z is
 then the tuple ``(z_1, ..., z_L)``, bottom first.
 """
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -90,6 +92,14 @@ class VAE(keras.Model):
         self.group_optimizers = {}
 
     # ------------------------------------------------------------------ the model
+    conditional = False  # a `ConditionalVAE` models images given their labels
+
+    def conditioned(self, labels):
+        """A context in which the model is that of images given ``labels`` (a
+        `ConditionalVAE`); nothing for a model without labels."""
+        del labels
+        return contextlib.nullcontext()
+
     def encode(self, x, training=None) -> tfd.Distribution:
         """q(z|x), batch shape ``[B]``, event shape ``[L]``."""
         return self.posterior_head.distribution(self.encoder(x, training=training))
@@ -261,14 +271,16 @@ class VAE(keras.Model):
         seed (shape [2]) makes the draw reproducible."""
         return estimators_lib.elbo_decomposition(self, x, seed=seed)
 
-    def log_likelihood(self, x, num_samples=1000, chunk_size=None, seed=None):
-        """Importance-sampled bound on log p(x) per example ``[B]``
-        (`tfvae.importance.log_likelihood`); ``seed``: a pair of ints, reproducible draws."""
-        return importance.log_likelihood(self, x, num_samples, chunk_size or 0, seed)
+    def log_likelihood(self, x, num_samples=1000, chunk_size=None, seed=None, labels=None):
+        """Importance-sampled bound on log p(x) (log p(x|y) given ``labels``) per example
+        ``[B]`` (`tfvae.importance.log_likelihood`); ``seed``: a pair of ints, reproducible
+        draws."""
+        return importance.log_likelihood(self, x, num_samples, chunk_size or 0, seed, labels)
 
-    def log_weights(self, x, num_samples: int, chunk_size=None, seed=None) -> np.ndarray:
+    def log_weights(self, x, num_samples: int, chunk_size=None, seed=None,
+                    labels=None) -> np.ndarray:
         """All k importance log-weights ``[k, B]`` (`tfvae.importance.log_weights`)."""
-        return importance.log_weights(self, x, num_samples, chunk_size or 0, seed)
+        return importance.log_weights(self, x, num_samples, chunk_size or 0, seed, labels)
 
     def sample(self, n, mean=True, seed=None, temperature=1.0):
         """``n`` images from the model: z ~ p(z) (at ``temperature``, see `Prior.sample`), then
@@ -362,12 +374,109 @@ class HierarchicalVAE(VAE):
         }
 
 
-def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
+class ConditionalVAE(VAE):
+    """A conditional VAE [1, 2]: q(z | x, y), p(x | z, y) and p(z | y) = p(z), for images x with
+    labels y in 0..K-1. y enters the networks one-hot: as K constant channels appended to the
+    image (so any encoder takes it) and K inputs appended to z (so any decoder does). The
+    prior is the configured p(z) for every class.
+
+    Every method of the VAE applies, to p(x, z | y) and q(z | x, y), inside
+    ``with model.conditioned(y):``; training, evaluation and `importance` do so with the labels
+    of each batch, so the importance-sampled bound is one of log p(x | y).
+
+    References:
+      [1] Sohn, Lee and Yan (2015). Learning Structured Output Representation using Deep
+          Conditional Generative Models. NeurIPS.
+      [2] Kingma, Rezende, Mohamed and Welling (2014). Semi-Supervised Learning with Deep
+          Generative Models. NeurIPS.
+    """
+
+    conditional = True
+
+    def __init__(self, *args, num_classes: int, **kwargs):
+        self.num_classes = int(num_classes)
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "_labels", None)
+
+    @tf.autograph.experimental.do_not_convert
+    @contextlib.contextmanager
+    def conditioned(self, labels):
+        """Labels ``[B]`` (integers) for the block; the model is then p(x, z | y)."""
+        if labels is None:
+            yield
+            return
+        previous = self._labels
+        labels = tf.convert_to_tensor(labels)
+        if labels.dtype.is_integer:
+            labels = tf.one_hot(labels, self.num_classes)
+        object.__setattr__(self, "_labels", tf.cast(labels, tf.float32))
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_labels", previous)
+
+    def _onehot(self):
+        if self._labels is None:
+            raise ValueError("a ConditionalVAE needs labels: use it inside "
+                             "`with model.conditioned(labels):`")
+        return self._labels
+
+    def encode_top(self, x, training=None) -> tfd.Distribution:
+        y = self._onehot()
+        shape = tf.concat([tf.shape(x)[:-1], [self.num_classes]], 0)
+        channels = tf.broadcast_to(y[:, None, None, :], shape)
+        return self.posterior_head.distribution(
+            self.encoder(tf.concat([x, channels], -1), training=training))
+
+    def encode(self, x, training=None) -> tfd.Distribution:
+        """q(z | x, y)."""
+        return self.encode_top(x, training)
+
+    def decode(self, z, training=None):
+        """Likelihood parameters of p(x | z, y) for latents ``[..., B, L]``."""
+        lead = tf.shape(z)[:-1]
+        y = tf.broadcast_to(self._onehot(), tf.concat([lead, [self.num_classes]], 0))
+        inputs = tf.reshape(tf.concat([z, y], -1), [-1, self.latent_dim + self.num_classes])
+        logits = self.decoder(inputs, training=training)
+        return tf.reshape(logits, tf.concat([lead, self.param_shape], 0))
+
+    def call(self, inputs, training=None):
+        """Reconstruction means for ``(images, labels)``."""
+        x, labels = inputs
+        with self.conditioned(labels):
+            return super().call(x, training=training)
+
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with self.conditioned(labels):
+            return super().train_step(x)
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with self.conditioned(labels):
+            return super().test_step(x)
+
+    def sample(self, n, mean=True, seed=None, temperature=1.0, labels=None):
+        """``n`` images of the given ``labels`` ``[n]`` (default: classes 0, 1, ..., in turn)."""
+        if labels is None:
+            labels = tf.range(n) % self.num_classes
+        with self.conditioned(labels):
+            return super().sample(n, mean=mean, seed=seed, temperature=temperature)
+
+    def reconstruct(self, x, labels=None):
+        return self((x, labels), training=False)
+
+
+def build(config, image_shape, steps_per_epoch=0, train_images=None,
+          num_classes: int = 0) -> VAE:
     """Builds a `VAE` from a full tfvae config (``config.model``, ``config.train``): a
     `HierarchicalVAE` where ``model.latent_dims`` has more than one layer.
 
     ``steps_per_epoch`` converts ``train.kl_warmup_epochs`` to optimiser steps; ``train_images``
     (a few, ``[K, H, W, C]``) are offered to priors that initialise from data.
+    ``num_classes``: K of the labels, for a conditional model (``model.conditional``).
     """
     m = config.model
     networks.validate(m)
@@ -385,8 +494,12 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
             f"model.likelihood.name={m.likelihood.name!r} models the 256 grey levels of 8-bit "
             "pixels but "
             f"data.pixels={config.data.pixels!r} binarises them; use data.pixels='continuous'")
+    conditional = bool(m.conditional)
+    if conditional:
+        _check_conditional(config, dims, num_classes)
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
-                                      likelihood.params_per_pixel, config.train.precision)
+                                      likelihood.params_per_pixel, config.train.precision,
+                                      extra_inputs=num_classes if conditional else 0)
     if len(dims) > 1:
         image_shape = tuple(int(d) for d in image_shape)
         decoder = hierarchy.Ladder(
@@ -398,11 +511,37 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None) -> VAE:
         posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
         train_images=train_images)
     prior = priors.build(m.prior, dims[-1], context)
-    model = (HierarchicalVAE if len(dims) > 1 else VAE)(
-                encoder, decoder, posterior, likelihood, prior,
+    cls, extra = VAE, {}
+    if len(dims) > 1:
+        cls = HierarchicalVAE
+    elif conditional:
+        cls, extra = ConditionalVAE, {"num_classes": num_classes}
+    model = cls(encoder, decoder, posterior, likelihood, prior,
                 estimators_lib.build(config.estimator), image_shape,
                 num_samples=m.num_samples, beta=config.train.beta,
                 kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
-                posterior_name=m.posterior.name, name="vae")
-    model(tf.zeros((1,) + tuple(image_shape)))  # creates every variable
+                posterior_name=m.posterior.name, name="vae", **extra)
+    x0 = tf.zeros((1,) + tuple(image_shape))
+    model((x0, tf.zeros([1], tf.int32)) if conditional else x0)  # creates every variable
     return model
+
+
+def _check_conditional(config, dims, num_classes):
+    m = config.model
+    if num_classes < 2:
+        raise ConfigError(
+            "model.conditional=True needs labelled images of at least 2 classes, and these "
+            f"have {num_classes}; use a source with labels (class subfolders, an .npz 'labels' "
+            "array, a TFDS set with a 'label' feature) or model.conditional=False")
+    if len(dims) > 1:
+        raise ConfigError(f"model.conditional=True with model.latent_dims={dims}: conditional "
+                          "models have one latent layer for now; use one size")
+    if m.prior.name in ("vamp", "gtm_vamp"):
+        raise ConfigError(
+            f"model.prior.name={m.prior.name!r} with model.conditional=True: its components "
+            "are q(z|u_k) of pseudo-inputs, which would each need a class; use "
+            "standard_normal, mog, gtm or realnvp")
+    if str(config.data.labels) != "all":
+        raise ConfigError(
+            f"model.conditional=True trains on every image's label, but data.labels="
+            f"{config.data.labels!r} leaves some unlabelled; use data.labels='all'")

@@ -251,22 +251,24 @@ def validate(model_config) -> None:
 
 
 def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1,
-          precision: str = "float32"):
+          precision: str = "float32", extra_inputs: int = 0):
     """Returns ``(encoder, decoder)`` for ``model_config.network``; the decoder gives
     ``params_per_pixel`` outputs per pixel and channel, ``[B, H, W, C * params_per_pixel]``.
 
     ``precision`` (`tfvae.precision`): the networks' compute dtype; under a mixed policy each
     network ends in a float32 layer, so what it hands to the posterior and likelihood heads is
-    float32 whatever it computed in.
+    float32 whatever it computed in. ``extra_inputs`` (a conditional model's K classes): the
+    encoder takes that many more image channels, the decoder that many more inputs.
     """
     validate(model_config)
     block = model_config.network
     image_shape = tuple(int(d) for d in image_shape)
     output_shape = image_shape[:-1] + (image_shape[-1] * int(params_per_pixel),)
     with precision_lib.scope(precision):
-        encoder = ENCODERS.create(block, image_shape=image_shape,
-                                  output_size=encoder_output_size)
-        decoder = DECODERS.create(block, latent_dim=model_config.latent_dims[0],
+        encoder = ENCODERS.create(
+            block, image_shape=image_shape[:-1] + (image_shape[-1] + extra_inputs,),
+            output_size=encoder_output_size)
+        decoder = DECODERS.create(block, latent_dim=model_config.latent_dims[0] + extra_inputs,
                                   image_shape=output_shape)
     if precision_lib.is_low(precision):
         for net in (encoder, decoder):

@@ -34,7 +34,8 @@ def open_run(workdir: str, warn=_say) -> OpenedRun:
     config = runstate.read_config(path)
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
     model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
-                            train_images=data_lib.first_images(splits, 64))
+                            train_images=data_lib.first_images(splits, 64),
+                            num_classes=splits.num_classes)
     results = None
     if os.path.exists(os.path.join(workdir, runstate.RESULTS)):
         with open(os.path.join(workdir, runstate.RESULTS)) as f:

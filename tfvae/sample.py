@@ -61,6 +61,18 @@ def prior_samples(model, num, seed, temperature=1.0, oversample=1, sampled_pixel
     return np.stack(draws, 1)  # one row per z
 
 
+def class_samples(model, num, seed, labels=None, temperature=1.0):
+    """A conditional model's ``[num, len(labels), H, W, C]``: ``num`` draws z ~ p(z) (one row
+    each: the style), decoded with each label (one column each; default every class)."""
+    k = int(model.num_classes.numpy())
+    labels = list(range(k)) if not labels else [int(y) for y in labels]
+    z = model.sample_latents(tf.constant(num, tf.int32), _seed(seed, 0),
+                             tf.constant(temperature, tf.float32))["z"]
+    columns = [model.decode(z, tf.fill([num], tf.constant(y, tf.int32)))["mean"].numpy()
+               for y in labels]
+    return np.stack(columns, 1), labels
+
+
 def conditional_samples(model, images, seed, oversample=6, sampled_pixels=False):
     """Each image, then ``oversample`` draws x' ~ p(x|z), z ~ q(z|x)."""
     rows = [images]
@@ -112,8 +124,10 @@ def _load_images(images_path, workdir, count):
 
 
 def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temperature=1.0,
-        oversample=1, sampled_pixels=False, images="", indices=(0, 1), steps=8, say=print):
-    """Writes the PNG ``out`` for ``mode`` and returns the image array drawn."""
+        oversample=1, sampled_pixels=False, images="", indices=(0, 1), steps=8, say=print,
+        labels=()):
+    """Writes the PNG ``out`` for ``mode`` and returns the image array drawn. ``labels``: for
+    a conditional model, the classes to draw (default all), one column each."""
     from tfvae import plots
     from tfvae.errors import ConfigError
     if mode not in MODES:
@@ -133,7 +147,22 @@ def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temper
     if not hasattr(model, "sample_latents"):
         raise ConfigError(f"{where} was exported by an older tfvae without sample_latents; "
                           "export it again (tfvae.export.export) or pass --workdir")
-    if mode == "prior":
+    conditional = hasattr(model, "sample_conditional")
+    if labels and not conditional:
+        raise ConfigError(f"--labels: {where} is a model without labels (model.conditional="
+                          "False); drop --labels")
+    if conditional and mode != "prior":
+        raise ConfigError(f"--mode={mode} is not offered for a conditional model yet; use "
+                          "--mode=prior (with --labels=...)")
+    if conditional:
+        k = int(model.num_classes.numpy())
+        bad = [y for y in labels if not 0 <= int(y) < k]
+        if bad:
+            raise ConfigError(f"--labels: {bad[0]} is not a class of this model (0..{k - 1})")
+        grid, drawn = class_samples(model, min(num, 16), seed, labels, temperature)
+        title = f"mean of p(x|z, y): one z ~ p(z) per row, one class per column; seed {seed}"
+        rows, cols = (), [f"y={y}" for y in drawn]
+    elif mode == "prior":
         grid = prior_samples(model, num, seed, temperature, oversample, sampled_pixels)
         what = "pixels x ~ p(x|z)" if oversample > 1 or sampled_pixels else "mean of p(x|z)"
         title = f"{what}, z ~ p(z), T = {temperature:g}, seed {seed}"

@@ -87,7 +87,8 @@ def build_model(config, splits, strategy=None):
     scope: variables, optimisers and metrics replicated)."""
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
-                                train_images=data_lib.first_images(splits, 64))
+                                train_images=data_lib.first_images(splits, 64),
+                                num_classes=splits.num_classes)
         default, groups = optimizers.for_training(config.train)
         jit = distribute.jit_compile(strategy, config.train.jit_compile,
                                      config.model.network.name, warn=_say)
@@ -217,7 +218,9 @@ def _callbacks(state: Run, best, stopper):
     out = [callbacks_lib.Throughput(config.data.batch_size, splits.steps_per_epoch)]
     if config.eval.grad_variance_repeats:
         fixed = data_lib.first_images(splits, 100, split="validation")
-        out.append(callbacks_lib.GradientVariance(fixed, config.eval.grad_variance_repeats))
+        out.append(callbacks_lib.GradientVariance(
+            fixed, config.eval.grad_variance_repeats,
+            labels=data_lib.first_labels(splits, 100, split="validation")))
     out += [keras.callbacks.TerminateOnNaN(), best]
     if state.chief:
         out.append(callbacks_lib.MetricsCSVLogger(state.rundir.path(runstate.METRICS),
@@ -225,10 +228,11 @@ def _callbacks(state: Run, best, stopper):
     # Keras's TensorBoard writes a non-chief worker's summaries to a scratch folder it removes.
     out.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0))
     if state.chief:
+        shown = "validation" if splits.num_validation else "test"
         out.append(callbacks_lib.ImageSummaries(
             os.path.join(workdir, "tensorboard", "images"),
-            data_lib.first_images(splits, 8, split="validation" if splits.num_validation
-                                  else "test")))
+            data_lib.first_images(splits, 8, split=shown),
+            labels=data_lib.first_labels(splits, 8, split=shown)))
     if stopper is not None:
         out.append(stopper)
     out.append(checkpoints.Backup(_backup_dir(workdir)))
@@ -238,7 +242,9 @@ def _callbacks(state: Run, best, stopper):
 def _fit(state: Run, callbacks, verbose):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    images = lambda ds: ds.map(lambda x, y: x)  # noqa: E731 - the model trains on images alone
+    # A model without labels trains on images alone; a conditional one on (images, labels).
+    images = (lambda ds: ds) if state.model.conditional else (  # noqa: E731
+        lambda ds: ds.map(lambda x, y: x))
     splits = state.splits
     try:
         # A repeated data set keeps one iterator for the whole run: Keras otherwise makes a new

@@ -1,0 +1,153 @@
+"""Labels: which training labels the data keeps, and the conditional VAE q(z|x,y), p(x|z,y)."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from commands import command
+from conftest import REPO, make_config
+from tfvae import data, evaluation, model as model_lib
+from tfvae.errors import ConfigError, DataError
+
+
+def _train_labels(splits):
+    return np.concatenate([np.asarray(y) for _, y in splits.train])
+
+
+def test_n_labels_per_class_are_kept_seeded_and_the_rest_unlabelled(mnist_arrays):
+    config = make_config(data__train_size=6000, data__labels="10", data__batch_size=100)
+    splits = data.load(config.data, seed=4, with_labels=True, arrays=mnist_arrays)
+    y = _train_labels(splits)
+    assert splits.num_classes == 10 and splits.num_labelled == 100
+    assert np.array_equal(np.bincount(y[y >= 0], minlength=10), [10] * 10)
+    assert np.sum(y == -1) == len(y) - 100
+    # The same seed keeps the same images' labels; another seed, others.
+    labels = data.keep_labels(mnist_arrays["train"][1][:6000], "10", 10, seed=4)
+    assert np.array_equal(labels, data.keep_labels(mnist_arrays["train"][1][:6000], "10", 10, 4))
+    assert not np.array_equal(labels, data.keep_labels(mnist_arrays["train"][1][:6000], "10",
+                                                       10, 5))
+    none = data.load(make_config(data__train_size=2000, data__labels="none").data, seed=0,
+                     with_labels=True, arrays=mnist_arrays)
+    assert none.num_labelled == 0 and np.all(_train_labels(none) == -1)
+
+
+@pytest.mark.parametrize("labels, setting, message", [
+    (None, "10", "asks for labels, but these images have none"),
+    ("range", "500", "class 0 has only"),
+    ("negative", "all", "label -5 is outside the classes"),
+])
+def test_bad_labels_are_one_line(mnist_arrays, labels, setting, message):
+    x, y = mnist_arrays["train"]
+    x, y = x[:600], y[:600].copy()
+    if labels == "negative":
+        y[3] = -5
+    arrays = data.from_arrays(x, None if labels is None else y)
+    config = make_config(data__source="arrays", data__path="unused.npz", data__labels=setting,
+                         data__test_size=100, data__validation_size=50, data__batch_size=50)
+    with pytest.raises((DataError, ConfigError), match=message) as err:
+        data.load(config.data, seed=0, with_labels=True, arrays=arrays)
+    assert "\n" not in str(err.value)
+
+
+def test_a_conditional_model_refuses_what_it_cannot_do():
+    for overrides, classes, message in (
+            ({}, 0, "needs labelled images of at least 2 classes"),
+            ({"model__prior__name": "vamp"}, 10, "would each need a class"),
+            ({"data__labels": "10"}, 10, "use data.labels='all'"),
+            ({"model__latent_dims": (4, 2)}, 10, "one latent layer for now")):
+        config = make_config(model__conditional=True, **overrides)
+        with pytest.raises(ConfigError, match=message) as err:
+            model_lib.build(config, (28, 28, 1), num_classes=classes)
+        assert "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def conditional_mnist(mnist_arrays):
+    config = make_config(data__train_size=20000, data__batch_size=100, model__conditional=True,
+                         model__latent_dims=(8,), model__network__hidden=(256, 256))
+    keras.utils.set_random_seed(0)
+    splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
+    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+                          num_classes=splits.num_classes)
+    vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
+    vae.fit(splits.train, epochs=5, verbose=0)
+    return vae, splits
+
+
+def _classifier(mnist_arrays):
+    """An independent MNIST classifier (a small MLP on binarised images), trained here."""
+    x, y = mnist_arrays["train"]
+    x = (x[:30000] > 127).astype(np.float32)
+    keras.utils.set_random_seed(1)
+    net = keras.Sequential([keras.layers.Flatten(input_shape=(28, 28, 1)),
+                            keras.layers.Dense(256, activation="relu"),
+                            keras.layers.Dense(10)])
+    net.compile(keras.optimizers.Adam(1e-3),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit(x, y[:30000], epochs=2, batch_size=128, verbose=0)
+    return net
+
+
+def test_conditional_samples_are_of_the_class_asked_for(conditional_mnist, mnist_arrays):
+    """Images drawn with label c (z ~ p(z), the mean of p(x|z, y=c)) are classified as c by a
+    classifier that never saw the VAE, far above chance (10%) for every class."""
+    vae, _ = conditional_mnist
+    labels = np.repeat(np.arange(10), 50)
+    images = vae.sample(len(labels), seed=tf.constant([0, 3]), labels=labels).numpy()
+    predicted = np.argmax(_classifier(mnist_arrays).predict(images > 0.5, verbose=0), -1)
+    accuracy = np.mean(predicted == labels)
+    per_class = [np.mean(predicted[labels == c] == c) for c in range(10)]
+    # Measured: 75% overall, every class 64-98%, after 5 epochs.
+    assert accuracy > 0.6 and min(per_class) > 0.4, (accuracy, per_class)
+
+
+def test_the_label_matters_to_the_likelihood(conditional_mnist):
+    """log p(x | y) is higher with the image's own label than with a wrong one, for most test
+    images: the model uses y (its IS bound with the labels of each batch)."""
+    vae, splits = conditional_mnist
+    x, y = next(iter(splits.test))
+    x, y = x[:200], y[:200]
+    right = vae.log_likelihood(x, 100, seed=(0, 1), labels=y).numpy()
+    wrong = vae.log_likelihood(x, 100, seed=(0, 1), labels=(y + 1) % 10).numpy()
+    assert np.mean(right > wrong) > 0.9 and np.mean(right - wrong) > 5.0
+    result = evaluation.evaluate(vae, splits.test.take(1), iw_samples=50, progress=None)
+    assert result["given_labels"] and result["elbo"]["mean"] < result["log_likelihood"]["mean"]
+
+
+@pytest.mark.slow
+def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir):
+    workdir = str(tmp_path / "cvae")
+    out = subprocess.run(
+        [*command("train"), "--config", os.path.join(REPO, "configs", "default.py"),
+         "--workdir", workdir, "--config.data.source=idx",
+         f"--config.data.idx_dir={fashion_idx_dir}", "--config.data.test_size=300",
+         "--config.data.validation_size=300", "--config.data.train_size=1024",
+         "--config.eval.iw_samples=20", "--config.eval.iw_examples=100",
+         "--config.model.conditional=True", "--config.model.network.hidden=64,",
+         "--config.train.epochs=2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "log p(x|y) >=" in out.stdout
+    test = json.load(open(os.path.join(workdir, "results.json")))["test"]
+    assert test["given_labels"] is True
+    assert os.path.getsize(os.path.join(workdir, "classes.png")) > 0
+    m = tf.saved_model.load(os.path.join(workdir, "saved_model"))
+    images = m.sample_conditional(tf.constant([3, 3, 7]), tf.constant(1, tf.int64))["images"]
+    assert images.shape == (3, 28, 28, 1)
+    drawn = m.sample(tf.constant(5))
+    assert drawn["images"].shape == (5, 28, 28, 1) and drawn["labels"].shape == (5,)
+    ll = m.log_likelihood(tf.zeros([2, 28, 28, 1]), tf.constant([0, 1]), tf.constant(10))
+    assert np.all(np.isfinite(ll["log_likelihood"].numpy()))
+    png = str(tmp_path / "classes.png")
+    out = subprocess.run([*command("sample"), "--workdir", workdir, "--labels=3,5", "--num=4",
+                          f"--out={png}"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and os.path.getsize(png) > 0, out.stderr[-2000:]
+    out = subprocess.run([*command("sample"), "--workdir", workdir, "--labels=12",
+                          f"--out={png}"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1 and "not a class of this model" in out.stderr.strip().splitlines()[-1]
+    out = subprocess.run([*command("evaluate"), "--workdir", workdir, "--iw_samples=10",
+                          "--examples=50"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "log p(x|y)" in out.stdout, out.stderr[-2000:]
