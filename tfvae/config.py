@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
                                     # than one: a hierarchy (tfvae/hierarchy.py)
     model.conditional = False       # a conditional VAE of images given their labels:
                                     # q(z|x,y), p(x|z,y) (needs data with labels)
+    model.semi_supervised = False   # M2 (Kingma et al. 2014): y observed where data.labels
+                                    # keeps it, summed out elsewhere; a classifier q(y|x)
+    model.classifier_weight = 0.1   # semi_supervised: alpha / N of the classification term
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 

@@ -63,6 +63,10 @@ class Splits:
     class_names: Optional[Tuple[str, ...]] = None  # label names where the source has them
     num_classes: int = 0           # K, labels 0..K-1, where the source has labels (else 0)
     num_labelled: int = 0          # training images that keep their label (`data.labels`)
+    # Endless batches of ``(images, labels)`` of the labelled training images alone (reshuffled
+    # each pass, pixels as ``train``'s): a semi-supervised model draws one beside each batch of
+    # ``train``. None where no training image keeps a label (or the data is streamed).
+    labelled: Optional[tf.data.Dataset] = None
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -541,6 +545,20 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
     train = tf.data.Dataset.zip((order, seeds)).map(make_batch, num_parallel_calls=2)
     train = train.prefetch(2).with_options(_options())
 
+    labelled = None
+    kept = np.flatnonzero(y_train >= 0)
+    if len(kept):
+        def labelled_batch(indices, seed_pair):
+            return (pixels(tf.gather(train_images, indices), seed_pair),
+                    tf.gather(train_labels, indices))
+        picks = tf.data.Dataset.from_tensor_slices(kept).repeat().shuffle(
+            len(kept), seed=seed + 1, reshuffle_each_iteration=True)
+        labelled = tf.data.Dataset.zip((
+            picks.batch(min(c.batch_size, len(kept)), drop_remainder=True),
+            tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)))
+        labelled = labelled.map(labelled_batch, num_parallel_calls=2).prefetch(2).with_options(
+            _options())
+
     return Splits(
         train=train,
         validation=eval_pipeline(x_val, y_val),
@@ -552,7 +570,8 @@ def load(data_config, seed: int = 0, with_labels: bool = False,
         steps_per_epoch=len(x_train) // c.batch_size,
         class_names=names if with_labels else None,
         num_classes=num_classes,
-        num_labelled=int(np.sum(y_train >= 0)),
+        num_labelled=int(len(kept)),
+        labelled=labelled,
     )
 
 

@@ -10,6 +10,7 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | ``elbo_bits_per_dim`` | -ELBO / (D ln 2), D = pixels x channels |
 | ``active_units`` | latent dimensions with Cov_x(E_q[z_d]) > 0.01 [1] |
 | ``given_labels`` | a conditional model: ELBO and ``log_likelihood`` are of log p(x \| y) |
+| ``classification_error``, ``elbo_labelled`` | a semi-supervised model: its classifier's error rate on the split, and the bound L(x, y) with the true labels; its ``elbo`` is U(x) and ``log_likelihood`` sums y out exactly |
 | ``rates``, ``active_units_per_layer`` | several latent layers only: each layer's rate R_l (they sum to R) and active units, bottom first |
 | ``collapsed_dimensions`` | dimensions (of the top layer) whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
 | ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.importance`) [1] |
@@ -63,10 +64,16 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
                           "data set has images only (data.load(..., with_labels=True))")
     terms = {"elbo": [], "distortion": [], "rate": []}
     layer_rates, codes, kept, kept_labels, n_kept = [], [], [], [], 0
+    errors, labelled = [], []
     for i, batch in enumerate(dataset):
         x = images_of(batch)
         y = batch[1] if model.conditional else None
         t = _elbo_terms(model, x, tf.constant([seed, i]), y)
+        if model.semi_supervised:  # the classifier, and the bound with the true labels
+            logits = model.classify(x, training=False)
+            errors.append(np.asarray(tf.argmax(logits, -1, output_type=tf.int32)
+                                     != tf.cast(y, tf.int32)))
+            labelled.append(model.labelled_terms(x, y, seed=tf.constant([seed, i])).elbo.numpy())
         for key in terms:
             terms[key].append(getattr(t, key).numpy())
         layer_rates.append(np.stack([r.numpy() for r in t.rates], -1))
@@ -83,6 +90,10 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
     out["num_examples"] = int(sum(len(v) for v in terms["elbo"]))
     to_bits = 1.0 / (np.prod(model.image_shape) * np.log(2.0))  # nats of -log p -> bits/dim
     out["elbo_bits_per_dim"] = _bits(out["elbo"], to_bits)
+    if errors:
+        out["classification_error"] = diagnostics.mean_and_se(
+            np.concatenate(errors).astype(np.float64))
+        out["elbo_labelled"] = diagnostics.mean_and_se(np.concatenate(labelled))
     active = np.var(np.concatenate(codes), axis=0) > 0.01
     out["active_units"] = int(np.sum(active))
     if len(model.latent_dims) > 1:  # per layer, bottom first
@@ -98,10 +109,14 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
             model, tf.constant(images[:1000]), seed=seed)
     if iw_samples:
         subset = images[:iw_examples] if iw_examples else images
+        given = labels is not None and not model.semi_supervised
         out |= log_likelihood(model, subset, iw_samples, iw_batch_size, seed,
-                              with_diagnostics, progress,
-                              labels=None if labels is None else labels[:len(subset)])
-        if model.conditional:
+                              with_diagnostics and not model.semi_supervised, progress,
+                              labels=labels[:len(subset)] if given else None)
+        if model.semi_supervised and with_diagnostics:
+            out["importance_weights"] = {"skipped": "y is summed out by enumeration: each "
+                                                    "class has its own weights over z"}
+        elif model.conditional:
             out["given_labels"] = True  # a conditional model: the bound is on log p(x | y)
         out["bits_per_dim"] = _bits(out["log_likelihood"], to_bits)
     if with_diagnostics:
@@ -135,7 +150,7 @@ def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
     if isinstance(images, tf.data.Dataset):
         batches = list(images)
         images = np.concatenate([images_of(b).numpy() for b in batches])
-        if model.conditional:
+        if model.conditional and not model.semi_supervised:
             labels = np.concatenate([np.asarray(b[1]) for b in batches])
     bar = Progress(len(images), f"log p(x), k={k}", stream=progress)
     per_image = {}
@@ -197,6 +212,9 @@ def summary(result: Dict, split: str = "") -> str:
         head += f", weights: {result['weights']}"
     lines = [head, row("ELBO", result["elbo"]), row("distortion D", result["distortion"]),
              row("rate R", result["rate"])]
+    if "classification_error" in result:
+        lines += [row("classification error", result["classification_error"], ""),
+                  row("ELBO with the labels", result["elbo_labelled"])]
     for l, r in enumerate(result.get("rates", [])):
         lines.append(row(f"  rate of z{l + 1}", r))
     if "log_likelihood" in result:
@@ -205,7 +223,7 @@ def summary(result: Dict, split: str = "") -> str:
                       result["log_likelihood"]),
                   row("  in bits/dim", result["bits_per_dim"], "bits")]
     w = result.get("importance_weights")
-    if w:
+    if w and "skipped" not in w:
         lines += [f"  {'ESS / k':<28s} mean {w['ess_fraction_mean']:.3f}, 5th percentile "
                   f"{w['ess_fraction_p5']:.4f}",
                   f"  {'Pareto k-hat':<28s} median {w['khat_median']:.2f}, max "

@@ -125,7 +125,9 @@ class _Exported(tf.Module):
 class _ConditionalExported(tf.Module):
     """A conditional model's SavedModel: every function takes the images' labels ``[N]``
     (int32, 0..K-1), and ``sample_conditional(labels, seed)`` draws images of given classes;
-    ``sample(n)`` draws the classes uniformly."""
+    ``sample(n)`` draws the classes uniformly. A semi-supervised model adds
+    ``classify(images)`` (q(y|x): probabilities and the most probable label); its
+    ``log_likelihood`` is log p(x|y) of the labels given."""
 
     def __init__(self, model):
         super().__init__(name="tfvae_export")
@@ -209,6 +211,14 @@ class _ConditionalExported(tf.Module):
             return {"log_likelihood": importance.bound(vae, images, num_samples, 100,
                                                        pair(None, 0), checked(labels))}
 
+        if model.semi_supervised:
+            @tf.function(input_signature=[image_spec])
+            def classify(images):
+                logits = vae.classify(images, training=False)
+                return {"probabilities": tf.nn.softmax(logits),
+                        "labels": tf.argmax(logits, -1, output_type=tf.int32)}
+            self.classify = classify
+
         self.sample, self.sample_conditional, self.sample_latents = (
             sample, sample_conditional, sample_latents)
         self.decode, self.decode_sample, self.encode = decode, decode_sample, encode
@@ -226,6 +236,8 @@ def export(model, path: str, config=None) -> str:
                       "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood,
                       "sample_latents": module.sample_latents,
                       "decode_sample": module.decode_sample}
+        if model.semi_supervised:
+            signatures["classify"] = module.classify
         return _write(module, path, signatures, model, config)
     module = _Exported(model)
     signatures = {"serving_default": module.signature_functions["sample"],

@@ -32,6 +32,7 @@ import tf_keras as keras
 from tfvae import estimators as estimators_lib
 from tfvae import gradients as gradients_lib
 from tfvae import hierarchy, importance, likelihoods, networks, posteriors, priors
+from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -85,7 +86,7 @@ class VAE(keras.Model):
         estimator.check(self)
         estimator.prepare(self)
         names = ("loss", "elbo", "distortion", "rate", "beta") + tuple(estimator.metric_names)
-        names += self.rate_names()
+        names += self.rate_names() + tuple(self.extra_metric_names)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -93,6 +94,8 @@ class VAE(keras.Model):
 
     # ------------------------------------------------------------------ the model
     conditional = False  # a `ConditionalVAE` models images given their labels
+    semi_supervised = False  # a `SemiSupervisedVAE` also infers them: q(y|x), p(y)
+    extra_metric_names = ()
 
     def conditioned(self, labels):
         """A context in which the model is that of images given ``labels`` (a
@@ -241,11 +244,10 @@ class VAE(keras.Model):
     # converting the ~60 functions a step calls took 1.7 s of a 3.3 s first-step trace (CPU).
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         beta = self.current_beta()
         groups, optimizers = self.parameter_groups(), self.optimizers()
         with tf.GradientTape(persistent=True) as tape:
-            terms = self.estimator.terms(self, x, beta=beta, training=True)
+            terms = self.training_terms(data, beta)
             if self.losses:  # layer regularisers join every group's loss
                 reg = tf.add_n(self.losses)
                 terms = terms._replace(loss=terms.loss + reg, group_losses={
@@ -257,6 +259,11 @@ class VAE(keras.Model):
         gradients_lib.apply(per_group, optimizers, default=self.optimizer)
         self.step.assign_add(1)
         return self._update(terms, beta)
+
+    def training_terms(self, data, beta) -> estimators_lib.Terms:
+        """The `Terms` a training batch gives: the estimator's, for the images."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.estimator.terms(self, x, beta=beta, training=True)
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
@@ -446,11 +453,10 @@ class ConditionalVAE(VAE):
         with self.conditioned(labels):
             return super().call(x, training=training)
 
-    @tf.autograph.experimental.do_not_convert
-    def train_step(self, data):
+    def training_terms(self, data, beta) -> estimators_lib.Terms:
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         with self.conditioned(labels):
-            return super().train_step(x)
+            return super().training_terms(x, beta)
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
@@ -469,14 +475,128 @@ class ConditionalVAE(VAE):
         return self((x, labels), training=False)
 
 
+class SemiSupervisedVAE(ConditionalVAE):
+    """The M2 model of Kingma, Rezende, Mohamed and Welling [1]: y a class that is observed for
+    some images and a latent for the others, p(y) uniform over K classes, p(z) the prior,
+    p(x | y, z) and q(z | x, y) as in `ConditionalVAE`, and a classifier q(y | x) (a network of
+    ``model.network``'s kind). The bounds (per image, nats):
+
+        labelled    L(x, y) = E_q(z|x,y)[log p(x|y,z)] - KL(q(z|x,y) || p(z)) + log p(y),
+        unlabelled  U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)),
+
+    the sum over y done exactly by enumerating the K classes (one batched pass of K x B). The
+    training objective per step estimates the paper's J^alpha / N over the data set, with a
+    batch of every training image as unlabelled and a batch of the labelled ones:
+
+            mean_u [-U] + (N_l / N) mean_l [-L] + (alpha / N) N_l mean_l [-log q(y|x)],
+
+    alpha / N = ``classifier_weight`` (0.1 in the paper). Reported: ``elbo`` = U (a bound on
+    log p(x) whatever the labels), ``elbo_labelled``, ``classification_loss`` in training and
+    ``classification_error`` in evaluation. Warm-up's beta weighs the rate of z.
+
+    References:
+      [1] Kingma, Rezende, Mohamed and Welling (2014). Semi-Supervised Learning with Deep
+          Generative Models. NeurIPS.
+    """
+
+    semi_supervised = True
+    extra_metric_names = ("classification_loss", "elbo_labelled", "classification_error")
+
+    def __init__(self, *args, classifier, classifier_weight: float = 0.1, num_labelled: int = 1,
+                 num_train: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.classifier = classifier
+        self.classifier_weight = float(classifier_weight)
+        self.num_labelled, self.num_train = int(num_labelled), max(int(num_train), 1)
+
+    def classify(self, x, training=None):
+        """Logits of q(y | x), ``[B, K]``."""
+        return self.classifier(x, training=training)
+
+    def log_prior_of_labels(self):
+        return -tf.math.log(tf.cast(self.num_classes, tf.float32))
+
+    def labelled_terms(self, x, labels, beta=1.0, training=False, seed=None):
+        """L(x, y) as `Terms` (its elbo includes log p(y))."""
+        with self.conditioned(labels):
+            t = estimators_lib.elbo_decomposition(self, x, beta, training, seed)
+        log_p_y = self.log_prior_of_labels()
+        return t._replace(loss=t.loss - log_p_y, elbo=t.elbo + log_p_y,
+                          distortion=t.distortion, rate=t.rate - log_p_y)
+
+    def unlabelled_terms(self, x, beta=1.0, training=False, seed=None, logits=None):
+        """U(x) as `Terms`: D = sum_y q(y|x) D(x, y), R = sum_y q(y|x) R_z(x, y) +
+        KL(q(y|x) || p(y)), elbo = U = -(D + R); the loss weighs R_z by ``beta``."""
+        k, b = self.num_classes, tf.shape(x)[0]
+        logits = self.classify(x, training) if logits is None else logits
+        q_y, log_q_y = tf.nn.softmax(logits), tf.nn.log_softmax(logits)       # [B, K]
+        x_all = tf.tile(x, [k, 1, 1, 1])                                        # [K * B, ...]
+        with self.conditioned(tf.repeat(tf.range(k), b)):
+            t = estimators_lib.elbo_decomposition(self, x_all, beta, training, seed)
+        per_class = lambda v: tf.transpose(tf.reshape(v, [k, b]))  # noqa: E731 - [B, K]
+        distortion = tf.reduce_sum(q_y * per_class(t.distortion), -1)
+        rate_z = tf.reduce_sum(q_y * per_class(t.rate), -1)
+        kl_y = tf.reduce_sum(q_y * (log_q_y - self.log_prior_of_labels()), -1)
+        rate = rate_z + kl_y
+        return estimators_lib.Terms(loss=tf.reduce_mean(distortion + beta * rate_z + kl_y),
+                                    elbo=-(distortion + rate), distortion=distortion, rate=rate,
+                                    rates=(rate,))
+
+    def training_terms(self, data, beta) -> estimators_lib.Terms:
+        unlabelled, (x_l, y_l) = data
+        x_u, _, _ = keras.utils.unpack_x_y_sample_weight(unlabelled)
+        u = self.unlabelled_terms(x_u, beta, training=True)
+        lab = self.labelled_terms(x_l, y_l, beta, training=True)
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            tf.cast(y_l, tf.int32), self.classify(x_l, training=True)))
+        loss = (u.loss + self.num_labelled / self.num_train * lab.loss
+                + self.classifier_weight * self.num_labelled * ce)
+        return u._replace(loss=loss, extras={"classification_loss": ce,
+                                             "elbo_labelled": tf.reduce_mean(lab.elbo)})
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self.classify(x, training=False)
+        terms = self.unlabelled_terms(x, logits=logits)
+        error = tf.reduce_mean(tf.cast(tf.argmax(logits, -1, output_type=tf.int32)
+                                       != tf.cast(labels, tf.int32), tf.float32))
+        return self._update(terms._replace(extras={"classification_error": error}),
+                            tf.constant(1.0))
+
+    def elbo_terms(self, x, seed=None) -> estimators_lib.Terms:
+        """U(x): the bound on log p(x) with y summed out."""
+        return self.unlabelled_terms(x, seed=seed)
+
+    def log_likelihood(self, x, num_samples=1000, chunk_size=None, seed=None, labels=None):
+        """log p(x) = log sum_y p(y) p(x|y), y enumerated exactly and each p(x|y) by importance
+        sampling with q(z|x,y) (k = ``num_samples`` each): a lower bound in expectation
+        (Jensen), tight as k grows. With ``labels``: log p(x|y) of those labels."""
+        if labels is not None:
+            return super().log_likelihood(x, num_samples, chunk_size, seed, labels)
+        x = tf.convert_to_tensor(x, tf.float32)
+        n = tf.shape(x)[0]
+        per_class = [super(SemiSupervisedVAE, self).log_likelihood(
+            x, num_samples, chunk_size, None if seed is None else (seed[0], seed[1] + 7919 * c),
+            tf.fill([n], c)) for c in range(self.num_classes)]
+        return tf.reduce_logsumexp(tf.stack(per_class, -1), -1) + self.log_prior_of_labels()
+
+    def parameter_groups(self):
+        groups = super().parameter_groups()
+        groups["inference"] = groups["inference"] + self.classifier.trainable_variables
+        return groups
+
+
 def build(config, image_shape, steps_per_epoch=0, train_images=None,
-          num_classes: int = 0) -> VAE:
+          num_classes: int = 0, num_labelled: int = 0, num_train: int = 0) -> VAE:
     """Builds a `VAE` from a full tfvae config (``config.model``, ``config.train``): a
     `HierarchicalVAE` where ``model.latent_dims`` has more than one layer.
 
     ``steps_per_epoch`` converts ``train.kl_warmup_epochs`` to optimiser steps; ``train_images``
     (a few, ``[K, H, W, C]``) are offered to priors that initialise from data.
-    ``num_classes``: K of the labels, for a conditional model (``model.conditional``).
+    ``num_classes``: K of the labels, for a conditional or semi-supervised model
+    (``model.conditional``, ``model.semi_supervised``); ``num_labelled`` of ``num_train``
+    training images keep their label (the semi-supervised objective's weights).
     """
     m = config.model
     networks.validate(m)
@@ -494,9 +614,10 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
             f"model.likelihood.name={m.likelihood.name!r} models the 256 grey levels of 8-bit "
             "pixels but "
             f"data.pixels={config.data.pixels!r} binarises them; use data.pixels='continuous'")
-    conditional = bool(m.conditional)
+    semi = bool(m.semi_supervised)
+    conditional = bool(m.conditional) or semi
     if conditional:
-        _check_conditional(config, dims, num_classes)
+        _check_conditional(config, dims, num_classes, semi)
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
                                       likelihood.params_per_pixel, config.train.precision,
                                       extra_inputs=num_classes if conditional else 0)
@@ -514,6 +635,14 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
     cls, extra = VAE, {}
     if len(dims) > 1:
         cls = HierarchicalVAE
+    elif semi:
+        with precision_lib.scope(config.train.precision):
+            classifier = networks.ENCODERS.create(m.network, image_shape=tuple(image_shape),
+                                                  output_size=num_classes)
+        cls, extra = SemiSupervisedVAE, {
+            "num_classes": num_classes, "classifier": classifier,
+            "classifier_weight": m.classifier_weight, "num_labelled": num_labelled,
+            "num_train": num_train}
     elif conditional:
         cls, extra = ConditionalVAE, {"num_classes": num_classes}
     model = cls(encoder, decoder, posterior, likelihood, prior,
@@ -526,22 +655,29 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
     return model
 
 
-def _check_conditional(config, dims, num_classes):
+def _check_conditional(config, dims, num_classes, semi=False):
     m = config.model
+    what = "model.semi_supervised=True" if semi else "model.conditional=True"
     if num_classes < 2:
         raise ConfigError(
-            "model.conditional=True needs labelled images of at least 2 classes, and these "
+            f"{what} needs labelled images of at least 2 classes, and these "
             f"have {num_classes}; use a source with labels (class subfolders, an .npz 'labels' "
-            "array, a TFDS set with a 'label' feature) or model.conditional=False")
+            "array, a TFDS set with a 'label' feature)")
     if len(dims) > 1:
-        raise ConfigError(f"model.conditional=True with model.latent_dims={dims}: conditional "
-                          "models have one latent layer for now; use one size")
+        raise ConfigError(f"{what} with model.latent_dims={dims}: models with labels have "
+                          "one latent layer for now; use one size")
     if m.prior.name in ("vamp", "gtm_vamp"):
         raise ConfigError(
-            f"model.prior.name={m.prior.name!r} with model.conditional=True: its components "
+            f"model.prior.name={m.prior.name!r} with {what}: its components "
             "are q(z|u_k) of pseudo-inputs, which would each need a class; use "
             "standard_normal, mog, gtm or realnvp")
-    if str(config.data.labels) != "all":
+    if semi and config.estimator.name != "reparameterized":
+        raise ConfigError(f"{what} sums y out exactly and takes z's path-wise gradient; use "
+                          "estimator.name='reparameterized'")
+    if semi and str(config.data.labels) == "none":
+        raise ConfigError(f"{what} with data.labels='none': it needs some labelled images; "
+                          "use data.labels=N (per class) or 'all'")
+    if not semi and str(config.data.labels) != "all":
         raise ConfigError(
             f"model.conditional=True trains on every image's label, but data.labels="
             f"{config.data.labels!r} leaves some unlabelled; use data.labels='all'")

@@ -35,7 +35,8 @@ def open_run(workdir: str, warn=_say) -> OpenedRun:
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
     model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
                             train_images=data_lib.first_images(splits, 64),
-                            num_classes=splits.num_classes)
+                            num_classes=splits.num_classes,
+                            num_labelled=splits.num_labelled, num_train=splits.num_train)
     results = None
     if os.path.exists(os.path.join(workdir, runstate.RESULTS)):
         with open(os.path.join(workdir, runstate.RESULTS)) as f:

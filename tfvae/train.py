@@ -31,7 +31,7 @@ from tfvae import config as config_lib
 from tfvae import data as data_lib
 from tfvae import model as model_lib
 from tfvae import precision as precision_lib
-from tfvae.errors import TrainingDivergedError, WorkerLostError
+from tfvae.errors import ConfigError, TrainingDivergedError, WorkerLostError
 
 RESULTS = runstate.RESULTS
 
@@ -88,7 +88,8 @@ def build_model(config, splits, strategy=None):
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
                                 train_images=data_lib.first_images(splits, 64),
-                                num_classes=splits.num_classes)
+                                num_classes=splits.num_classes,
+                                num_labelled=splits.num_labelled, num_train=splits.num_train)
         default, groups = optimizers.for_training(config.train)
         jit = distribute.jit_compile(strategy, config.train.jit_compile,
                                      config.model.network.name, warn=_say)
@@ -111,6 +112,10 @@ def prepare(config, workdir: str) -> Run:
     keras.utils.set_random_seed(config.seed)
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True,
                            shard=distribute.input_shard(strategy))
+    if config.model.semi_supervised and splits.labelled is None:
+        raise ConfigError("model.semi_supervised=True needs labelled training images held in "
+                          "memory: data.labels=N (per class) or 'all' on a source with labels, "
+                          "and data.in_memory_mb above its size")
     model = build_model(config, splits, strategy)
     if (config.model.network.name == "cnn" and config.train.precision == "float32"
             and precision_lib.resolve("auto") == "mixed_bfloat16"):
@@ -242,14 +247,19 @@ def _callbacks(state: Run, best, stopper):
 def _fit(state: Run, callbacks, verbose):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    # A model without labels trains on images alone; a conditional one on (images, labels).
+    # A model without labels trains on images alone; a conditional one on (images, labels); a
+    # semi-supervised one on a batch of every image beside a batch of the labelled ones.
     images = (lambda ds: ds) if state.model.conditional else (  # noqa: E731
         lambda ds: ds.map(lambda x, y: x))
     splits = state.splits
+    train = images(splits.train).repeat()
+    if state.model.semi_supervised:
+        train = tf.data.Dataset.zip((splits.train.map(lambda x, y: x).repeat(),
+                                     splits.labelled))
     try:
         # A repeated data set keeps one iterator for the whole run: Keras otherwise makes a new
         # one each epoch, which costs seconds per epoch here (measured: ~4 s on 2 cores).
-        state.model.fit(images(splits.train).repeat(), steps_per_epoch=splits.steps_per_epoch,
+        state.model.fit(train, steps_per_epoch=splits.steps_per_epoch,
                         validation_data=images(splits.validation) if splits.num_validation
                         else None, epochs=state.config.train.epochs,
                         initial_epoch=state.epochs_done, callbacks=callbacks, verbose=verbose)
