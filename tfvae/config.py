@@ -76,6 +76,8 @@ def get_config() -> ml_collections.ConfigDict:
     prior.init = "data"             # vamp pseudo-inputs: 'data' (training images) or 'noise'
     prior.pseudo_inputs = "sigmoid"  # vamp: u = sigmoid(v), or 'hardtanh': clip(v, 0, 1)
     prior.learn_weights = False     # vamp, gtm_vamp: learn the mixture weights
+    prior.annotated = False         # mog, vamp: component c is p(z|y=c) where a label exists
+                                    # (components = the number of classes)
     prior.hidden = (64, 64)         # gtm / gtm_vamp networks, realnvp coupling networks
     prior.activation = "relu"       # their activation
     prior.flow_layers = 4           # realnvp: number of coupling layers

@@ -69,11 +69,14 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
         x = images_of(batch)
         y = batch[1] if model.conditional else None
         t = _elbo_terms(model, x, tf.constant([seed, i]), y)
-        if model.semi_supervised:  # the classifier, and the bound with the true labels
+        if hasattr(model, "classify") and isinstance(batch, (tuple, list)):
+            # the classifier, and the bound with the true labels
+            truth = batch[1]
             logits = model.classify(x, training=False)
             errors.append(np.asarray(tf.argmax(logits, -1, output_type=tf.int32)
-                                     != tf.cast(y, tf.int32)))
-            labelled.append(model.labelled_terms(x, y, seed=tf.constant([seed, i])).elbo.numpy())
+                                     != tf.cast(truth, tf.int32)))
+            labelled.append(model.labelled_terms(x, truth,
+                                                 seed=tf.constant([seed, i])).elbo.numpy())
         for key in terms:
             terms[key].append(getattr(t, key).numpy())
         layer_rates.append(np.stack([r.numpy() for r in t.rates], -1))

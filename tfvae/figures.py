@@ -44,6 +44,16 @@ def save(model, splits, workdir, history):
             title="What each layer controls: each row resamples one layer, the others fixed",
             row_labels=[f"z{l + 1}, draw {r + 1}" for l in range(len(model.latent_dims))
                         for r in range(4)]))
+    mixture = model.prior.mixture_parameters()
+    if mixture is not None and int(mixture[1].shape[0]) <= 20:
+        names = list(splits.class_names or range(int(mixture[1].shape[0])))
+        annotated = type(model).__name__ == "AnnotatedMixtureVAE"
+        paths.append(plots.labelled_grid(
+            component_samples(model), os.path.join(workdir, "components.png"),
+            title="What each prior component generates: z from component c (a row)"
+            + (", tied to class c by the labels" if annotated else ""),
+            row_labels=[f"c={names[c]}" if annotated else f"c={c}"
+                        for c in range(len(names))]))
     if tuple(model.latent_dims) == (2,):
         paths.append(plots.latent_density(
             [{"name": type(model.prior).__name__, "z": zs, "labels": ys,
@@ -87,3 +97,15 @@ def class_grid(model, rows: int = 8, seed: int = 0) -> np.ndarray:
     with model.conditioned(tf.tile(tf.range(k), [rows])):
         images = model.likelihood(z_all).mean().numpy()
     return images.reshape((rows, k) + images.shape[1:])
+
+
+def component_samples(model, cols: int = 8, seed: int = 0) -> np.ndarray:
+    """A mixture prior's ``[K, cols, H, W, C]``: each row decodes ``cols`` draws from one
+    component."""
+    _, loc, scale = model.prior.mixture_parameters()
+    scale = tf.broadcast_to(scale, tf.shape(loc))
+    k, d = int(loc.shape[0]), int(loc.shape[1])
+    eps = tf.random.stateless_normal([k, cols, d], seed=[seed, 11])
+    z = tf.reshape(loc[:, None, :] + scale[:, None, :] * eps, [k * cols, d])
+    images = model.likelihood(z).mean().numpy()
+    return images.reshape((k, cols) + images.shape[1:])

@@ -95,6 +95,7 @@ class VAE(keras.Model):
     # ------------------------------------------------------------------ the model
     conditional = False  # a `ConditionalVAE` models images given their labels
     semi_supervised = False  # a `SemiSupervisedVAE` also infers them: q(y|x), p(y)
+    labelled_stream = False  # trains on (a batch of all images, a batch of labelled ones)
     extra_metric_names = ()
 
     def conditioned(self, labels):
@@ -135,7 +136,7 @@ class VAE(keras.Model):
         """KL(q(z_L|x) || p(z_L)) of the top (here the only) layer, ``[B]``."""
         if self.analytic_kl:
             return tfd.kl_divergence(q_top, self.prior.distribution())
-        return tf.reduce_mean(q_top.log_prob(z_top) - self.prior.log_prob(z_top), axis=0)
+        return tf.reduce_mean(q_top.log_prob(z_top) - self.log_prior_fn()(z_top), axis=0)
 
     def encode_top(self, x, training=None) -> tfd.Distribution:
         """q(z_L | x) of the top (here the only) layer: the layer the prior p(z_L) scores."""
@@ -143,7 +144,11 @@ class VAE(keras.Model):
 
     def log_prior(self, z):
         """log p(z), shape ``z.shape[:-1]``."""
-        return self.prior.log_prob(z)
+        return self.log_prior_fn()(z)
+
+    def log_prior_fn(self):
+        """``z -> log p(z)`` with the prior's parameters computed once."""
+        return self.prior.log_prob_fn()
 
     def join(self, z):
         """The latents as one tensor ``[..., latent_dim]`` (one layer: z itself)."""
@@ -164,7 +169,7 @@ class VAE(keras.Model):
     def log_joint_fn(self, training=False):
         """``(x, z) -> log p(x, z)`` with the prior's parameters computed once (one encoder
         pass over a VampPrior's pseudo-inputs for many calls)."""
-        log_prior = self.prior.log_prob_fn()
+        log_prior = self.log_prior_fn()
         return lambda x, z: (self.likelihood(z, training=training).log_prob(x) + log_prior(z))
 
     def posterior_example(self) -> tfd.Distribution:
@@ -499,7 +504,7 @@ class SemiSupervisedVAE(ConditionalVAE):
           Generative Models. NeurIPS.
     """
 
-    semi_supervised = True
+    semi_supervised = labelled_stream = True
     extra_metric_names = ("classification_loss", "elbo_labelled", "classification_error")
 
     def __init__(self, *args, classifier, classifier_weight: float = 0.1, num_labelled: int = 1,
@@ -587,6 +592,81 @@ class SemiSupervisedVAE(ConditionalVAE):
         return groups
 
 
+class AnnotatedMixtureVAE(VAE):
+    """A VAE whose mixture prior (``mog`` or ``vamp``, one component per class) has its
+    components tied to the classes by the labels that exist: p(z | y = c) is component c, and
+    an unlabelled image's prior is the whole mixture, p(z) = sum_c pi_c p(z | y = c) (y summed
+    out exactly). Each step takes a batch of all training images (the mixture prior) and a
+    batch of the labelled ones (their components), weighted equally, so that each component
+    comes to generate its class. ``classify`` reads the class off the components'
+    responsibilities at the posterior mean, p(c | z = E_q[z])."""
+
+    labelled_stream = True
+    extra_metric_names = ("elbo_labelled", "classification_error")
+
+    def __init__(self, *args, num_classes: int, **kwargs):
+        self.num_classes = int(num_classes)
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "_labels", None)
+
+    @tf.autograph.experimental.do_not_convert
+    @contextlib.contextmanager
+    def conditioned(self, labels):
+        """Labels ``[B]`` for the block (-1: unlabelled): the prior is then each image's
+        component."""
+        if labels is None:
+            yield
+            return
+        previous = self._labels
+        object.__setattr__(self, "_labels", tf.cast(labels, tf.int32))
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_labels", previous)
+
+    def log_prior_fn(self):
+        logits, loc, scale = self.prior.mixture_parameters()
+        mixture = lambda z: priors.diagonal_gaussian_mixture_log_prob(  # noqa: E731
+            z, logits, loc, scale)
+        if self._labels is None:
+            return mixture
+        labels = self._labels
+        known = labels >= 0
+        c = tf.maximum(labels, 0)
+        component = tfd.Independent(tfd.Normal(
+            tf.gather(loc, c), tf.gather(tf.broadcast_to(scale, tf.shape(loc)), c)), 1)
+        return lambda z: tf.where(known, component.log_prob(z), mixture(z))
+
+    def classify(self, x, training=None):
+        """Logits of p(c | z) at z = the posterior mean, ``[B, K]``."""
+        z = posteriors.code(self.encode(x, training=training))
+        logits, loc, scale = self.prior.mixture_parameters()
+        per = tfd.Independent(tfd.Normal(loc, tf.broadcast_to(scale, tf.shape(loc))), 1)
+        return tf.nn.log_softmax(logits) + per.log_prob(z[:, None, :])
+
+    def labelled_terms(self, x, labels, beta=1.0, training=False, seed=None):
+        with self.conditioned(labels):
+            return estimators_lib.elbo_decomposition(self, x, beta, training, seed)
+
+    def training_terms(self, data, beta) -> estimators_lib.Terms:
+        unlabelled, (x_l, y_l) = data
+        x_u, _, _ = keras.utils.unpack_x_y_sample_weight(unlabelled)
+        u = self.estimator.terms(self, x_u, beta=beta, training=True)
+        with self.conditioned(y_l):
+            lab = self.estimator.terms(self, x_l, beta=beta, training=True)
+        return u._replace(loss=u.loss + lab.loss,
+                          extras={**u.extras, "elbo_labelled": tf.reduce_mean(lab.elbo)})
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        terms = self.elbo_terms(x)
+        error = tf.reduce_mean(tf.cast(tf.argmax(self.classify(x), -1, output_type=tf.int32)
+                                       != tf.cast(labels, tf.int32), tf.float32))
+        return self._update(terms._replace(extras={"classification_error": error}),
+                            tf.constant(1.0))
+
+
 def build(config, image_shape, steps_per_epoch=0, train_images=None,
           num_classes: int = 0, num_labelled: int = 0, num_train: int = 0) -> VAE:
     """Builds a `VAE` from a full tfvae config (``config.model``, ``config.train``): a
@@ -645,6 +725,9 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
             "num_train": num_train}
     elif conditional:
         cls, extra = ConditionalVAE, {"num_classes": num_classes}
+    elif m.prior.annotated:
+        _check_annotated(config, dims, num_classes)
+        cls, extra = AnnotatedMixtureVAE, {"num_classes": num_classes}
     model = cls(encoder, decoder, posterior, likelihood, prior,
                 estimators_lib.build(config.estimator), image_shape,
                 num_samples=m.num_samples, beta=config.train.beta,
@@ -653,6 +736,23 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
     x0 = tf.zeros((1,) + tuple(image_shape))
     model((x0, tf.zeros([1], tf.int32)) if conditional else x0)  # creates every variable
     return model
+
+
+def _check_annotated(config, dims, num_classes):
+    m = config.model
+    if m.prior.name not in ("mog", "vamp"):
+        raise ConfigError(f"model.prior.annotated=True ties a mixture's components to classes; "
+                          f"model.prior.name={m.prior.name!r} is not one: use 'mog' or 'vamp'")
+    if num_classes < 2 or m.prior.components != num_classes:
+        raise ConfigError(f"model.prior.annotated=True needs one component per class: set "
+                          f"model.prior.components={max(num_classes, 2)} (the data has "
+                          f"{num_classes} classes; it is {m.prior.components})")
+    if len(dims) > 1:
+        raise ConfigError(f"model.prior.annotated=True with model.latent_dims={dims}: models "
+                          "with labels have one latent layer for now; use one size")
+    if str(config.data.labels) == "none":
+        raise ConfigError("model.prior.annotated=True with data.labels='none': it needs some "
+                          "labelled images; use data.labels=N (per class) or 'all'")
 
 
 def _check_conditional(config, dims, num_classes, semi=False):

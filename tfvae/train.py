@@ -112,8 +112,10 @@ def prepare(config, workdir: str) -> Run:
     keras.utils.set_random_seed(config.seed)
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True,
                            shard=distribute.input_shard(strategy))
-    if config.model.semi_supervised and splits.labelled is None:
-        raise ConfigError("model.semi_supervised=True needs labelled training images held in "
+    if ((config.model.semi_supervised or config.model.prior.annotated)
+            and splits.labelled is None):
+        raise ConfigError("model.semi_supervised and model.prior.annotated need labelled "
+                          "training images held in "
                           "memory: data.labels=N (per class) or 'all' on a source with labels, "
                           "and data.in_memory_mb above its size")
     model = build_model(config, splits, strategy)
@@ -253,7 +255,7 @@ def _fit(state: Run, callbacks, verbose):
         lambda ds: ds.map(lambda x, y: x))
     splits = state.splits
     train = images(splits.train).repeat()
-    if state.model.semi_supervised:
+    if state.model.labelled_stream:
         train = tf.data.Dataset.zip((splits.train.map(lambda x, y: x).repeat(),
                                      splits.labelled))
     try:
