@@ -20,7 +20,7 @@ BAD_INPUTS = [
     (["--config=configs/nope.py"],
      "--config=configs/nope.py: no such config file; give the path of a config file "
      "(in configs/: default.py, fashion_mnist_conv64.py, literature.py, mnist_dynamic.py, "
-     "priors.py)"),
+     "priors.py, semi_supervised.py)"),
     (["--config.train.epoch=1"],
      "--config.train.epoch: no field 'epoch' in the config; did you mean epochs?"),
     (["--config=configs/priors.py:mnist,foo"],
