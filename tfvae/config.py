@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     model.semi_supervised = False   # M2 (Kingma et al. 2014): y observed where data.labels
                                     # keeps it, summed out elsewhere; a classifier q(y|x)
     model.classifier_weight = 0.1   # semi_supervised: alpha / N of the classification term
+    model.label_estimator = "enumerate"  # semi_supervised, unlabelled images in training: y
+                                    # 'enumerate'd, 'score_function' or 'gumbel_softmax'
+    model.label_temperature = 0.5   # gumbel_softmax: the relaxation's temperature
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 

@@ -31,7 +31,8 @@ import tf_keras as keras
 
 from tfvae import estimators as estimators_lib
 from tfvae import gradients as gradients_lib
-from tfvae import hierarchy, importance, likelihoods, networks, posteriors, priors
+from tfvae import hierarchy, importance, label_estimators, likelihoods, networks, posteriors
+from tfvae import priors
 from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError
 
@@ -489,8 +490,9 @@ class SemiSupervisedVAE(ConditionalVAE):
         labelled    L(x, y) = E_q(z|x,y)[log p(x|y,z)] - KL(q(z|x,y) || p(z)) + log p(y),
         unlabelled  U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)),
 
-    the sum over y done exactly by enumerating the K classes (one batched pass of K x B). The
-    training objective per step estimates the paper's J^alpha / N over the data set, with a
+    the sum over y done exactly by enumerating the K classes (one batched pass of K x B), or in
+    training by the score function or a Gumbel-softmax relaxation (``label_estimator``,
+    `tfvae.label_estimators`). The training objective per step estimates the paper's J^alpha / N over the data set, with a
     batch of every training image as unlabelled and a batch of the labelled ones:
 
             mean_u [-U] + (N_l / N) mean_l [-L] + (alpha / N) N_l mean_l [-log q(y|x)],
@@ -508,7 +510,12 @@ class SemiSupervisedVAE(ConditionalVAE):
     extra_metric_names = ("classification_loss", "elbo_labelled", "classification_error")
 
     def __init__(self, *args, classifier, classifier_weight: float = 0.1, num_labelled: int = 1,
-                 num_train: int = 1, **kwargs):
+                 num_train: int = 1, label_estimator: str = "enumerate",
+                 label_temperature: float = 0.5, **kwargs):
+        label_estimators.LABEL_ESTIMATORS.get(label_estimator)
+        if not label_temperature > 0:
+            raise ConfigError(f"model.label_temperature={label_temperature} must be > 0")
+        self.label_estimator, self.label_temperature = label_estimator, float(label_temperature)
         super().__init__(*args, **kwargs)
         self.classifier = classifier
         self.classifier_weight = float(classifier_weight)
@@ -529,28 +536,19 @@ class SemiSupervisedVAE(ConditionalVAE):
         return t._replace(loss=t.loss - log_p_y, elbo=t.elbo + log_p_y,
                           distortion=t.distortion, rate=t.rate - log_p_y)
 
-    def unlabelled_terms(self, x, beta=1.0, training=False, seed=None, logits=None):
-        """U(x) as `Terms`: D = sum_y q(y|x) D(x, y), R = sum_y q(y|x) R_z(x, y) +
-        KL(q(y|x) || p(y)), elbo = U = -(D + R); the loss weighs R_z by ``beta``."""
-        k, b = self.num_classes, tf.shape(x)[0]
+    def unlabelled_terms(self, x, beta=1.0, training=False, seed=None, logits=None,
+                         estimator="enumerate"):
+        """U(x) as `Terms` by a `tfvae.label_estimators` estimator (``enumerate``: exact in y,
+        D = sum_y q(y|x) D(x, y), R = sum_y q(y|x) R_z(x, y) + KL(q(y|x) || p(y)),
+        elbo = U = -(D + R)); the loss weighs the rate of z by ``beta``."""
         logits = self.classify(x, training) if logits is None else logits
-        q_y, log_q_y = tf.nn.softmax(logits), tf.nn.log_softmax(logits)       # [B, K]
-        x_all = tf.tile(x, [k, 1, 1, 1])                                        # [K * B, ...]
-        with self.conditioned(tf.repeat(tf.range(k), b)):
-            t = estimators_lib.elbo_decomposition(self, x_all, beta, training, seed)
-        per_class = lambda v: tf.transpose(tf.reshape(v, [k, b]))  # noqa: E731 - [B, K]
-        distortion = tf.reduce_sum(q_y * per_class(t.distortion), -1)
-        rate_z = tf.reduce_sum(q_y * per_class(t.rate), -1)
-        kl_y = tf.reduce_sum(q_y * (log_q_y - self.log_prior_of_labels()), -1)
-        rate = rate_z + kl_y
-        return estimators_lib.Terms(loss=tf.reduce_mean(distortion + beta * rate_z + kl_y),
-                                    elbo=-(distortion + rate), distortion=distortion, rate=rate,
-                                    rates=(rate,))
+        return label_estimators.LABEL_ESTIMATORS.get(estimator)(
+            self, x, logits, beta, training, seed, temperature=self.label_temperature)
 
     def training_terms(self, data, beta) -> estimators_lib.Terms:
         unlabelled, (x_l, y_l) = data
         x_u, _, _ = keras.utils.unpack_x_y_sample_weight(unlabelled)
-        u = self.unlabelled_terms(x_u, beta, training=True)
+        u = self.unlabelled_terms(x_u, beta, training=True, estimator=self.label_estimator)
         lab = self.labelled_terms(x_l, y_l, beta, training=True)
         ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             tf.cast(y_l, tf.int32), self.classify(x_l, training=True)))
@@ -722,7 +720,8 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
         cls, extra = SemiSupervisedVAE, {
             "num_classes": num_classes, "classifier": classifier,
             "classifier_weight": m.classifier_weight, "num_labelled": num_labelled,
-            "num_train": num_train}
+            "num_train": num_train, "label_estimator": m.label_estimator,
+            "label_temperature": m.label_temperature}
     elif conditional:
         cls, extra = ConditionalVAE, {"num_classes": num_classes}
     elif m.prior.annotated:
