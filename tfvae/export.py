@@ -32,15 +32,20 @@ import tensorflow as tf
 from tfvae import importance, posteriors
 
 
+def _hold_model(module, model):
+    """The model's variables, not its Keras layers (that keeps Keras's failing layer
+    serialisation out), and its sizes as non-trainable variables (a SavedModel keeps
+    variables, not constants)."""
+    module.model_variables = list(model.variables)
+    module.image_shape = tf.Variable(model.image_shape, trainable=False, dtype=tf.int32)
+    module.latent_dim = tf.Variable(model.latent_dim, trainable=False, dtype=tf.int32)
+    module.latent_dims = tf.Variable(model.latent_dims, trainable=False, dtype=tf.int32)
+
+
 class _Exported(tf.Module):
     def __init__(self, model):
         super().__init__(name="tfvae_export")
-        # Variables only, not the Keras layers: keeps Keras's (failing) layer serialisation out.
-        self.model_variables = list(model.variables)
-        # Sizes as (non-trainable) variables: a SavedModel keeps variables, not constants.
-        self.image_shape = tf.Variable(model.image_shape, trainable=False, dtype=tf.int32)
-        self.latent_dim = tf.Variable(model.latent_dim, trainable=False, dtype=tf.int32)
-        self.latent_dims = tf.Variable(model.latent_dims, trainable=False, dtype=tf.int32)
+        _hold_model(self, model)
         image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
         latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
         vae = model
@@ -131,10 +136,7 @@ class _ConditionalExported(tf.Module):
 
     def __init__(self, model):
         super().__init__(name="tfvae_export")
-        self.model_variables = list(model.variables)
-        self.image_shape = tf.Variable(model.image_shape, trainable=False, dtype=tf.int32)
-        self.latent_dim = tf.Variable(model.latent_dim, trainable=False, dtype=tf.int32)
-        self.latent_dims = tf.Variable(model.latent_dims, trainable=False, dtype=tf.int32)
+        _hold_model(self, model)
         self.num_classes = tf.Variable(model.num_classes, trainable=False, dtype=tf.int32)
         image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
         latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")

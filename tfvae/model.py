@@ -387,7 +387,34 @@ class HierarchicalVAE(VAE):
         }
 
 
-class ConditionalVAE(VAE):
+class LabelContext:
+    """For the models with labels: ``with model.conditioned(labels):`` sets, for the block, the
+    labels their methods read (``self._labels``, after ``prepare_labels``); None leaves them as
+    they are. Tracing-friendly: the labels are tensors held while a function is traced."""
+
+    def __init__(self, *args, num_classes: int, **kwargs):
+        self.num_classes = int(num_classes)
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "_labels", None)  # not a Keras-tracked attribute
+
+    def prepare_labels(self, labels):
+        return labels
+
+    @tf.autograph.experimental.do_not_convert
+    @contextlib.contextmanager
+    def conditioned(self, labels):
+        if labels is None:
+            yield
+            return
+        previous = self._labels
+        object.__setattr__(self, "_labels", self.prepare_labels(tf.convert_to_tensor(labels)))
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_labels", previous)
+
+
+class ConditionalVAE(LabelContext, VAE):
     """A conditional VAE [1, 2]: q(z | x, y), p(x | z, y) and p(z | y) = p(z), for images x with
     labels y in 0..K-1. y enters the networks one-hot: as K constant channels appended to the
     image (so any encoder takes it) and K inputs appended to z (so any decoder does). The
@@ -406,27 +433,11 @@ class ConditionalVAE(VAE):
 
     conditional = True
 
-    def __init__(self, *args, num_classes: int, **kwargs):
-        self.num_classes = int(num_classes)
-        super().__init__(*args, **kwargs)
-        object.__setattr__(self, "_labels", None)
-
-    @tf.autograph.experimental.do_not_convert
-    @contextlib.contextmanager
-    def conditioned(self, labels):
-        """Labels ``[B]`` (integers) for the block; the model is then p(x, z | y)."""
-        if labels is None:
-            yield
-            return
-        previous = self._labels
-        labels = tf.convert_to_tensor(labels)
+    def prepare_labels(self, labels):
+        """Integer labels ``[B]`` one-hot, or (relaxed) one-hot ``[B, K]`` as they are."""
         if labels.dtype.is_integer:
             labels = tf.one_hot(labels, self.num_classes)
-        object.__setattr__(self, "_labels", tf.cast(labels, tf.float32))
-        try:
-            yield
-        finally:
-            object.__setattr__(self, "_labels", previous)
+        return tf.cast(labels, tf.float32)
 
     def _onehot(self):
         if self._labels is None:
@@ -590,7 +601,7 @@ class SemiSupervisedVAE(ConditionalVAE):
         return groups
 
 
-class AnnotatedMixtureVAE(VAE):
+class AnnotatedMixtureVAE(LabelContext, VAE):
     """A VAE whose mixture prior (``mog`` or ``vamp``, one component per class) has its
     components tied to the classes by the labels that exist: p(z | y = c) is component c, and
     an unlabelled image's prior is the whole mixture, p(z) = sum_c pi_c p(z | y = c) (y summed
@@ -602,25 +613,9 @@ class AnnotatedMixtureVAE(VAE):
     labelled_stream = True
     extra_metric_names = ("elbo_labelled", "classification_error")
 
-    def __init__(self, *args, num_classes: int, **kwargs):
-        self.num_classes = int(num_classes)
-        super().__init__(*args, **kwargs)
-        object.__setattr__(self, "_labels", None)
-
-    @tf.autograph.experimental.do_not_convert
-    @contextlib.contextmanager
-    def conditioned(self, labels):
-        """Labels ``[B]`` for the block (-1: unlabelled): the prior is then each image's
-        component."""
-        if labels is None:
-            yield
-            return
-        previous = self._labels
-        object.__setattr__(self, "_labels", tf.cast(labels, tf.int32))
-        try:
-            yield
-        finally:
-            object.__setattr__(self, "_labels", previous)
+    def prepare_labels(self, labels):
+        """Labels ``[B]``, -1 for unlabelled: each image's prior is then its component."""
+        return tf.cast(labels, tf.int32)
 
     def log_prior_fn(self):
         logits, loc, scale = self.prior.mixture_parameters()
