@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from tfvae import callbacks, config as config_lib, data, evaluation, model as model_lib  # noqa: E402
+from tfvae import builder, callbacks, config as config_lib, data, evaluation  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,7 +48,7 @@ def main():
     c.train.learning_rate = args.lr
     keras.utils.set_random_seed(args.seed)
     splits = data.load(c.data, seed=args.seed)
-    vae = model_lib.build(c, splits.image_shape, splits.steps_per_epoch)
+    vae = builder.build(c, splits.image_shape, splits.steps_per_epoch)
     vae.compile(keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution,
                 jit_compile=bool(args.jit_compile))
 

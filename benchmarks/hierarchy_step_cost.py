@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import config as config_lib, data, distribute, model as model_lib, optimizers  # noqa: E402
+from tfvae import builder, config as config_lib, data, distribute, optimizers  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_list("models", ["standard", "hvae_standard", "vamp", "hvae_vamp"],
@@ -33,7 +33,7 @@ def step_time(name, splits):
     config = config_lib.from_file(os.path.join(ROOT, "configs", "literature.py"),
                                   f"mnist,{name}")
     keras.utils.set_random_seed(0)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                           train_images=data.first_images(splits, 500))
     default, groups = optimizers.for_training(config.train)
     jit = distribute.jit_compile(None, config.train.jit_compile, config.model.network.name)

@@ -19,7 +19,7 @@ quiet_tensorflow()
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import config as config_lib, data, evaluation, model as model_lib  # noqa: E402
+from tfvae import builder, config as config_lib, data, evaluation  # noqa: E402
 
 flags.DEFINE_list("k", ["5000", "1000"], "Numbers of importance samples to time.")
 flags.DEFINE_integer("examples", 300, "Test images timed (after a warm-up batch).")
@@ -44,7 +44,7 @@ def main(argv):
         config.model.posterior.scale = "softplus"
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                           train_images=data.first_images(splits, 64))
     for k in map(int, FLAGS.k):
         warm = splits.test.unbatch().take(FLAGS.batch).batch(FLAGS.batch)

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import config as config_lib, data, model as model_lib, optimizers, priors  # noqa: E402
+from tfvae import builder, config as config_lib, data, optimizers, priors  # noqa: E402
 
 flags.DEFINE_string("network", "mlp", "mlp or gated_mlp (300-300 either way).")
 flags.DEFINE_list("priors", list(priors.RECOMMENDED), "Priors to time.")
@@ -36,7 +36,7 @@ def step_time(prior, splits, arrays):
     config.model.prior.update(priors.RECOMMENDED[prior])
     config.train.learning_rate = 5e-4
     keras.utils.set_random_seed(0)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                           train_images=data.first_images(splits, 64))
     default, groups = optimizers.for_training(config.train)
     vae.compile(default, group_optimizers=groups, steps_per_execution=32, jit_compile=True)

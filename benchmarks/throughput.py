@@ -45,7 +45,7 @@ def one(args):
     import tf_keras as keras
     sys.path.insert(0, REPO)
     from tfvae import callbacks, config as config_lib, data, distribute, evaluation, optimizers
-    from tfvae import model as model_lib
+    from tfvae import builder
 
     c = config_lib.get_config()
     c.data.source, c.data.idx_dir, c.data.pixels = "idx", args.data, "dynamic"
@@ -59,7 +59,7 @@ def one(args):
     splits = data.load(c.data, seed=0)
     steps = min(args.steps or splits.steps_per_epoch, splits.steps_per_epoch)
     with strategy.scope():
-        vae = model_lib.build(c, splits.image_shape, splits.steps_per_epoch)
+        vae = builder.build(c, splits.image_shape, splits.steps_per_epoch)
         default, groups = optimizers.for_training(c.train)
         vae.compile(optimizer=default, group_optimizers=groups,
                     steps_per_execution=min(32, steps),

@@ -34,6 +34,7 @@ def get_config(arg: str = "mnist,100"):
     m = config.model
     m.semi_supervised, m.classifier_weight = True, 0.1
     m.network.name, m.network.hidden, m.network.activation = "mlp", (500,), "softplus"
+    m.label_input = "features"  # the paper's MLPs read [x, y] (and enumeration costs 1/5)
     m.latent_dims = (50,)
     m.likelihood.name = "bernoulli"
     t = config.train

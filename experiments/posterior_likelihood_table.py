@@ -59,18 +59,18 @@ def fixed_decoder_rows():
     """Encoders fitted to one frozen decoder: ELBO (mean of 5 passes), log p(x), gap."""
     import numpy as np
     import tf_keras as keras
-    from tfvae import data, evaluation, model as model_lib
+    from tfvae import builder, data, evaluation
     config = row_config("mnist", "gaussian")
     keras.utils.set_random_seed(FLAGS.seed)
     splits = data.load(config.data, seed=FLAGS.seed)
-    base = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+    base = builder.build(config, splits.image_shape, splits.steps_per_epoch)
     base.compile(keras.optimizers.Adam(config.train.learning_rate), steps_per_execution=50)
     base.fit(splits.train, epochs=FLAGS.decoder_epochs, verbose=0)
     test = splits.test.unbatch().take(config.eval.iw_examples).batch(100)
     lines = []
     for posterior in ("gaussian", "iaf"):
         keras.utils.set_random_seed(FLAGS.seed + 1)
-        vae = model_lib.build(row_config("mnist", posterior), splits.image_shape,
+        vae = builder.build(row_config("mnist", posterior), splits.image_shape,
                               splits.steps_per_epoch)
         vae.decoder.set_weights(base.decoder.get_weights())
         vae.decoder.trainable = False

@@ -59,11 +59,11 @@ def fashion_idx_dir():
 def trained(mnist_arrays):
     """A small MLP VAE trained 2 epochs on 12,000 dynamically binarised MNIST images."""
     import tf_keras as keras
-    from tfvae import data, model as model_lib
+    from tfvae import builder, data
     config = make_config(data__train_size=12000)
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, arrays=mnist_arrays)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=16)
     before = vae.evaluate(splits.validation, verbose=0, return_dict=True)
     vae.fit(splits.train, epochs=2, verbose=0)

@@ -31,8 +31,8 @@ BAD_INPUTS = [
      "standard_normal, vamp"),
     (["--config.model.foo=1"],
      "--config.model.foo: no field 'foo' in model; model has: classifier_weight, conditional, "
-     "kl, label_estimator, label_temperature, latent_dims, likelihood, network, num_samples, "
-     "posterior, prior, semi_supervised"),
+     "kl, label_estimator, label_input, label_temperature, latent_dims, likelihood, network, "
+     "num_samples, posterior, prior, semi_supervised"),
     (["--config.nosuch.x=1"],
      "--config.nosuch.x: no block 'nosuch' in the config; the config has: data, estimator, "
      "eval, model, seed, train"),

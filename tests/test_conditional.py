@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from commands import command
 from conftest import REPO, make_config
-from tfvae import data, evaluation, model as model_lib
+from tfvae import builder, data, evaluation
 from tfvae.errors import ConfigError, DataError
 
 
@@ -61,7 +61,7 @@ def test_a_conditional_model_refuses_what_it_cannot_do():
             ({"model__latent_dims": (4, 2)}, 10, "one latent layer for now")):
         config = make_config(model__conditional=True, **overrides)
         with pytest.raises(ConfigError, match=message) as err:
-            model_lib.build(config, (28, 28, 1), num_classes=classes)
+            builder.build(config, (28, 28, 1), num_classes=classes)
         assert "\n" not in str(err.value)
 
 
@@ -71,7 +71,7 @@ def conditional_mnist(mnist_arrays):
                          model__latent_dims=(8,), model__network__hidden=(256, 256))
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                           num_classes=splits.num_classes)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
     vae.fit(splits.train, epochs=5, verbose=0)
@@ -90,6 +90,34 @@ def _classifier(mnist_arrays):
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     net.fit(x, y[:30000], epochs=2, batch_size=128, verbose=0)
     return net
+
+
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_the_label_joins_the_encoders_features_with_k_times_hidden_weights(network):
+    """``model.label_input='features'``: y (one-hot, K) joins q(z|x,y)'s encoder where it
+    flattens x, K x hidden more weights than the unconditional encoder; as K constant image
+    channels (the default) an MLP's costs K x H x W x hidden. Either way q depends on y."""
+    def build(**overrides):
+        config = make_config(model__network__name=network, model__network__hidden=(32,),
+                             model__network__conv_channels=(4, 8), **overrides)
+        return builder.build(config, (28, 28, 1), num_classes=10)
+
+    plain = build().encoder.count_params()
+    joined = build(model__conditional=True, model__label_input="features")
+    channels = build(model__conditional=True)
+    assert joined.encoder.count_params() - plain == 10 * 32
+    if network == "mlp":
+        assert channels.encoder.count_params() - plain == 10 * 28 * 28 * 32
+    x = tf.random.uniform([3, 28, 28, 1])
+    for model in (joined, channels):
+        with model.conditioned(tf.constant([0, 1, 2])):
+            a = model.encode(x).mean()
+        with model.conditioned(tf.constant([5, 5, 5])):
+            b = model.encode(x).mean()
+        assert not np.allclose(a.numpy(), b.numpy())
+    with pytest.raises(ConfigError, match="model.label_input='pixels'"):
+        from tfvae import config as config_lib
+        config_lib.validate(make_config(model__label_input="pixels"))
 
 
 def test_conditional_samples_are_of_the_class_asked_for(conditional_mnist, mnist_arrays):
@@ -157,7 +185,7 @@ def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir):
 def _m2(image_shape=(28, 28, 1), classes=10, **overrides):
     settings = dict(model__semi_supervised=True, data__labels="10", model__latent_dims=(4,),
                     model__network__hidden=(64,))
-    return model_lib.build(make_config(**(settings | overrides)), image_shape,
+    return builder.build(make_config(**(settings | overrides)), image_shape,
                            num_classes=classes, num_labelled=100, num_train=1000)
 
 
@@ -219,7 +247,7 @@ def test_m2_learns_to_classify_from_100_labels(mnist_arrays):
                          model__network__hidden=(256,))
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                           num_classes=10, num_labelled=splits.num_labelled,
                           num_train=splits.num_train)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
@@ -275,7 +303,7 @@ def test_annotated_mixture_components_generate_their_class(mnist_arrays):
                          model__network__hidden=(256, 256))
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch, num_classes=10,
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch, num_classes=10,
                           num_labelled=splits.num_labelled, num_train=splits.num_train)
     assert type(vae).__name__ == "AnnotatedMixtureVAE"
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)

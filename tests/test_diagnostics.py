@@ -13,7 +13,7 @@ import tensorflow_probability as tfp
 
 from commands import command
 from conftest import REPO, make_config
-from tfvae import diagnostics, evaluation, model as model_lib
+from tfvae import builder, diagnostics, evaluation
 
 tfd = tfp.distributions
 
@@ -73,7 +73,7 @@ def test_marginal_kl_is_zero_when_the_prior_is_the_aggregated_posterior():
                          model__prior__pseudo_inputs="hardtanh", model__latent_dims=(6,),
                          model__network__hidden=(32,))
     images = (np.random.default_rng(0).random((40, 28, 28, 1)) < 0.3).astype(np.float32)
-    vae = model_lib.build(config, (28, 28, 1), train_images=images)
+    vae = builder.build(config, (28, 28, 1), train_images=images)
     vae.prior.raw_pseudo_inputs.assign(images)
     s = diagnostics.elbo_surgery(vae, images, seed=1)
     assert abs(s["marginal_kl"]["mean"]) < 1e-4
@@ -128,7 +128,7 @@ def test_collapsed_dimensions_for_standard_and_mixture_priors():
     for prior, extra in (("standard_normal", {}), ("mog", {"model__prior__components": 5})):
         config = make_config(model__prior__name=prior, model__latent_dims=(3,), model__network__hidden=(16,),
                              **extra)
-        vae = model_lib.build(config, (28, 28, 1))
+        vae = builder.build(config, (28, 28, 1))
         out = vae.encoder.layers[-1]
         kernel, bias = out.kernel.numpy(), out.bias.numpy()
         kernel[:, [2, 5]] = 0.0                         # dimension 2: loc 0, raw scale 0 ...

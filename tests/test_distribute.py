@@ -20,7 +20,7 @@ PROBE = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {tests!r})
     from conftest import make_config
-    from tfvae import estimators, model as model_lib
+    from tfvae import builder, estimators
 
     class MeanCode(estimators.Reparameterized):
         # The ELBO's terms at z = mean of q(z|x): the same gradient on every run (no noise).
@@ -40,7 +40,7 @@ PROBE = textwrap.dedent("""
         keras.utils.set_random_seed(0)
         x = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3).astype("float32")
         with strategy.scope():
-            vae = model_lib.build(config, (28, 28, 1))
+            vae = builder.build(config, (28, 28, 1))
             vae.compile(keras.optimizers.SGD(0.1), steps_per_execution=1)
         before = [v.numpy().copy() for v in vae.trainable_variables]
         vae.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=1, verbose=0)
@@ -71,7 +71,7 @@ PROBE = textwrap.dedent("""
                              model__posterior__name="mog" if estimator == "hybrid" else "gaussian")
         keras.utils.set_random_seed(0)
         with mirrored.scope():
-            vae = model_lib.build(config, (28, 28, 1))
+            vae = builder.build(config, (28, 28, 1))
         x = tf.constant((np.random.default_rng(1).random((4, 28, 28, 1)) < 0.3)
                         .astype("float32"))
         step = tf.function(lambda x: mirrored.run(
@@ -148,13 +148,13 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import numpy as np, tensorflow as tf, tf_keras as keras
     from conftest import make_config
-    from tfvae import distribute, model as model_lib
+    from tfvae import builder, distribute
     config = make_config(model__network__hidden=(32,), model__latent_dims=(4,), train__strategy="multi_worker")
     strategy = distribute.build(config.train)
     keras.utils.set_random_seed(0)
     x = (np.random.default_rng(0).random((256, 28, 28, 1)) < 0.3).astype("float32")
     with strategy.scope():
-        vae = model_lib.build(config, (28, 28, 1))
+        vae = builder.build(config, (28, 28, 1))
         vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=1)
     history = vae.fit(tf.data.Dataset.from_tensor_slices(x).batch(32).repeat(), steps_per_epoch=4,
                       epochs=2, verbose=0).history
@@ -195,8 +195,8 @@ def test_two_workers_train_in_step_on_localhost(tmp_path):
     assert results[0] == results[1]                   # the workers stayed in step
     assert results[0]["loss"][1] < results[0]["loss"][0]
     import tensorflow as tf
-    from tfvae import model as model_lib
-    vae = model_lib.build(make_config(model__network__hidden=(32,), model__latent_dims=(4,)), (28, 28, 1))
+    from tfvae import builder
+    vae = builder.build(make_config(model__network__hidden=(32,), model__latent_dims=(4,)), (28, 28, 1))
     tf.train.Checkpoint(model=vae).read(ckpt).expect_partial()
     import numpy as np
     total = float(np.concatenate([v.numpy().ravel() for v in vae.trainable_variables]).sum())

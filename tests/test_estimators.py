@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import data, estimators, model as model_lib, train
+from tfvae import builder, data, estimators, train
 from tfvae.errors import ConfigError
 
 
@@ -18,7 +18,7 @@ def _tiny(estimator="reparameterized", control_variates="", **overrides):
     config = make_config(estimator__name=estimator, estimator__control_variates=control_variates,
                          model__latent_dims=(2,), model__network__hidden=(8,), **overrides)
     keras.utils.set_random_seed(0)
-    return model_lib.build(config, (4, 4, 1))
+    return builder.build(config, (4, 4, 1))
 
 
 def _copy(src, dst):
@@ -153,7 +153,7 @@ def variances(trained):
     for cvs in ["", "centered", "scaled", "self_critic", "baseline"]:
         config = trained["config"].copy_and_resolve_references()
         config.estimator.name, config.estimator.control_variates = "score_function", cvs
-        vae = model_lib.build(config, splits.image_shape)
+        vae = builder.build(config, splits.image_shape)
         _copy(base, vae)
         if cvs == "baseline":  # train the baseline network alone on the reward
             opt = keras.optimizers.Adam(3e-3)
@@ -182,7 +182,7 @@ def test_each_control_variate_lowers_gradient_variance(variances, cv):
 def _fit(config, mnist_arrays, epochs=1, group_optimizers=None, lr=1e-3):
     splits = data.load(config.data, seed=0, arrays=mnist_arrays)
     keras.utils.set_random_seed(0)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch)
     vae.compile(keras.optimizers.Adam(lr), group_optimizers=group_optimizers,
                 steps_per_execution=16)
     start = vae.evaluate(splits.validation, verbose=0, return_dict=True)
@@ -273,7 +273,7 @@ def test_gradient_variance_and_cv_loss_are_logged(tmp_path, fashion_idx_dir):
 ])
 def test_bad_estimator_config(override, message):
     with pytest.raises(ConfigError, match=message):
-        model_lib.build(make_config(**override), (28, 28, 1))
+        builder.build(make_config(**override), (28, 28, 1))
 
 
 def test_bad_group_settings():

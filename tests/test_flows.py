@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from conftest import make_config
-from tfvae import model as model_lib, posteriors
+from tfvae import builder, posteriors
 
 tfd = tfp.distributions
 
@@ -91,7 +91,7 @@ def test_flow_model_trains_scores_and_exports(name, tmp_path):
     import tf_keras as keras
     from tfvae import export
     config = make_config(model__posterior__name=name, model__network__hidden=(64,), model__latent_dims=(6,))
-    vae = model_lib.build(config, (28, 28, 1))
+    vae = builder.build(config, (28, 28, 1))
     assert not vae.analytic_kl                                       # Monte Carlo KL
     x = (np.random.default_rng(0).random((32, 28, 28, 1)) < 0.3).astype(np.float32)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=1)
@@ -126,14 +126,14 @@ def test_iaf_beats_the_gaussian_on_mnist(mnist_arrays):
 
     keras.utils.set_random_seed(0)
     splits = data.load(config("gaussian").data, seed=0, arrays=mnist_arrays)
-    base = model_lib.build(config("gaussian"), splits.image_shape, splits.steps_per_epoch)
+    base = builder.build(config("gaussian"), splits.image_shape, splits.steps_per_epoch)
     base.compile(keras.optimizers.Adam(1e-3), steps_per_execution=50)
     base.fit(splits.train, epochs=5, verbose=0)
     test = splits.test.unbatch().take(1000).batch(100)
     out = {}
     for name in ("gaussian", "iaf"):
         keras.utils.set_random_seed(1)
-        vae = model_lib.build(config(name), splits.image_shape, splits.steps_per_epoch)
+        vae = builder.build(config(name), splits.image_shape, splits.steps_per_epoch)
         vae.decoder.set_weights(base.decoder.get_weights())
         vae.decoder.trainable = False
         vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=50)

@@ -233,11 +233,11 @@ def test_train_on_a_colour_folder_and_sample_colour_images(tmp_path, mnist_array
 def test_every_likelihood_and_network_takes_colour(likelihood, pixels, network):
     """Per channel: the event is H x W x 3, and log p(x|z) is the sum of the per-pixel,
     per-channel log-probabilities over all three channels."""
-    from tfvae import model as model_lib
+    from tfvae import builder
     config = make_config(data__pixels=pixels, model__likelihood__name=likelihood,
                          model__network__name=network, model__network__hidden=(16,),
                          model__latent_dims=(4,))
-    vae = model_lib.build(config, (8, 8, 3))
+    vae = builder.build(config, (8, 8, 3))
     z = tf.zeros([2, 4])
     x = tf.fill([2, 8, 8, 3], 1.0 if pixels == "binary" else 128 / 255)
     px = vae.likelihood(z)

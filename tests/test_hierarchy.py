@@ -14,14 +14,14 @@ import tf_keras as keras
 
 from commands import command
 from conftest import REPO, make_config
-from tfvae import data, estimators, hierarchy, model as model_lib, train
+from tfvae import builder, data, estimators, hierarchy, model as model_lib, train
 from tfvae.errors import ConfigError
 
 
 def _hvae(dims=(6, 3), **overrides):
     settings = dict(model__latent_dims=dims, model__network__name="gated_mlp",
                     model__network__hidden=(32, 24), model__posterior__scale="hardtanh_logvar")
-    return model_lib.build(make_config(**(settings | overrides)), (28, 28, 1))
+    return builder.build(make_config(**(settings | overrides)), (28, 28, 1))
 
 
 def _images(n=6, seed=0):
@@ -47,7 +47,7 @@ def test_one_layer_hierarchy_equals_the_vae_with_the_same_weights(network):
     config = make_config(model__network__name=network, model__network__hidden=(32, 16),
                          model__network__conv_channels=(8,), model__latent_dims=(5,))
     keras.utils.set_random_seed(1)
-    vae = model_lib.build(config, (28, 28, 1))
+    vae = builder.build(config, (28, 28, 1))
     ladder = hierarchy.Ladder(config.model.network, (5,), (28, 28, 1), (28, 28, 1),
                               scale=config.model.posterior.scale)
     hvae = model_lib.HierarchicalVAE(vae.encoder, ladder, vae.posterior_head, vae.likelihood_head,
@@ -162,7 +162,7 @@ def mnist_small(mnist_arrays):
 def test_importance_sampled_bound_is_above_the_elbo_and_rises_with_k(mnist_small):
     keras.utils.set_random_seed(0)
     config = make_config(model__latent_dims=(16, 8), model__network__hidden=(128,))
-    vae = model_lib.build(config, mnist_small.image_shape, mnist_small.steps_per_epoch)
+    vae = builder.build(config, mnist_small.image_shape, mnist_small.steps_per_epoch)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=16)
     vae.fit(mnist_small.train, epochs=1, verbose=0)
     x = data.images_of(next(iter(mnist_small.test)))[:100]
@@ -241,7 +241,7 @@ def test_two_layers_beat_one_at_equal_epochs_on_mnist(mnist_arrays):
                              model__posterior__scale="hardtanh_logvar")
         keras.utils.set_random_seed(0)
         splits = data.load(config.data, seed=0, arrays=mnist_arrays)
-        vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+        vae = builder.build(config, splits.image_shape, splits.steps_per_epoch)
         vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
         vae.fit(splits.train, epochs=4, verbose=0)
         x = np.concatenate([data.images_of(b).numpy() for b in splits.test.take(1)])[:500]

@@ -95,10 +95,10 @@ def test_samples_lie_on_the_256_level_grid(name, params):
 
 def test_level_likelihoods_need_grey_pixels_and_report_bits_per_dim():
     from conftest import make_config
-    from tfvae import model as model_lib
+    from tfvae import builder
     with pytest.raises(ConfigError, match="model.likelihood.name='categorical' models the 256 grey "
                                           "levels.*use data.pixels='continuous'"):
-        model_lib.build(make_config(model__likelihood__name="categorical"), (28, 28, 1))
+        builder.build(make_config(model__likelihood__name="categorical"), (28, 28, 1))
     assert likelihoods.bits_per_dim(-784 * np.log(2.0), 784) == pytest.approx(1.0)
 
 
@@ -107,13 +107,13 @@ def test_discretized_logistic_trains_on_grey_fashion_mnist(fashion_idx_dir):
     first epochs."""
     import tf_keras as keras
     from conftest import make_config
-    from tfvae import data, model as model_lib
+    from tfvae import builder, data
     config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=300,
                          data__validation_size=500, data__pixels="continuous",
                          model__likelihood__name="discretized_logistic", model__network__hidden=(256, 256))
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=8)
     bits = []
     for _ in range(4):

@@ -9,7 +9,7 @@ import tf_keras as keras
 
 from conftest import REPO, TFDS_DIR, make_config
 from tfvae import config as config_lib
-from tfvae import data, model as model_lib, networks, optimizers, posteriors, priors
+from tfvae import builder, data, networks, optimizers, posteriors, priors
 from tfvae.errors import ConfigError
 
 
@@ -96,7 +96,7 @@ def test_protocol_config_splits_and_model(prior, mnist_arrays):
     splits = data.load(config.data, seed=0, arrays=mnist_arrays)
     assert (splits.num_train, splits.num_validation, splits.num_test) == (50000, 10000, 10000)
     assert splits.steps_per_epoch == 500
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                           train_images=next(iter(splits.train))[:64])
     assert vae.kl_warmup_steps == 100 * 500
     # The authors' network: 1,116,864 weights without the prior's.

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import data, importance, model as model_lib, priors
+from tfvae import builder, data, importance, priors
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -109,7 +109,7 @@ def test_training_improves_validation_elbo_on_real_mnist(trained):
 
 def test_gradients_reach_every_encoder_and_decoder_weight(mnist_arrays):
     config = make_config()
-    vae = model_lib.build(config, (28, 28, 1))
+    vae = builder.build(config, (28, 28, 1))
     x = tf.cast(mnist_arrays["test"][0][:32] > 127, tf.float32)
     with tf.GradientTape() as tape:
         loss = vae.estimator.terms(vae, x).loss
@@ -122,7 +122,7 @@ def test_gradients_reach_every_encoder_and_decoder_weight(mnist_arrays):
 
 def test_kl_warmup_ramps_beta_linearly():
     config = make_config(train__kl_warmup_epochs=2.0, train__beta=0.5)
-    vae = model_lib.build(config, (28, 28, 1), steps_per_epoch=50)
+    vae = builder.build(config, (28, 28, 1), steps_per_epoch=50)
     vae.compile(keras.optimizers.Adam())
     assert vae.kl_warmup_steps == 100
     for step, expected in [(0, 0.005), (49, 0.25), (99, 0.5), (500, 0.5)]:
@@ -132,7 +132,7 @@ def test_kl_warmup_ramps_beta_linearly():
 
 def test_num_samples_averages_the_distortion(mnist_arrays):
     config = make_config(model__num_samples=4)
-    vae = model_lib.build(config, (28, 28, 1))
+    vae = builder.build(config, (28, 28, 1))
     x = tf.cast(mnist_arrays["test"][0][:16] > 127, tf.float32)
     terms = vae.estimator.terms(vae, x)
     assert terms.elbo.shape == (16,)
@@ -144,7 +144,7 @@ def test_continuous_bernoulli_and_cnn_train_without_nans(mnist_arrays):
                          model__likelihood__name="continuous_bernoulli", model__network__name="cnn",
                          model__network__conv_channels=(16, 32), model__network__hidden=(64,))
     splits = data.load(config.data, arrays=mnist_arrays)
-    vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch)
+    vae = builder.build(config, splits.image_shape, splits.steps_per_epoch)
     vae.compile(keras.optimizers.Adam(1e-3))
     start = vae.evaluate(splits.validation.take(2), verbose=0, return_dict=True)["elbo"]
     history = vae.fit(splits.train, epochs=1, verbose=0).history
@@ -166,10 +166,10 @@ class _MixturePrior(priors.Prior):
 
 def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
     monkeypatch.setitem(priors.PRIORS._items, "test_mixture", _MixturePrior)
-    vae = model_lib.build(make_config(model__prior__name="test_mixture"), (28, 28, 1))
+    vae = builder.build(make_config(model__prior__name="test_mixture"), (28, 28, 1))
     assert not vae.analytic_kl
     with pytest.raises(ConfigError, match="registers no KL.*model.kl='auto' or 'mc'"):
-        model_lib.build(make_config(model__prior__name="test_mixture", model__kl="analytic"), (28, 28, 1))
+        builder.build(make_config(model__prior__name="test_mixture", model__kl="analytic"), (28, 28, 1))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -182,7 +182,7 @@ def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
 ])
 def test_bad_model_config(override, message):
     with pytest.raises(ConfigError, match=message):
-        model_lib.build(make_config(**override), (28, 28, 1))
+        builder.build(make_config(**override), (28, 28, 1))
 
 
 def test_changing_k_does_not_retrace_the_importance_sampled_bound(trained):
@@ -210,7 +210,7 @@ def test_eager_likelihood_computes_nothing_it_was_not_asked_for():
     1 GB), which exhausted memory. Asked for a log-prob, it computes the log-prob alone."""
     config = make_config(data__pixels="continuous", model__likelihood__name="discretized_logistic",
                          model__network__hidden=(16,))
-    vae = model_lib.build(config, (28, 28, 1))
+    vae = builder.build(config, (28, 28, 1))
     calls = []
     head = type(vae.likelihood_head)
     original = head.pixel_distribution
@@ -230,3 +230,20 @@ def test_eager_likelihood_computes_nothing_it_was_not_asked_for():
         assert calls == []
     finally:
         head.pixel_distribution = original
+
+
+@pytest.mark.parametrize("overrides, kind, cls", [
+    ({}, "vae", "VAE"),
+    ({"model__latent_dims": (4, 3)}, "hierarchical", "HierarchicalVAE"),
+    ({"model__conditional": True}, "conditional", "ConditionalVAE"),
+    ({"model__semi_supervised": True, "data__labels": "10"}, "semi_supervised",
+     "SemiSupervisedVAE"),
+    ({"model__prior__annotated": True, "model__prior__name": "mog",
+      "model__prior__components": 10, "data__labels": "10"}, "annotated",
+     "AnnotatedMixtureVAE")])
+def test_the_config_picks_the_kind_of_model(overrides, kind, cls):
+    config = make_config(model__network__hidden=(8,), **overrides)
+    assert builder.kind(config.model) == kind
+    vae = builder.build(config, (28, 28, 1), num_classes=10, num_labelled=100, num_train=1000)
+    assert type(vae).__name__ == cls and isinstance(vae, builder.MODELS.get(kind))
+    assert len(vae.latent_dims) == len(config.model.latent_dims)

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import estimators, gradients, model as model_lib, optimizers, precision
+from tfvae import builder, estimators, gradients, optimizers, precision
 from tfvae.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def _build(prec, **overrides):
     config = make_config(model__network__hidden=(64,), model__latent_dims=(8,), train__precision=prec,
                          **overrides)
     keras.utils.set_random_seed(0)
-    vae = model_lib.build(config, (28, 28, 1))
+    vae = builder.build(config, (28, 28, 1))
     default, groups = optimizers.for_training(config.train)
     vae.compile(optimizer=default, group_optimizers=groups, steps_per_execution=4)
     return vae

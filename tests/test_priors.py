@@ -7,7 +7,7 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import data, model as model_lib, priors
+from tfvae import builder, data, priors
 from tfvae.errors import ConfigError
 
 ALL = ["standard_normal", "mog", "vamp", "gtm", "gtm_vamp", "realnvp"]
@@ -20,7 +20,7 @@ def _model(prior, latent_dim=2, **overrides):
     config = make_config(**(settings | overrides))
     keras.utils.set_random_seed(1)
     images = np.random.default_rng(0).random((32, 28, 28, 1)).astype(np.float32)
-    return model_lib.build(config, (28, 28, 1), train_images=images)
+    return builder.build(config, (28, 28, 1), train_images=images)
 
 
 def _grid(extent=9.0, n=601):
@@ -150,7 +150,7 @@ def prior_runs(mnist_arrays):
         splits = data.load(config.data, seed=0, arrays=mnist_arrays)
         keras.utils.set_random_seed(0)
         first = next(iter(splits.train))[:64].numpy()
-        vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+        vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                               train_images=first)
         vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=8)
         history = vae.fit(splits.train.repeat(), steps_per_epoch=splits.steps_per_epoch,
@@ -180,7 +180,7 @@ def refitted_priors(trained):
         config = trained["config"].copy_and_resolve_references()
         config.model.prior.name, config.model.prior.components = name, 16
         keras.utils.set_random_seed(0)
-        vae = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+        vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                               train_images=first)
         vae.encoder.set_weights(base.encoder.get_weights())
         vae.decoder.set_weights(base.decoder.get_weights())
@@ -220,7 +220,7 @@ def test_fitting_a_learnable_prior_lowers_the_rate_at_the_same_distortion(refitt
 def test_bad_prior_config(override, message):
     config = make_config(**override)
     with pytest.raises(ConfigError, match=message):
-        model_lib.build(config, (28, 28, 1))
+        builder.build(config, (28, 28, 1))
 
 
 @pytest.mark.parametrize("name", ["mog", "vamp", "gtm", "gtm_vamp"])

@@ -53,6 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
     model.label_estimator = "enumerate"  # semi_supervised, unlabelled images in training: y
                                     # 'enumerate'd, 'score_function' or 'gumbel_softmax'
     model.label_temperature = 0.5   # gumbel_softmax: the relaxation's temperature
+    model.label_input = "channels"  # conditional / semi_supervised: y (one-hot) enters q(z|x,y)
+                                    # as K constant image channels, or joins the encoder's
+                                    # features where it flattens x ('features': M2's way,
+                                    # K x hidden weights instead of K x H x W x hidden)
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 
@@ -140,6 +144,9 @@ def from_file(path: str, arg: str = None) -> ml_collections.ConfigDict:
     return module.get_config() if arg is None else module.get_config(arg)
 
 
+LABEL_INPUTS = ("features", "channels")
+
+
 def validate(config) -> None:
     """Raises `ConfigError` for any value that cannot work, before data is read or a model built."""
     from tfvae import data, estimators, likelihoods, networks, optimizers, posteriors, priors
@@ -175,6 +182,8 @@ def validate(config) -> None:
         (t.early_stopping_patience >= 0,
          f"train.early_stopping_patience={t.early_stopping_patience} must be >= 0 (0 = off)"),
         (config.model.num_samples >= 1, f"model.num_samples={config.model.num_samples} must be >= 1"),
+        (config.model.label_input in LABEL_INPUTS,
+         f"model.label_input={config.model.label_input!r}; valid: {', '.join(LABEL_INPUTS)}"),
         (e.iw_samples >= 1, f"eval.iw_samples={e.iw_samples} must be >= 1"),
         (e.iw_examples >= 0, f"eval.iw_examples={e.iw_examples} must be >= 0 (0 = all)"),
         (e.iw_batch_size >= 1, f"eval.iw_batch_size={e.iw_batch_size} must be >= 1"),

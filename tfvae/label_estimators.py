@@ -1,4 +1,4 @@
-"""How a semi-supervised model (`model.SemiSupervisedVAE`, M2) trains on an unlabelled image:
+"""How a semi-supervised model (`labelled.SemiSupervisedVAE`, M2) trains on an unlabelled image:
 the bound
 
     U(x) = E_q(y|x)[L(x, y) - log q(y|x)],   L(x, y) = E_q(z|x,y)[log p(x, y, z) - log q(z|x, y)],

@@ -20,7 +20,8 @@ with several latent layers or labels gives too (with z then the structure of its
 | ``join(z)``, ``split(z)``, ``sample_latents(n)`` | the latents as one flat ``[..., sum d_l]`` |
 
 `HierarchicalVAE` is the same interface over several latent layers (`tfvae.hierarchy`): z is
-then the tuple ``(z_1, ..., z_L)``, bottom first.
+then the tuple ``(z_1, ..., z_L)``, bottom first. The models with labels are in
+`tfvae.labelled`; `tfvae.builder.build` makes any of them from a config.
 """
 import contextlib
 
@@ -31,9 +32,7 @@ import tf_keras as keras
 
 from tfvae import estimators as estimators_lib
 from tfvae import gradients as gradients_lib
-from tfvae import hierarchy, importance, label_estimators, likelihoods, networks, posteriors
-from tfvae import priors
-from tfvae import precision as precision_lib
+from tfvae import hierarchy, importance, posteriors
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -93,11 +92,25 @@ class VAE(keras.Model):
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.group_optimizers = {}
 
-    # ------------------------------------------------------------------ the model
-    conditional = False  # a `ConditionalVAE` models images given their labels
-    semi_supervised = False  # a `SemiSupervisedVAE` also infers them: q(y|x), p(y)
+    # ------------------------------------------------------------------ its kind
+    # What `tfvae.builder` and the training loop ask of a kind of model (`builder.MODELS`).
+    conditional = False  # models images given their labels (`labelled.ConditionalVAE`)
+    semi_supervised = False  # also infers them: q(y|x), p(y) (`labelled.SemiSupervisedVAE`)
     labelled_stream = False  # trains on (a batch of all images, a batch of labelled ones)
     extra_metric_names = ()
+
+    @classmethod
+    def check_config(cls, config, num_classes: int = 0) -> None:
+        """Refuses, with a one-line `ConfigError`, a config this kind of model cannot take
+        (``num_classes``: of the data's labels, 0 without)."""
+
+    @classmethod
+    def config_kwargs(cls, config, *, image_shape, num_classes=0, num_labelled=0,
+                      num_train=0) -> dict:
+        """This kind's own constructor arguments, from the config and the data."""
+        return {}
+
+    # ------------------------------------------------------------------ the model
 
     def conditioned(self, labels):
         """A context in which the model is that of images given ``labels`` (a
@@ -385,393 +398,3 @@ class HierarchicalVAE(VAE):
             + self.posterior_head.trainable_variables,
             "baseline": self.estimator.trainable_variables,
         }
-
-
-class LabelContext:
-    """For the models with labels: ``with model.conditioned(labels):`` sets, for the block, the
-    labels their methods read (``self._labels``, after ``prepare_labels``); None leaves them as
-    they are. Tracing-friendly: the labels are tensors held while a function is traced."""
-
-    def __init__(self, *args, num_classes: int, **kwargs):
-        self.num_classes = int(num_classes)
-        super().__init__(*args, **kwargs)
-        object.__setattr__(self, "_labels", None)  # not a Keras-tracked attribute
-
-    def prepare_labels(self, labels):
-        return labels
-
-    @tf.autograph.experimental.do_not_convert
-    @contextlib.contextmanager
-    def conditioned(self, labels):
-        if labels is None:
-            yield
-            return
-        previous = self._labels
-        object.__setattr__(self, "_labels", self.prepare_labels(tf.convert_to_tensor(labels)))
-        try:
-            yield
-        finally:
-            object.__setattr__(self, "_labels", previous)
-
-
-class ConditionalVAE(LabelContext, VAE):
-    """A conditional VAE [1, 2]: q(z | x, y), p(x | z, y) and p(z | y) = p(z), for images x with
-    labels y in 0..K-1. y enters the networks one-hot: as K constant channels appended to the
-    image (so any encoder takes it) and K inputs appended to z (so any decoder does). The
-    prior is the configured p(z) for every class.
-
-    Every method of the VAE applies, to p(x, z | y) and q(z | x, y), inside
-    ``with model.conditioned(y):``; training, evaluation and `importance` do so with the labels
-    of each batch, so the importance-sampled bound is one of log p(x | y).
-
-    References:
-      [1] Sohn, Lee and Yan (2015). Learning Structured Output Representation using Deep
-          Conditional Generative Models. NeurIPS.
-      [2] Kingma, Rezende, Mohamed and Welling (2014). Semi-Supervised Learning with Deep
-          Generative Models. NeurIPS.
-    """
-
-    conditional = True
-
-    def prepare_labels(self, labels):
-        """Integer labels ``[B]`` one-hot, or (relaxed) one-hot ``[B, K]`` as they are."""
-        if labels.dtype.is_integer:
-            labels = tf.one_hot(labels, self.num_classes)
-        return tf.cast(labels, tf.float32)
-
-    def _onehot(self):
-        if self._labels is None:
-            raise ValueError("a ConditionalVAE needs labels: use it inside "
-                             "`with model.conditioned(labels):`")
-        return self._labels
-
-    def encode_top(self, x, training=None) -> tfd.Distribution:
-        y = self._onehot()
-        shape = tf.concat([tf.shape(x)[:-1], [self.num_classes]], 0)
-        channels = tf.broadcast_to(y[:, None, None, :], shape)
-        return self.posterior_head.distribution(
-            self.encoder(tf.concat([x, channels], -1), training=training))
-
-    def encode(self, x, training=None) -> tfd.Distribution:
-        """q(z | x, y)."""
-        return self.encode_top(x, training)
-
-    def decode(self, z, training=None):
-        """Likelihood parameters of p(x | z, y) for latents ``[..., B, L]``."""
-        lead = tf.shape(z)[:-1]
-        y = tf.broadcast_to(self._onehot(), tf.concat([lead, [self.num_classes]], 0))
-        inputs = tf.reshape(tf.concat([z, y], -1), [-1, self.latent_dim + self.num_classes])
-        logits = self.decoder(inputs, training=training)
-        return tf.reshape(logits, tf.concat([lead, self.param_shape], 0))
-
-    def call(self, inputs, training=None):
-        """Reconstruction means for ``(images, labels)``."""
-        x, labels = inputs
-        with self.conditioned(labels):
-            return super().call(x, training=training)
-
-    def training_terms(self, data, beta) -> estimators_lib.Terms:
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with self.conditioned(labels):
-            return super().training_terms(x, beta)
-
-    @tf.autograph.experimental.do_not_convert
-    def test_step(self, data):
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with self.conditioned(labels):
-            return super().test_step(x)
-
-    def sample(self, n, mean=True, seed=None, temperature=1.0, labels=None):
-        """``n`` images of the given ``labels`` ``[n]`` (default: classes 0, 1, ..., in turn)."""
-        if labels is None:
-            labels = tf.range(n) % self.num_classes
-        with self.conditioned(labels):
-            return super().sample(n, mean=mean, seed=seed, temperature=temperature)
-
-    def reconstruct(self, x, labels=None):
-        return self((x, labels), training=False)
-
-
-class SemiSupervisedVAE(ConditionalVAE):
-    """The M2 model of Kingma, Rezende, Mohamed and Welling [1]: y a class that is observed for
-    some images and a latent for the others, p(y) uniform over K classes, p(z) the prior,
-    p(x | y, z) and q(z | x, y) as in `ConditionalVAE`, and a classifier q(y | x) (a network of
-    ``model.network``'s kind). The bounds (per image, nats):
-
-        labelled    L(x, y) = E_q(z|x,y)[log p(x|y,z)] - KL(q(z|x,y) || p(z)) + log p(y),
-        unlabelled  U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)),
-
-    the sum over y done exactly by enumerating the K classes (one batched pass of K x B), or in
-    training by the score function or a Gumbel-softmax relaxation (``label_estimator``,
-    `tfvae.label_estimators`). The training objective per step estimates the paper's J^alpha / N over the data set, with a
-    batch of every training image as unlabelled and a batch of the labelled ones:
-
-            mean_u [-U] + (N_l / N) mean_l [-L] + (alpha / N) N_l mean_l [-log q(y|x)],
-
-    alpha / N = ``classifier_weight`` (0.1 in the paper). Reported: ``elbo`` = U (a bound on
-    log p(x) whatever the labels), ``elbo_labelled``, ``classification_loss`` in training and
-    ``classification_error`` in evaluation. Warm-up's beta weighs the rate of z.
-
-    References:
-      [1] Kingma, Rezende, Mohamed and Welling (2014). Semi-Supervised Learning with Deep
-          Generative Models. NeurIPS.
-    """
-
-    semi_supervised = labelled_stream = True
-    extra_metric_names = ("classification_loss", "elbo_labelled", "classification_error")
-
-    def __init__(self, *args, classifier, classifier_weight: float = 0.1, num_labelled: int = 1,
-                 num_train: int = 1, label_estimator: str = "enumerate",
-                 label_temperature: float = 0.5, **kwargs):
-        label_estimators.LABEL_ESTIMATORS.get(label_estimator)
-        if not label_temperature > 0:
-            raise ConfigError(f"model.label_temperature={label_temperature} must be > 0")
-        self.label_estimator, self.label_temperature = label_estimator, float(label_temperature)
-        super().__init__(*args, **kwargs)
-        self.classifier = classifier
-        self.classifier_weight = float(classifier_weight)
-        self.num_labelled, self.num_train = int(num_labelled), max(int(num_train), 1)
-
-    def classify(self, x, training=None):
-        """Logits of q(y | x), ``[B, K]``."""
-        return self.classifier(x, training=training)
-
-    def log_prior_of_labels(self):
-        return -tf.math.log(tf.cast(self.num_classes, tf.float32))
-
-    def labelled_terms(self, x, labels, beta=1.0, training=False, seed=None):
-        """L(x, y) as `Terms` (its elbo includes log p(y))."""
-        with self.conditioned(labels):
-            t = estimators_lib.elbo_decomposition(self, x, beta, training, seed)
-        log_p_y = self.log_prior_of_labels()
-        return t._replace(loss=t.loss - log_p_y, elbo=t.elbo + log_p_y,
-                          distortion=t.distortion, rate=t.rate - log_p_y)
-
-    def unlabelled_terms(self, x, beta=1.0, training=False, seed=None, logits=None,
-                         estimator="enumerate"):
-        """U(x) as `Terms` by a `tfvae.label_estimators` estimator (``enumerate``: exact in y,
-        D = sum_y q(y|x) D(x, y), R = sum_y q(y|x) R_z(x, y) + KL(q(y|x) || p(y)),
-        elbo = U = -(D + R)); the loss weighs the rate of z by ``beta``."""
-        logits = self.classify(x, training) if logits is None else logits
-        return label_estimators.LABEL_ESTIMATORS.get(estimator)(
-            self, x, logits, beta, training, seed, temperature=self.label_temperature)
-
-    def training_terms(self, data, beta) -> estimators_lib.Terms:
-        unlabelled, (x_l, y_l) = data
-        x_u, _, _ = keras.utils.unpack_x_y_sample_weight(unlabelled)
-        u = self.unlabelled_terms(x_u, beta, training=True, estimator=self.label_estimator)
-        lab = self.labelled_terms(x_l, y_l, beta, training=True)
-        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            tf.cast(y_l, tf.int32), self.classify(x_l, training=True)))
-        loss = (u.loss + self.num_labelled / self.num_train * lab.loss
-                + self.classifier_weight * self.num_labelled * ce)
-        return u._replace(loss=loss, extras={"classification_loss": ce,
-                                             "elbo_labelled": tf.reduce_mean(lab.elbo)})
-
-    @tf.autograph.experimental.do_not_convert
-    def test_step(self, data):
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.classify(x, training=False)
-        terms = self.unlabelled_terms(x, logits=logits)
-        error = tf.reduce_mean(tf.cast(tf.argmax(logits, -1, output_type=tf.int32)
-                                       != tf.cast(labels, tf.int32), tf.float32))
-        return self._update(terms._replace(extras={"classification_error": error}),
-                            tf.constant(1.0))
-
-    def elbo_terms(self, x, seed=None) -> estimators_lib.Terms:
-        """U(x): the bound on log p(x) with y summed out."""
-        return self.unlabelled_terms(x, seed=seed)
-
-    def log_likelihood(self, x, num_samples=1000, chunk_size=None, seed=None, labels=None):
-        """log p(x) = log sum_y p(y) p(x|y), y enumerated exactly and each p(x|y) by importance
-        sampling with q(z|x,y) (k = ``num_samples`` each): a lower bound in expectation
-        (Jensen), tight as k grows. With ``labels``: log p(x|y) of those labels."""
-        if labels is not None:
-            return super().log_likelihood(x, num_samples, chunk_size, seed, labels)
-        x = tf.convert_to_tensor(x, tf.float32)
-        n = tf.shape(x)[0]
-        per_class = [super(SemiSupervisedVAE, self).log_likelihood(
-            x, num_samples, chunk_size, None if seed is None else (seed[0], seed[1] + 7919 * c),
-            tf.fill([n], c)) for c in range(self.num_classes)]
-        return tf.reduce_logsumexp(tf.stack(per_class, -1), -1) + self.log_prior_of_labels()
-
-    def parameter_groups(self):
-        groups = super().parameter_groups()
-        groups["inference"] = groups["inference"] + self.classifier.trainable_variables
-        return groups
-
-
-class AnnotatedMixtureVAE(LabelContext, VAE):
-    """A VAE whose mixture prior (``mog`` or ``vamp``, one component per class) has its
-    components tied to the classes by the labels that exist: p(z | y = c) is component c, and
-    an unlabelled image's prior is the whole mixture, p(z) = sum_c pi_c p(z | y = c) (y summed
-    out exactly). Each step takes a batch of all training images (the mixture prior) and a
-    batch of the labelled ones (their components), weighted equally, so that each component
-    comes to generate its class. ``classify`` reads the class off the components'
-    responsibilities at the posterior mean, p(c | z = E_q[z])."""
-
-    labelled_stream = True
-    extra_metric_names = ("elbo_labelled", "classification_error")
-
-    def prepare_labels(self, labels):
-        """Labels ``[B]``, -1 for unlabelled: each image's prior is then its component."""
-        return tf.cast(labels, tf.int32)
-
-    def log_prior_fn(self):
-        logits, loc, scale = self.prior.mixture_parameters()
-        mixture = lambda z: priors.diagonal_gaussian_mixture_log_prob(  # noqa: E731
-            z, logits, loc, scale)
-        if self._labels is None:
-            return mixture
-        labels = self._labels
-        known = labels >= 0
-        c = tf.maximum(labels, 0)
-        component = tfd.Independent(tfd.Normal(
-            tf.gather(loc, c), tf.gather(tf.broadcast_to(scale, tf.shape(loc)), c)), 1)
-        return lambda z: tf.where(known, component.log_prob(z), mixture(z))
-
-    def classify(self, x, training=None):
-        """Logits of p(c | z) at z = the posterior mean, ``[B, K]``."""
-        z = posteriors.code(self.encode(x, training=training))
-        logits, loc, scale = self.prior.mixture_parameters()
-        per = tfd.Independent(tfd.Normal(loc, tf.broadcast_to(scale, tf.shape(loc))), 1)
-        return tf.nn.log_softmax(logits) + per.log_prob(z[:, None, :])
-
-    def labelled_terms(self, x, labels, beta=1.0, training=False, seed=None):
-        with self.conditioned(labels):
-            return estimators_lib.elbo_decomposition(self, x, beta, training, seed)
-
-    def training_terms(self, data, beta) -> estimators_lib.Terms:
-        unlabelled, (x_l, y_l) = data
-        x_u, _, _ = keras.utils.unpack_x_y_sample_weight(unlabelled)
-        u = self.estimator.terms(self, x_u, beta=beta, training=True)
-        with self.conditioned(y_l):
-            lab = self.estimator.terms(self, x_l, beta=beta, training=True)
-        return u._replace(loss=u.loss + lab.loss,
-                          extras={**u.extras, "elbo_labelled": tf.reduce_mean(lab.elbo)})
-
-    @tf.autograph.experimental.do_not_convert
-    def test_step(self, data):
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        terms = self.elbo_terms(x)
-        error = tf.reduce_mean(tf.cast(tf.argmax(self.classify(x), -1, output_type=tf.int32)
-                                       != tf.cast(labels, tf.int32), tf.float32))
-        return self._update(terms._replace(extras={"classification_error": error}),
-                            tf.constant(1.0))
-
-
-def build(config, image_shape, steps_per_epoch=0, train_images=None,
-          num_classes: int = 0, num_labelled: int = 0, num_train: int = 0) -> VAE:
-    """Builds a `VAE` from a full tfvae config (``config.model``, ``config.train``): a
-    `HierarchicalVAE` where ``model.latent_dims`` has more than one layer.
-
-    ``steps_per_epoch`` converts ``train.kl_warmup_epochs`` to optimiser steps; ``train_images``
-    (a few, ``[K, H, W, C]``) are offered to priors that initialise from data.
-    ``num_classes``: K of the labels, for a conditional or semi-supervised model
-    (``model.conditional``, ``model.semi_supervised``); ``num_labelled`` of ``num_train``
-    training images keep their label (the semi-supervised objective's weights).
-    """
-    m = config.model
-    networks.validate(m)
-    hierarchy.check(config)
-    dims = tuple(int(d) for d in m.latent_dims)
-    posterior = posteriors.build(m.posterior, dims[-1])
-    likelihood = likelihoods.build(m.likelihood)
-    if likelihood.binary_data and config.data.pixels == "continuous":
-        raise ConfigError(
-            f"model.likelihood.name={m.likelihood.name!r} is a distribution over {{0, 1}} but "
-            "data.pixels='continuous' gives [0, 1] intensities; use data.pixels='binary' or "
-            "'dynamic', or model.likelihood.name='continuous_bernoulli'")
-    if likelihood.levels_data and config.data.pixels != "continuous":
-        raise ConfigError(
-            f"model.likelihood.name={m.likelihood.name!r} models the 256 grey levels of 8-bit "
-            "pixels but "
-            f"data.pixels={config.data.pixels!r} binarises them; use data.pixels='continuous'")
-    semi = bool(m.semi_supervised)
-    conditional = bool(m.conditional) or semi
-    if conditional:
-        _check_conditional(config, dims, num_classes, semi)
-    encoder, decoder = networks.build(m, image_shape, posterior.params_size,
-                                      likelihood.params_per_pixel, config.train.precision,
-                                      extra_inputs=num_classes if conditional else 0)
-    if len(dims) > 1:
-        image_shape = tuple(int(d) for d in image_shape)
-        decoder = hierarchy.Ladder(
-            m.network, dims, image_shape,
-            image_shape[:-1] + (image_shape[-1] * int(likelihood.params_per_pixel),),
-            scale=m.posterior.scale, precision=config.train.precision, name="ladder")
-    context = priors.PriorContext(
-        image_shape=tuple(image_shape),
-        posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
-        train_images=train_images)
-    prior = priors.build(m.prior, dims[-1], context)
-    cls, extra = VAE, {}
-    if len(dims) > 1:
-        cls = HierarchicalVAE
-    elif semi:
-        with precision_lib.scope(config.train.precision):
-            classifier = networks.ENCODERS.create(m.network, image_shape=tuple(image_shape),
-                                                  output_size=num_classes)
-        cls, extra = SemiSupervisedVAE, {
-            "num_classes": num_classes, "classifier": classifier,
-            "classifier_weight": m.classifier_weight, "num_labelled": num_labelled,
-            "num_train": num_train, "label_estimator": m.label_estimator,
-            "label_temperature": m.label_temperature}
-    elif conditional:
-        cls, extra = ConditionalVAE, {"num_classes": num_classes}
-    elif m.prior.annotated:
-        _check_annotated(config, dims, num_classes)
-        cls, extra = AnnotatedMixtureVAE, {"num_classes": num_classes}
-    model = cls(encoder, decoder, posterior, likelihood, prior,
-                estimators_lib.build(config.estimator), image_shape,
-                num_samples=m.num_samples, beta=config.train.beta,
-                kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
-                posterior_name=m.posterior.name, name="vae", **extra)
-    x0 = tf.zeros((1,) + tuple(image_shape))
-    model((x0, tf.zeros([1], tf.int32)) if conditional else x0)  # creates every variable
-    return model
-
-
-def _check_annotated(config, dims, num_classes):
-    m = config.model
-    if m.prior.name not in ("mog", "vamp"):
-        raise ConfigError(f"model.prior.annotated=True ties a mixture's components to classes; "
-                          f"model.prior.name={m.prior.name!r} is not one: use 'mog' or 'vamp'")
-    if num_classes < 2 or m.prior.components != num_classes:
-        raise ConfigError(f"model.prior.annotated=True needs one component per class: set "
-                          f"model.prior.components={max(num_classes, 2)} (the data has "
-                          f"{num_classes} classes; it is {m.prior.components})")
-    if len(dims) > 1:
-        raise ConfigError(f"model.prior.annotated=True with model.latent_dims={dims}: models "
-                          "with labels have one latent layer for now; use one size")
-    if str(config.data.labels) == "none":
-        raise ConfigError("model.prior.annotated=True with data.labels='none': it needs some "
-                          "labelled images; use data.labels=N (per class) or 'all'")
-
-
-def _check_conditional(config, dims, num_classes, semi=False):
-    m = config.model
-    what = "model.semi_supervised=True" if semi else "model.conditional=True"
-    if num_classes < 2:
-        raise ConfigError(
-            f"{what} needs labelled images of at least 2 classes, and these "
-            f"have {num_classes}; use a source with labels (class subfolders, an .npz 'labels' "
-            "array, a TFDS set with a 'label' feature)")
-    if len(dims) > 1:
-        raise ConfigError(f"{what} with model.latent_dims={dims}: models with labels have "
-                          "one latent layer for now; use one size")
-    if m.prior.name in ("vamp", "gtm_vamp"):
-        raise ConfigError(
-            f"model.prior.name={m.prior.name!r} with {what}: its components "
-            "are q(z|u_k) of pseudo-inputs, which would each need a class; use "
-            "standard_normal, mog, gtm or realnvp")
-    if semi and config.estimator.name != "reparameterized":
-        raise ConfigError(f"{what} sums y out exactly and takes z's path-wise gradient; use "
-                          "estimator.name='reparameterized'")
-    if semi and str(config.data.labels) == "none":
-        raise ConfigError(f"{what} with data.labels='none': it needs some labelled images; "
-                          "use data.labels=N (per class) or 'all'")
-    if not semi and str(config.data.labels) != "all":
-        raise ConfigError(
-            f"model.conditional=True trains on every image's label, but data.labels="
-            f"{config.data.labels!r} leaves some unlabelled; use data.labels='all'")

@@ -251,29 +251,52 @@ def validate(model_config) -> None:
 
 
 def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1,
-          precision: str = "float32", extra_inputs: int = 0):
+          precision: str = "float32", extra_inputs: int = 0, label_input: str = "features"):
     """Returns ``(encoder, decoder)`` for ``model_config.network``; the decoder gives
     ``params_per_pixel`` outputs per pixel and channel, ``[B, H, W, C * params_per_pixel]``.
 
     ``precision`` (`tfvae.precision`): the networks' compute dtype; under a mixed policy each
     network ends in a float32 layer, so what it hands to the posterior and likelihood heads is
     float32 whatever it computed in. ``extra_inputs`` (a conditional model's K classes): the
-    encoder takes that many more image channels, the decoder that many more inputs.
+    decoder takes that many more inputs; the encoder takes ``[x, y]`` with ``y`` joined to its
+    flattened features (`join_at_flatten`), or, for ``label_input='channels'``, K more image
+    channels.
     """
     validate(model_config)
     block = model_config.network
     image_shape = tuple(int(d) for d in image_shape)
     output_shape = image_shape[:-1] + (image_shape[-1] * int(params_per_pixel),)
+    channels = extra_inputs if label_input == "channels" else 0
     with precision_lib.scope(precision):
         encoder = ENCODERS.create(
-            block, image_shape=image_shape[:-1] + (image_shape[-1] + extra_inputs,),
+            block, image_shape=image_shape[:-1] + (image_shape[-1] + channels,),
             output_size=encoder_output_size)
         decoder = DECODERS.create(block, latent_dim=model_config.latent_dims[0] + extra_inputs,
                                   image_shape=output_shape)
     if precision_lib.is_low(precision):
         for net in (encoder, decoder):
             to_float32(net)
+    if extra_inputs and not channels:
+        with precision_lib.scope(precision):
+            encoder = join_at_flatten(encoder, extra_inputs)
     return encoder, decoder
+
+
+def join_at_flatten(net: keras.Sequential, size: int) -> keras.Model:
+    """``net`` as a model of ``[x, y]``: ``y`` ``[B, size]`` (a one-hot label) is concatenated
+    to x's features where ``net`` flattens them, before its dense layers. The layers up to the
+    flattening are ``net``'s own; those after it are made again from their configs (the first
+    one ``size`` inputs wider)."""
+    cut = next(i for i, layer in enumerate(net.layers)
+               if isinstance(layer, keras.layers.Flatten))
+    x, y = keras.Input(net.input_shape[1:], name="x"), keras.Input((size,), name="y")
+    h = x
+    for layer in net.layers[:cut + 1]:
+        h = layer(h)
+    h = keras.layers.Concatenate(name=f"{net.name}_join_y")([h, y])
+    for layer in net.layers[cut + 1:]:
+        h = type(layer).from_config(layer.get_config())(h)
+    return keras.Model([x, y], h, name=net.name)
 
 
 def to_float32(net: keras.Sequential) -> keras.Sequential:

@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 
 from tfvae import checkpoints, runstate
 from tfvae import data as data_lib
-from tfvae import model as model_lib
+from tfvae import builder, model as model_lib
 from tfvae.errors import CheckpointError, WorkdirError
 
 
@@ -33,7 +33,7 @@ def open_run(workdir: str, warn=_say) -> OpenedRun:
                            "workdir of a tfvae-train run")
     config = runstate.read_config(path)
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
-    model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+    model = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                             train_images=data_lib.first_images(splits, 64),
                             num_classes=splits.num_classes,
                             num_labelled=splits.num_labelled, num_train=splits.num_train)

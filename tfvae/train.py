@@ -29,7 +29,7 @@ from tfvae import callbacks as callbacks_lib
 from tfvae import checkpoints, distribute, evaluation, export, figures, optimizers, runstate
 from tfvae import config as config_lib
 from tfvae import data as data_lib
-from tfvae import model as model_lib
+from tfvae import builder, model as model_lib
 from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError, TrainingDivergedError, WorkerLostError
 
@@ -86,7 +86,7 @@ def build_model(config, splits, strategy=None):
     """The model of ``config`` for ``splits``, compiled with its optimisers (under ``strategy``'s
     scope: variables, optimisers and metrics replicated)."""
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = model_lib.build(config, splits.image_shape, splits.steps_per_epoch,
+        model = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                                 train_images=data_lib.first_images(splits, 64),
                                 num_classes=splits.num_classes,
                                 num_labelled=splits.num_labelled, num_train=splits.num_train)

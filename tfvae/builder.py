@@ -1,0 +1,106 @@
+"""A model from a config: its parts by name (`networks`, `posteriors`, `likelihoods`,
+`priors`, `estimators`) and its class by kind, from the registry `MODELS`:
+
+| kind | class | when |
+| --- | --- | --- |
+| ``vae`` | `model.VAE` | one latent layer, no labels |
+| ``hierarchical`` | `model.HierarchicalVAE` | ``model.latent_dims`` of several layers |
+| ``conditional`` | `labelled.ConditionalVAE` | ``model.conditional`` |
+| ``semi_supervised`` | `labelled.SemiSupervisedVAE` | ``model.semi_supervised`` |
+| ``annotated`` | `labelled.AnnotatedMixtureVAE` | ``model.prior.annotated`` |
+
+A kind takes part through class-level members of `model.VAE`: ``check_config`` (refuse in one
+line what it cannot take), ``config_kwargs`` (its own constructor arguments) and
+``conditional`` (its networks take the one-hot label as extra inputs).
+"""
+import tensorflow as tf
+
+from tfvae import estimators as estimators_lib
+from tfvae import hierarchy, labelled, likelihoods, networks, posteriors, priors
+from tfvae.errors import ConfigError
+from tfvae.model import VAE, HierarchicalVAE
+from tfvae.registry import Registry
+
+MODELS = Registry("model kind", plural="model kinds")
+for _name, _cls in (("vae", VAE), ("hierarchical", HierarchicalVAE),
+                    ("conditional", labelled.ConditionalVAE),
+                    ("semi_supervised", labelled.SemiSupervisedVAE),
+                    ("annotated", labelled.AnnotatedMixtureVAE)):
+    MODELS.register(_name)(_cls)
+
+
+def kind(model_config) -> str:
+    """The kind of model ``config.model`` asks for: its labels decide first (they set the
+    objective), then its number of latent layers."""
+    m = model_config
+    if m.semi_supervised:
+        return "semi_supervised"
+    if m.conditional:
+        return "conditional"
+    if m.prior.annotated:
+        return "annotated"
+    return "hierarchical" if len(m.latent_dims) > 1 else "vae"
+
+
+def build(config, image_shape, steps_per_epoch=0, train_images=None,
+          num_classes: int = 0, num_labelled: int = 0, num_train: int = 0) -> VAE:
+    """The model of a full tfvae config (``config.model``, ``config.train``), with every
+    variable created.
+
+    Args:
+      image_shape: ``(H, W, C)`` of the data.
+      steps_per_epoch: converts ``train.kl_warmup_epochs`` to optimiser steps.
+      train_images: a few training images ``[K, H, W, C]``, offered to priors that initialise
+        from data.
+      num_classes: K of the labels, for the models with labels; ``num_labelled`` of
+        ``num_train`` training images keep their label (the semi-supervised objective's
+        weights).
+    """
+    m = config.model
+    networks.validate(m)
+    hierarchy.check(config)
+    cls = MODELS.get(kind(m))
+    cls.check_config(config, num_classes)
+    dims = tuple(int(d) for d in m.latent_dims)
+    image_shape = tuple(int(d) for d in image_shape)
+    posterior = posteriors.build(m.posterior, dims[-1])
+    likelihood = likelihoods.build(m.likelihood)
+    _check_pixels(config, likelihood)
+    encoder, decoder = networks.build(m, image_shape, posterior.params_size,
+                                      likelihood.params_per_pixel, config.train.precision,
+                                      extra_inputs=num_classes if cls.conditional else 0,
+                                      label_input=m.label_input)
+    if len(dims) > 1:  # the ladder takes the decoder's place (`tfvae.hierarchy`)
+        decoder = hierarchy.Ladder(
+            m.network, dims, image_shape,
+            image_shape[:-1] + (image_shape[-1] * int(likelihood.params_per_pixel),),
+            scale=m.posterior.scale, precision=config.train.precision, name="ladder")
+    context = priors.PriorContext(
+        image_shape=image_shape,
+        posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
+        train_images=train_images)
+    prior = priors.build(m.prior, dims[-1], context)
+    model = cls(encoder, decoder, posterior, likelihood, prior,
+                estimators_lib.build(config.estimator), image_shape,
+                num_samples=m.num_samples, beta=config.train.beta,
+                kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
+                posterior_name=m.posterior.name, name="vae",
+                **cls.config_kwargs(config, image_shape=image_shape, num_classes=num_classes,
+                                    num_labelled=num_labelled, num_train=num_train))
+    x0 = tf.zeros((1,) + image_shape)
+    model((x0, tf.zeros([1], tf.int32)) if cls.conditional else x0)  # creates every variable
+    return model
+
+
+def _check_pixels(config, likelihood) -> None:
+    """The likelihood's support against the pixels the data gives."""
+    name, pixels = config.model.likelihood.name, config.data.pixels
+    if likelihood.binary_data and pixels == "continuous":
+        raise ConfigError(
+            f"model.likelihood.name={name!r} is a distribution over {{0, 1}} but "
+            "data.pixels='continuous' gives [0, 1] intensities; use data.pixels='binary' or "
+            "'dynamic', or model.likelihood.name='continuous_bernoulli'")
+    if likelihood.levels_data and pixels != "continuous":
+        raise ConfigError(
+            f"model.likelihood.name={name!r} models the 256 grey levels of 8-bit pixels but "
+            f"data.pixels={pixels!r} binarises them; use data.pixels='continuous'")
