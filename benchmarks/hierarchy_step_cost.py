@@ -34,7 +34,7 @@ def step_time(name, splits):
                                   f"mnist,{name}")
     keras.utils.set_random_seed(0)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                          train_images=data.first_images(splits, 500))
+                        train_images=data.first_images(splits, 500))
     default, groups = optimizers.for_training(config.train)
     jit = distribute.jit_compile(None, config.train.jit_compile, config.model.network.name)
     vae.compile(default, group_optimizers=groups, steps_per_execution=32, jit_compile=jit)

@@ -45,7 +45,7 @@ def main(argv):
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                          train_images=data.first_images(splits, 64))
+                        train_images=data.first_images(splits, 64))
     for k in map(int, FLAGS.k):
         warm = splits.test.unbatch().take(FLAGS.batch).batch(FLAGS.batch)
         evaluation.log_likelihood(vae, warm, k, batch_size=FLAGS.batch, progress=None)  # trace

@@ -37,7 +37,7 @@ def step_time(prior, splits, arrays):
     config.train.learning_rate = 5e-4
     keras.utils.set_random_seed(0)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                          train_images=data.first_images(splits, 64))
+                        train_images=data.first_images(splits, 64))
     default, groups = optimizers.for_training(config.train)
     vae.compile(default, group_optimizers=groups, steps_per_execution=32, jit_compile=True)
     train = splits.train.repeat()

@@ -71,7 +71,7 @@ def fixed_decoder_rows():
     for posterior in ("gaussian", "iaf"):
         keras.utils.set_random_seed(FLAGS.seed + 1)
         vae = builder.build(row_config("mnist", posterior), splits.image_shape,
-                              splits.steps_per_epoch)
+                            splits.steps_per_epoch)
         vae.decoder.set_weights(base.decoder.get_weights())
         vae.decoder.trainable = False
         vae.compile(keras.optimizers.Adam(config.train.learning_rate), steps_per_execution=50)

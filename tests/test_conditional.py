@@ -72,7 +72,7 @@ def conditional_mnist(mnist_arrays):
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                          num_classes=splits.num_classes)
+                        num_classes=splits.num_classes)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
     vae.fit(splits.train, epochs=5, verbose=0)
     return vae, splits
@@ -186,7 +186,7 @@ def _m2(image_shape=(28, 28, 1), classes=10, **overrides):
     settings = dict(model__semi_supervised=True, data__labels="10", model__latent_dims=(4,),
                     model__network__hidden=(64,))
     return builder.build(make_config(**(settings | overrides)), image_shape,
-                           num_classes=classes, num_labelled=100, num_train=1000)
+                         num_classes=classes, num_labelled=100, num_train=1000)
 
 
 def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y():
@@ -248,8 +248,8 @@ def test_m2_learns_to_classify_from_100_labels(mnist_arrays):
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                          num_classes=10, num_labelled=splits.num_labelled,
-                          num_train=splits.num_train)
+                        num_classes=10, num_labelled=splits.num_labelled,
+                        num_train=splits.num_train)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
     train = tf.data.Dataset.zip((splits.train.map(lambda x, y: x).repeat(), splits.labelled))
     vae.fit(train, steps_per_epoch=splits.steps_per_epoch, epochs=3, verbose=0)
@@ -304,7 +304,7 @@ def test_annotated_mixture_components_generate_their_class(mnist_arrays):
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch, num_classes=10,
-                          num_labelled=splits.num_labelled, num_train=splits.num_train)
+                        num_labelled=splits.num_labelled, num_train=splits.num_train)
     assert type(vae).__name__ == "AnnotatedMixtureVAE"
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
     train = tf.data.Dataset.zip((splits.train.map(lambda x, y: x).repeat(), splits.labelled))

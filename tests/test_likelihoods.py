@@ -121,3 +121,17 @@ def test_discretized_logistic_trains_on_grey_fashion_mnist(fashion_idx_dir):
         val = vae.evaluate(splits.validation, verbose=0, return_dict=True)
         bits.append(likelihoods.bits_per_dim(val["elbo"], 784))
     assert np.all(np.isfinite(bits)) and bits[-1] < bits[0] - 0.2 and bits[-1] < 6.0, bits
+
+
+def test_gaussian_head_is_a_normal_per_value_summed_over_the_event():
+    head = likelihoods.LIKELIHOODS.get("gaussian")()
+    params = tf.random.normal([3, 1, 1, 2 * 5], seed=1)  # [B, 1, 1, d * P], P = 2
+    x = tf.random.normal([3, 1, 1, 5], seed=2)
+    p = head.distribution(params)
+    loc, raw = np.asarray(params).reshape(3, 1, 1, 5, 2)[..., 0], \
+        np.asarray(params).reshape(3, 1, 1, 5, 2)[..., 1]
+    scale = np.log1p(np.exp(raw)) + 1e-3
+    expected = (-0.5 * ((np.asarray(x) - loc) / scale) ** 2 - np.log(scale)
+                - 0.5 * np.log(2 * np.pi)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(p.log_prob(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert p.event_shape == (1, 1, 5) and np.allclose(p.mean().numpy(), loc, atol=1e-6)

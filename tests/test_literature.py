@@ -97,7 +97,7 @@ def test_protocol_config_splits_and_model(prior, mnist_arrays):
     assert (splits.num_train, splits.num_validation, splits.num_test) == (50000, 10000, 10000)
     assert splits.steps_per_epoch == 500
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                          train_images=next(iter(splits.train))[:64])
+                        train_images=next(iter(splits.train))[:64])
     assert vae.kl_warmup_steps == 100 * 500
     # The authors' network: 1,116,864 weights without the prior's.
     prior_vars = {id(v) for v in vae.prior.trainable_variables}

@@ -151,7 +151,7 @@ def prior_runs(mnist_arrays):
         keras.utils.set_random_seed(0)
         first = next(iter(splits.train))[:64].numpy()
         vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                              train_images=first)
+                            train_images=first)
         vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=8)
         history = vae.fit(splits.train.repeat(), steps_per_epoch=splits.steps_per_epoch,
                           epochs=3, verbose=0).history
@@ -181,7 +181,7 @@ def refitted_priors(trained):
         config.model.prior.name, config.model.prior.components = name, 16
         keras.utils.set_random_seed(0)
         vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                              train_images=first)
+                            train_images=first)
         vae.encoder.set_weights(base.encoder.get_weights())
         vae.decoder.set_weights(base.decoder.get_weights())
         vae.encoder.trainable = vae.decoder.trainable = False

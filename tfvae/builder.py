@@ -95,6 +95,12 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
 def _check_pixels(config, likelihood) -> None:
     """The likelihood's support against the pixels the data gives."""
     name, pixels = config.model.likelihood.name, config.data.pixels
+    if config.data.features and (likelihood.binary_data or likelihood.levels_data):
+        raise ConfigError(
+            f"data.features={config.data.features!r} gives real-valued features but "
+            f"model.likelihood.name={name!r} models pixels; use model.likelihood.name='gaussian'")
+    if config.data.features:
+        return
     if likelihood.binary_data and pixels == "continuous":
         raise ConfigError(
             f"model.likelihood.name={name!r} is a distribution over {{0, 1}} but "

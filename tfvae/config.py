@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
     data.train_size = 0           # use only this many training images; 0 = all
     data.labels = "all"           # training labels kept: 'all', 'none', or N per class (seeded;
                                   # the rest unlabelled, -1)
+    data.features = ""            # a trained tfvae run's workdir: its q(z|x) means of these
+                                  # images are the data, [1, 1, d] (M1 features, Kingma et al.
+                                  # 2014; needs model.likelihood.name='gaussian')
     data.batch_size = 128
     data.eval_batch_size = 500
 

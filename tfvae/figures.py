@@ -9,7 +9,13 @@ from tfvae import evaluation, plots
 
 
 def save(model, splits, workdir, history):
-    """Samples, reconstructions, traversals, latent space and curves, as PNG files."""
+    """Samples, reconstructions, traversals, latent space and curves, as PNG files; for data
+    that are not images (``data.features``), the latent space and curves alone."""
+    if not plots.is_image(splits.image_shape):
+        z, y = evaluation.posterior_means(model, splits.test, max_examples=2000)
+        return [plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y,
+                                     class_names=splits.class_names),
+                plots.training_curves(history, os.path.join(workdir, "curves.png"))]
     paths = []
     paths.append(plots.image_grid(model.sample(64).numpy(), os.path.join(workdir, "samples.png"),
                                   title="Samples: mean of p(x|z), z ~ p(z)"))

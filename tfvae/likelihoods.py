@@ -8,7 +8,8 @@ pixels and broadcasts over leading sample axes.
 - ``discretized_logistic``: a logistic per pixel discretised into the 256 levels k / 255 of 8-bit
   images, the edge bins taking the tails (P = 2: location, log-scale; Salimans et al. 2017);
 - ``discretized_logistic_mixture``: a mixture of ``M`` of them per pixel (P = 3 M, PixelCNN++);
-- ``categorical``: a 256-way softmax per pixel (P = 256).
+- ``categorical``: a 256-way softmax per pixel (P = 256);
+- ``gaussian``: a normal per value, for real-valued data (``data.features``; P = 2).
 
 The three 8-bit models need ``data.pixels='continuous'`` (pixel values k / 255); report them in
 bits per dimension, -log p(x) / (D ln 2), beside nats.
@@ -98,6 +99,18 @@ class ContinuousBernoulliHead(LikelihoodHead):
 
     def pixel_distribution(self, logits):
         return tfd.ContinuousBernoulli(logits=logits)
+
+
+@LIKELIHOODS.register("gaussian")
+class GaussianHead(LikelihoodHead):
+    """p(x|z) = prod_i N(x_i; mu_i, sigma_i^2) for real-valued data, such as the features of
+    ``data.features`` (P = 2: the mean and sigma = softplus(raw) + 1e-3, bounded away from 0 so
+    that a value the decoder matches exactly cannot send the density to infinity)."""
+
+    params_per_pixel = 2
+
+    def pixel_distribution(self, params):
+        return tfd.Normal(params[..., 0], tf.nn.softplus(params[..., 1]) + 1e-3)
 
 
 LEVELS = 256  # 8-bit pixels: values k / 255, k = 0 .. 255

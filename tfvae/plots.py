@@ -6,6 +6,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
+def is_image(shape) -> bool:
+    """Whether data of ``shape`` ``(H, W, C)`` are pictures to draw (grey or colour), not
+    features (``data.features``: ``(1, 1, d)``)."""
+    return shape[-1] in (1, 3) and min(shape[:2]) > 1
+
+
 def _tile(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
     """Tiles ``[N, H, W, C]`` images into one ``[rows*H, ncols*W, C]`` canvas."""
     images = np.asarray(images, np.float32)

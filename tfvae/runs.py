@@ -1,13 +1,22 @@
 """Opening a workdir written by ``tfvae-train``, finished or not: its config, data and model with
-its best weights. `tfvae.train.open_or_train` trains it first where it is not finished."""
+its best weights. `tfvae.train.open_or_train` trains it first where it is not finished. A run's
+data may be another run's features (``data.features``, `load_data`).
+
+References:
+  [1] Kingma, Rezende, Mohamed and Welling (2014). Semi-Supervised Learning with Deep
+      Generative Models. NeurIPS.
+"""
+import dataclasses
 import json
 import os
 from typing import NamedTuple, Optional
 
+import tensorflow as tf
+
 from tfvae import checkpoints, runstate
 from tfvae import data as data_lib
-from tfvae import builder, model as model_lib
-from tfvae.errors import CheckpointError, WorkdirError
+from tfvae import builder, model as model_lib, posteriors
+from tfvae.errors import CheckpointError, ConfigError, WorkdirError
 
 
 class OpenedRun(NamedTuple):
@@ -32,11 +41,11 @@ def open_run(workdir: str, warn=_say) -> OpenedRun:
         raise WorkdirError(f"--workdir={workdir} holds no run (no {runstate.CONFIG}); give the "
                            "workdir of a tfvae-train run")
     config = runstate.read_config(path)
-    splits = data_lib.load(config.data, seed=config.seed, with_labels=True)
+    splits = load_data(config, warn=warn)
     model = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                            train_images=data_lib.first_images(splits, 64),
-                            num_classes=splits.num_classes,
-                            num_labelled=splits.num_labelled, num_train=splits.num_train)
+                          train_images=data_lib.first_images(splits, 64),
+                          num_classes=splits.num_classes,
+                          num_labelled=splits.num_labelled, num_train=splits.num_train)
     results = None
     if os.path.exists(os.path.join(workdir, runstate.RESULTS)):
         with open(os.path.join(workdir, runstate.RESULTS)) as f:
@@ -58,3 +67,34 @@ def open_run(workdir: str, warn=_say) -> OpenedRun:
 def is_finished(workdir: str) -> bool:
     """Whether the workdir holds a finished run (its ``results.json``)."""
     return os.path.exists(os.path.join(workdir, runstate.RESULTS))
+
+
+def load_data(config, shard=None, warn=_say) -> data_lib.Splits:
+    """A run's data: ``config.data``'s images and labels, or, where ``data.features`` names the
+    workdir of a trained run (M1 of [1]), that run's posterior means E_q[z | x] of the same
+    images, ``[B, 1, 1, d]``, labels kept. The images are encoded as they stream (a training
+    image binarised afresh each epoch gets a fresh code), by the M1 run's best weights."""
+    splits = data_lib.load(config.data, seed=config.seed, with_labels=True, shard=shard)
+    if not config.data.features:
+        return splits
+    m1 = open_run(config.data.features, warn=warn)
+    where = f"data.features={config.data.features!r}"
+    if m1.model.conditional or len(m1.model.latent_dims) > 1:
+        raise ConfigError(f"{where}: its model has labels or several latent layers; give the "
+                          "workdir of a one-layer VAE without labels (M1)")
+    if tuple(m1.splits.image_shape) != tuple(splits.image_shape):
+        raise ConfigError(f"{where} encodes {m1.splits.image_shape} images but data gives "
+                          f"{splits.image_shape}; give the data its M1 run was trained on")
+    model = m1.model
+
+    @tf.function
+    def encode(x, y):
+        return posteriors.code(model.encode(x, training=False))[:, None, None, :], y
+
+    def features(ds):
+        return None if ds is None else ds.map(encode, num_parallel_calls=2, deterministic=True)
+
+    return dataclasses.replace(
+        splits, train=features(splits.train), validation=features(splits.validation),
+        test=features(splits.test), labelled=features(splits.labelled),
+        image_shape=(1, 1, model.latent_dim))

@@ -147,6 +147,9 @@ def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temper
     if not hasattr(model, "sample_latents"):
         raise ConfigError(f"{where} was exported by an older tfvae without sample_latents; "
                           "export it again (tfvae.export.export) or pass --workdir")
+    if hasattr(model, "image_shape") and not plots.is_image(tuple(model.image_shape.numpy())):
+        raise ConfigError(f"{where} models features (data.features), not images: there is "
+                          "nothing to draw; load it with tf.saved_model.load to sample them")
     conditional = hasattr(model, "sample_conditional")
     if labels and not conditional:
         raise ConfigError(f"--labels: {where} is a model without labels (model.conditional="

@@ -26,10 +26,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfvae import callbacks as callbacks_lib
-from tfvae import checkpoints, distribute, evaluation, export, figures, optimizers, runstate
+from tfvae import checkpoints, distribute, evaluation, export, figures, optimizers, plots
+from tfvae import runstate
 from tfvae import config as config_lib
 from tfvae import data as data_lib
-from tfvae import builder, model as model_lib
+from tfvae import builder, model as model_lib, runs
 from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError, TrainingDivergedError, WorkerLostError
 
@@ -87,9 +88,9 @@ def build_model(config, splits, strategy=None):
     scope: variables, optimisers and metrics replicated)."""
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = builder.build(config, splits.image_shape, splits.steps_per_epoch,
-                                train_images=data_lib.first_images(splits, 64),
-                                num_classes=splits.num_classes,
-                                num_labelled=splits.num_labelled, num_train=splits.num_train)
+                              train_images=data_lib.first_images(splits, 64),
+                              num_classes=splits.num_classes,
+                              num_labelled=splits.num_labelled, num_train=splits.num_train)
         default, groups = optimizers.for_training(config.train)
         jit = distribute.jit_compile(strategy, config.train.jit_compile,
                                      config.model.network.name, warn=_say)
@@ -110,8 +111,7 @@ def prepare(config, workdir: str) -> Run:
     changes = rundir.config_changes(config)
     epochs_done = checkpoints.resume_epoch(_backup_dir(workdir), warn=_say)
     keras.utils.set_random_seed(config.seed)
-    splits = data_lib.load(config.data, seed=config.seed, with_labels=True,
-                           shard=distribute.input_shard(strategy))
+    splits = runs.load_data(config, shard=distribute.input_shard(strategy), warn=_say)
     if ((config.model.semi_supervised or config.model.prior.annotated)
             and splits.labelled is None):
         raise ConfigError("model.semi_supervised and model.prior.annotated need labelled "
@@ -234,7 +234,7 @@ def _callbacks(state: Run, best, stopper):
                                                   append=True))
     # Keras's TensorBoard writes a non-chief worker's summaries to a scratch folder it removes.
     out.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0))
-    if state.chief:
+    if state.chief and plots.is_image(splits.image_shape):
         shown = "validation" if splits.num_validation else "test"
         out.append(callbacks_lib.ImageSummaries(
             os.path.join(workdir, "tensorboard", "images"),
@@ -284,7 +284,6 @@ def _collective_error(err) -> str:
 def open_or_train(config, workdir: str, verbose=2) -> Run:
     """The finished run in ``workdir`` (reopened, its best weights loaded), else trains (or
     resumes) it there first: what every experiment that compares several runs needs."""
-    from tfvae import runs
     if runs.is_finished(workdir):
         opened = runs.open_run(workdir)
         return Run(opened.config, workdir, opened.splits, opened.model, results=opened.results)
