@@ -85,9 +85,14 @@ def test_features_that_cannot_work_fail_in_one_line(m1_workdir, tmp_path, fashio
             config[section][field] = value
         return runs.load_data(config)
 
-    with pytest.raises(WorkdirError, match="holds no run") as err:
+    with pytest.raises(WorkdirError, match=r"data.features=.* holds no run") as err:
         load(data__features=str(tmp_path))
     assert "\n" not in str(err.value)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / runstate.CONFIG).write_text(open(os.path.join(m1_workdir, runstate.CONFIG)).read())
+    with pytest.raises(WorkdirError, match="has not finished"):
+        load(data__features=str(unfinished))
     with pytest.raises(ConfigError, match="encodes .* images but data gives"):
         load(data__image_size=14)
     out = subprocess.run([*command("train"), f"--config={CONFIG}:fashion_mnist,100,m1={m1_workdir}",

@@ -77,8 +77,15 @@ def load_data(config, shard=None, warn=_say) -> data_lib.Splits:
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True, shard=shard)
     if not config.data.features:
         return splits
-    m1 = open_run(config.data.features, warn=warn)
     where = f"data.features={config.data.features!r}"
+    if not os.path.exists(os.path.join(config.data.features, runstate.CONFIG)):
+        raise WorkdirError(f"{where} holds no run (no {runstate.CONFIG}); give the workdir of "
+                           "a trained tfvae-train run (M1)")
+    if not is_finished(config.data.features):
+        raise WorkdirError(f"{where}: that run has not finished (no {runstate.RESULTS}), so its "
+                           "best weights, and these features, could still change; finish it "
+                           "first")
+    m1 = open_run(config.data.features, warn=warn)
     if m1.model.conditional or len(m1.model.latent_dims) > 1:
         raise ConfigError(f"{where}: its model has labels or several latent layers; give the "
                           "workdir of a one-layer VAE without labels (M1)")
