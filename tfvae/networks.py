@@ -251,16 +251,16 @@ def validate(model_config) -> None:
 
 
 def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1,
-          precision: str = "float32", extra_inputs: int = 0, label_input: str = "features"):
+          precision: str = "float32", extra_inputs: int = 0, label_input: str = "channels"):
     """Returns ``(encoder, decoder)`` for ``model_config.network``; the decoder gives
     ``params_per_pixel`` outputs per pixel and channel, ``[B, H, W, C * params_per_pixel]``.
 
     ``precision`` (`tfvae.precision`): the networks' compute dtype; under a mixed policy each
     network ends in a float32 layer, so what it hands to the posterior and likelihood heads is
     float32 whatever it computed in. ``extra_inputs`` (a conditional model's K classes): the
-    decoder takes that many more inputs; the encoder takes ``[x, y]`` with ``y`` joined to its
-    flattened features (`join_at_flatten`), or, for ``label_input='channels'``, K more image
-    channels.
+    decoder takes that many more inputs; the encoder K more image channels, or, for
+    ``label_input='features'``, ``[x, y]`` with ``y`` joined to its flattened features
+    (`join_at_flatten`).
     """
     validate(model_config)
     block = model_config.network
