@@ -74,9 +74,9 @@ class LabelContext:
 
 class ConditionalVAE(LabelContext, VAE):
     """A conditional VAE [1, 2]: q(z | x, y), p(x | z, y) and p(z | y) = p(z), for images x with
-    labels y in 0..K-1. y enters the networks one-hot: joined to the encoder's features where
-    it flattens x, before its dense layers (``model.label_input='channels'``: as K constant
-    image channels, tfvae 0.3's way), and as K inputs appended to z (so any decoder takes it).
+    labels y in 0..K-1. y enters the networks one-hot: into the encoder as K constant image
+    channels (``model.label_input='channels'``, the default) or joined to its features where
+    it flattens x (``'features'``, M2's [x, y]); into the decoder as K inputs appended to z.
     The prior is the configured p(z) for every class.
 
     Every method of the VAE applies, to p(x, z | y) and q(z | x, y), inside
