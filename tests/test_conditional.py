@@ -57,12 +57,16 @@ def test_a_conditional_model_refuses_what_it_cannot_do():
     for overrides, classes, message in (
             ({}, 0, "needs labelled images of at least 2 classes"),
             ({"model__prior__name": "vamp"}, 10, "would each need a class"),
-            ({"data__labels": "10"}, 10, "use data.labels='all'"),
-            ({"model__latent_dims": (4, 2)}, 10, "one latent layer for now")):
+            ({"data__labels": "10"}, 10, "use data.labels='all'")):
         config = make_config(model__conditional=True, **overrides)
         with pytest.raises(ConfigError, match=message) as err:
             builder.build(config, (28, 28, 1), num_classes=classes)
         assert "\n" not in str(err.value)
+    annotated = make_config(model__prior__annotated=True, model__prior__name="mog",
+                            model__prior__components=10, data__labels="10",
+                            model__latent_dims=(4, 2))
+    with pytest.raises(ConfigError, match="it has one latent layer"):
+        builder.build(annotated, (28, 28, 1), num_classes=10)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +151,8 @@ def test_the_label_matters_to_the_likelihood(conditional_mnist):
 
 
 @pytest.mark.slow
-def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir):
+@pytest.mark.parametrize("latent_dims", ["8,", "8,4"])
+def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir, latent_dims):
     workdir = str(tmp_path / "cvae")
     out = subprocess.run(
         [*command("train"), "--config", os.path.join(REPO, "configs", "default.py"),
@@ -156,12 +161,15 @@ def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir):
          "--config.data.validation_size=300", "--config.data.train_size=1024",
          "--config.eval.iw_samples=20", "--config.eval.iw_examples=100",
          "--config.model.conditional=True", "--config.model.network.hidden=64,",
-         "--config.train.epochs=2"], capture_output=True, text=True, timeout=600)
+         f"--config.model.latent_dims={latent_dims}", "--config.train.epochs=2"],
+        capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "log p(x|y) >=" in out.stdout
     test = json.load(open(os.path.join(workdir, "results.json")))["test"]
     assert test["given_labels"] is True
     assert os.path.getsize(os.path.join(workdir, "classes.png")) > 0
+    if "," in latent_dims.rstrip(","):  # several layers: each layer's rate, what each controls
+        assert len(test["rates"]) == 2 and os.path.getsize(os.path.join(workdir, "layers.png"))
     m = tf.saved_model.load(os.path.join(workdir, "saved_model"))
     images = m.sample_conditional(tf.constant([3, 3, 7]), tf.constant(1, tf.int64))["images"]
     assert images.shape == (3, 28, 28, 1)
@@ -189,12 +197,14 @@ def _m2(image_shape=(28, 28, 1), classes=10, **overrides):
                          num_classes=classes, num_labelled=100, num_train=1000)
 
 
-def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y():
+@pytest.mark.parametrize("latent_dims", [(4,), (4, 3)])
+def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y(latent_dims):
     """U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), the enumeration done in one batched pass,
-    against an explicit loop over the classes (analytic KL: only the distortion is sampled,
-    with S = 2,000 draws; within 4 standard errors)."""
+    against an explicit loop over the classes, with S = 2,000 draws, within 4 standard errors
+    (one layer: analytic KL, only the distortion is sampled; two layers (M2 over a hierarchy):
+    the lower layer's KL is taken at sampled parents, and the log-weights' spread bounds it)."""
     keras.utils.set_random_seed(3)
-    vae = _m2()
+    vae = _m2(model__latent_dims=latent_dims)
     vae.num_samples = 2000
     x = tf.constant((np.random.default_rng(0).random((3, 28, 28, 1)) < 0.3).astype(np.float32))
     u = vae.unlabelled_terms(x, seed=tf.constant([1, 2]))
@@ -204,8 +214,11 @@ def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y():
     entropy = -np.sum(q * np.log(q), -1)
     direct = np.sum(q * per_class, -1) + entropy
     with vae.conditioned(tf.zeros([3], tf.int32)):
-        z = vae.encode(x).sample(2000, seed=(4, 5))
-        spread = np.std(vae.likelihood(z).log_prob(x).numpy(), 0) / np.sqrt(2000)
+        if len(latent_dims) == 1:
+            z = vae.encode(x).sample(2000, seed=(4, 5))
+            spread = np.std(vae.likelihood(z).log_prob(x).numpy(), 0) / np.sqrt(2000)
+        else:
+            spread = np.std(np.asarray(vae.log_weights(x, 2000, seed=(4, 5))), 0) / np.sqrt(2000)
     np.testing.assert_array_less(np.abs(u.elbo.numpy() - direct), 4 * np.sqrt(2) * spread + 1e-3)
     np.testing.assert_allclose(u.elbo, -(u.distortion + u.rate), rtol=1e-6)
 

@@ -8,6 +8,7 @@
 | ``conditional`` | `labelled.ConditionalVAE` | ``model.conditional`` |
 | ``semi_supervised`` | `labelled.SemiSupervisedVAE` | ``model.semi_supervised`` |
 | ``annotated`` | `labelled.AnnotatedMixtureVAE` | ``model.prior.annotated`` |
+| ``conditional_hierarchical``, ``semi_supervised_hierarchical`` | their several-layer classes | both |
 
 A kind takes part through class-level members of `model.VAE`: ``check_config`` (refuse in one
 line what it cannot take), ``config_kwargs`` (its own constructor arguments) and
@@ -25,7 +26,9 @@ MODELS = Registry("model kind", plural="model kinds")
 for _name, _cls in (("vae", VAE), ("hierarchical", HierarchicalVAE),
                     ("conditional", labelled.ConditionalVAE),
                     ("semi_supervised", labelled.SemiSupervisedVAE),
-                    ("annotated", labelled.AnnotatedMixtureVAE)):
+                    ("annotated", labelled.AnnotatedMixtureVAE),
+                    ("conditional_hierarchical", labelled.ConditionalHierarchicalVAE),
+                    ("semi_supervised_hierarchical", labelled.SemiSupervisedHierarchicalVAE)):
     MODELS.register(_name)(_cls)
 
 
@@ -33,13 +36,14 @@ def kind(model_config) -> str:
     """The kind of model ``config.model`` asks for: its labels decide first (they set the
     objective), then its number of latent layers."""
     m = model_config
+    layers = "_hierarchical" if len(m.latent_dims) > 1 else ""
     if m.semi_supervised:
-        return "semi_supervised"
+        return "semi_supervised" + layers
     if m.conditional:
-        return "conditional"
+        return "conditional" + layers
     if m.prior.annotated:
         return "annotated"
-    return "hierarchical" if len(m.latent_dims) > 1 else "vae"
+    return "hierarchical" if layers else "vae"
 
 
 def build(config, image_shape, steps_per_epoch=0, train_images=None,
@@ -74,7 +78,8 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
         decoder = hierarchy.Ladder(
             m.network, dims, image_shape,
             image_shape[:-1] + (image_shape[-1] * int(likelihood.params_per_pixel),),
-            scale=m.posterior.scale, precision=config.train.precision, name="ladder")
+            scale=m.posterior.scale, precision=config.train.precision,
+            num_classes=num_classes if cls.conditional else 0, name="ladder")
     context = priors.PriorContext(
         image_shape=image_shape,
         posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),

@@ -45,8 +45,10 @@ def save(model, splits, workdir, history):
     images = images.reshape(base.shape[:2] + images.shape[1:])
     paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
     if len(model.latent_dims) > 1:
+        with model.conditioned(tf.range(4) % model.num_classes if model.conditional else None):
+            resampled = layer_resamples(model, rows=4)
         paths.append(plots.labelled_grid(
-            layer_resamples(model), os.path.join(workdir, "layers.png"),
+            resampled, os.path.join(workdir, "layers.png"),
             title="What each layer controls: each row resamples one layer, the others fixed",
             row_labels=[f"z{l + 1}, draw {r + 1}" for l in range(len(model.latent_dims))
                         for r in range(4)]))

@@ -149,12 +149,16 @@ class Ladder(keras.layers.Layer):
     q(z_l | x, z_{l+1}) and the model's p(z_l | z_{l+1}), and the decoder p(x | z_1..z_L).
 
     The top layer's q(z_L | x) (an encoder and a posterior head) and prior p(z_L) stay the
-    VAE's own parts, so that a VampPrior's pseudo-inputs pass through q(z_L | x).
+    VAE's own parts, so that a VampPrior's pseudo-inputs pass through q(z_L | x). With
+    ``num_classes`` K > 0 (a model with labels, `tfvae.labelled`), a one-hot y ``[B, K]`` joins
+    the inputs of each q(z_l | x, z_{l+1}, y) and of each layer's branch of p(x | z_1..z_L, y);
+    p(z_l | z_{l+1}) does not read it (as p(z) does not in a conditional VAE).
     """
 
     def __init__(self, network_block, latent_dims: Sequence[int], image_shape, param_shape,
-                 scale: str, precision: str = "float32", **kwargs):
+                 scale: str, precision: str = "float32", num_classes: int = 0, **kwargs):
         super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
         self.latent_dims = tuple(int(d) for d in latent_dims)
         self.image_shape, self.param_shape = tuple(image_shape), tuple(param_shape)
         block = network_block
@@ -189,18 +193,22 @@ class Ladder(keras.layers.Layer):
         optimiser slots and parameter groups see them all)."""
         z = tuple(tf.zeros([1, d]) for d in self.latent_dims)
         x = tf.zeros((1,) + self.image_shape)
-        self.decode(z)
+        labels = tf.zeros([1, self.num_classes]) if self.num_classes else None
+        self.decode(z, labels=labels)
         self.conditionals(z)
         for l, net in enumerate(self.q_nets):
-            net.params([self.x_features[l](x), self.z_features[l](z[l + 1])])
+            net.params([self.x_features[l](x), self.z_features[l](z[l + 1])]
+                       + ([labels] if self.num_classes else []))
 
     # ------------------------------------------------------------------ the proposal
-    def proposal(self, x, top: tfd.Distribution, training=None) -> "HierarchicalPosterior":
-        """q(z | x) from the top layer's q(z_L | x)."""
+    def proposal(self, x, top: tfd.Distribution, training=None,
+                 labels=None) -> "HierarchicalPosterior":
+        """q(z | x) (q(z | x, y) given one-hot ``labels`` ``[B, K]``) from the top layer's."""
         features = [f(x, training=training) for f in self.x_features]
+        extra = [] if labels is None else [labels]
         return HierarchicalPosterior(top, [
             (lambda parent, l=l: self.q_nets[l].distribution(
-                [features[l], self.z_features[l](parent)], training))
+                [features[l], self.z_features[l](parent)] + extra, training))
             for l in range(len(self.q_nets))])
 
     def conditionals(self, z, training=None) -> List[tfd.Distribution]:
@@ -224,10 +232,15 @@ class Ladder(keras.layers.Layer):
         return tuple(z)
 
     # ------------------------------------------------------------------ the decoder
-    def decode(self, z, training=None):
-        """Likelihood parameters ``[..., H, W, C * P]`` for the structure ``z``."""
+    def decode(self, z, training=None, labels=None):
+        """Likelihood parameters ``[..., H, W, C * P]`` for the structure ``z`` (and one-hot
+        ``labels`` ``[B, K]``, broadcast over z's leading axes)."""
         lead = tf.shape(z[0])[:-1]
         flat = [tf.reshape(t, [-1, d]) for t, d in zip(z, self.latent_dims)]
+        if labels is not None:  # y joins each layer's branch
+            y = tf.broadcast_to(labels, tf.concat([lead, [self.num_classes]], 0))
+            y = tf.reshape(tf.cast(y, flat[0].dtype), [-1, self.num_classes])
+            flat = [tf.concat([t, y], -1) for t in flat]
         h = tf.concat([b(t) for b, t in zip(self.x_branches, flat)], -1)
         out = self.trunk(h, training=training)
         return tf.reshape(tf.cast(out, tf.float32), tf.concat([lead, self.param_shape], 0))

@@ -26,23 +26,23 @@ from tfvae import estimators as estimators_lib
 from tfvae import label_estimators, networks, posteriors, priors
 from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError
-from tfvae.model import VAE
+from tfvae.model import VAE, HierarchicalVAE
 
 tfd = tfp.distributions
 
 
-def _check_labels(what: str, config, num_classes: int) -> None:
-    """What every model with labels needs: labelled images of 2 or more classes, one latent
-    layer."""
+def _check_labels(what: str, config, num_classes: int, layers_ok: bool = True) -> None:
+    """What every model with labels needs: labelled images of 2 or more classes (and, where
+    ``layers_ok`` is False, one latent layer)."""
     dims = tuple(int(d) for d in config.model.latent_dims)
     if num_classes < 2:
         raise ConfigError(
             f"{what} needs labelled images of at least 2 classes, and these "
             f"have {num_classes}; use a source with labels (class subfolders, an .npz 'labels' "
             "array, a TFDS set with a 'label' feature)")
-    if len(dims) > 1:
-        raise ConfigError(f"{what} with model.latent_dims={dims}: models with labels have "
-                          "one latent layer for now; use one size")
+    if len(dims) > 1 and not layers_ok:
+        raise ConfigError(f"{what} with model.latent_dims={dims}: it has one latent layer "
+                          "(its prior's components are tied to the classes); use one size")
 
 
 class LabelContext:
@@ -52,8 +52,8 @@ class LabelContext:
 
     def __init__(self, *args, num_classes: int, **kwargs):
         self.num_classes = int(num_classes)
-        super().__init__(*args, **kwargs)
         object.__setattr__(self, "_labels", None)  # not a Keras-tracked attribute
+        super().__init__(*args, **kwargs)
 
     def prepare_labels(self, labels):
         return labels
@@ -115,6 +115,9 @@ class ConditionalVAE(LabelContext, VAE):
         if labels.dtype.is_integer:
             labels = tf.one_hot(labels, self.num_classes)
         return tf.cast(labels, tf.float32)
+
+    def label_inputs(self):
+        return self._onehot()
 
     def _onehot(self):
         if self._labels is None:
@@ -323,7 +326,7 @@ class AnnotatedMixtureVAE(LabelContext, VAE):
             raise ConfigError(f"model.prior.annotated=True needs one component per class: set "
                               f"model.prior.components={max(num_classes, 2)} (the data has "
                               f"{num_classes} classes; it is {m.prior.components})")
-        _check_labels("model.prior.annotated=True", config, num_classes)
+        _check_labels("model.prior.annotated=True", config, num_classes, layers_ok=False)
         if str(config.data.labels) == "none":
             raise ConfigError("model.prior.annotated=True with data.labels='none': it needs "
                               "some labelled images; use data.labels=N (per class) or 'all'")
@@ -377,3 +380,26 @@ class AnnotatedMixtureVAE(LabelContext, VAE):
                                        != tf.cast(labels, tf.int32), tf.float32))
         return self._update(terms._replace(extras={"classification_error": error}),
                             tf.constant(1.0))
+
+
+class _LadderWithLabels:
+    """A model with labels over several latent layers: the hierarchy's ``encode`` and
+    ``decode``, which hand the one-hot labels to the ladder (q(z_l | x, z_{l+1}, y) and
+    p(x | z_1..z_L, y); `tfvae.hierarchy.Ladder`); the top layer's q(z_L | x, y) is the
+    labelled model's own encoder."""
+
+    encode = HierarchicalVAE.encode
+    decode = HierarchicalVAE.decode
+
+    def posterior_example(self):
+        with self.conditioned(tf.zeros([1], tf.int32)):
+            return HierarchicalVAE.posterior_example(self)
+
+
+class ConditionalHierarchicalVAE(_LadderWithLabels, ConditionalVAE, HierarchicalVAE):
+    """`ConditionalVAE` with ``model.latent_dims`` of several layers."""
+
+
+class SemiSupervisedHierarchicalVAE(_LadderWithLabels, SemiSupervisedVAE, HierarchicalVAE):
+    """`SemiSupervisedVAE` (M2) with ``model.latent_dims`` of several layers."""
+

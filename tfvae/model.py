@@ -118,6 +118,11 @@ class VAE(keras.Model):
         del labels
         return contextlib.nullcontext()
 
+    def label_inputs(self):
+        """The one-hot labels ``[B, K]`` the networks read inside `conditioned`; None for a
+        model without labels."""
+        return None
+
     def encode(self, x, training=None) -> tfd.Distribution:
         """q(z|x), batch shape ``[B]``, event shape ``[L]``."""
         return self.posterior_head.distribution(self.encoder(x, training=training))
@@ -340,12 +345,14 @@ class HierarchicalVAE(VAE):
         return self.decoder
 
     def encode(self, x, training=None) -> hierarchy.HierarchicalPosterior:
-        """q(z_1, ..., z_L | x), sampled top-down."""
-        return self.ladder.proposal(x, self.encode_top(x, training), training)
+        """q(z_1, ..., z_L | x) (given the labels, for a model with labels), sampled top-down."""
+        return self.ladder.proposal(x, self.encode_top(x, training), training,
+                                    labels=self.label_inputs())
 
     def decode(self, z, training=None):
         """Likelihood parameters for the structure ``z`` (or its flat view)."""
-        return self.ladder.decode(self.split(z) if tf.is_tensor(z) else z, training=training)
+        return self.ladder.decode(self.split(z) if tf.is_tensor(z) else z, training=training,
+                                  labels=self.label_inputs())
 
     def log_prior(self, z):
         """log p(z_L) + sum_{l<L} log p(z_l | z_{l+1})."""
