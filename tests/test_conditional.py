@@ -221,6 +221,12 @@ def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y(latent_dims):
             spread = np.std(np.asarray(vae.log_weights(x, 2000, seed=(4, 5))), 0) / np.sqrt(2000)
     np.testing.assert_array_less(np.abs(u.elbo.numpy() - direct), 4 * np.sqrt(2) * spread + 1e-3)
     np.testing.assert_allclose(u.elbo, -(u.distortion + u.rate), rtol=1e-6)
+    # Each layer's share of the rate (y's KL counted with the top layer's), summing to R.
+    vae.num_samples = 1
+    for estimator in ("enumerate", "score_function", "gumbel_softmax"):
+        t = vae.unlabelled_terms(x, seed=tf.constant([5, 6]), estimator=estimator)
+        assert len(t.rates) == len(latent_dims)
+        np.testing.assert_allclose(tf.add_n(list(t.rates)), t.rate, rtol=1e-5, atol=1e-4)
 
 
 def test_the_bounds_of_a_small_model_against_its_exact_likelihood():

@@ -40,6 +40,13 @@ def _bound_given(model, x, labels, beta, training, seed=None):
         return estimators_lib.elbo_decomposition(model, x, beta, training, seed)
 
 
+def _layer_rates(rates_z, kl_y):
+    """Each latent layer's share of the rate, bottom first, the label's KL(q(y|x) || p(y))
+    counted with the top layer's (y sits at the top of p(y) p(z_L) ...): they sum to R."""
+    rates_z = tuple(rates_z)
+    return rates_z[:-1] + (rates_z[-1] + kl_y,)
+
+
 @LABEL_ESTIMATORS.register("enumerate")
 def enumerate_labels(model, x, logits, beta=1.0, training=False, seed=None, temperature=0.5):
     """U(x) exactly in y: one batched pass over the K classes. D = sum_y q(y|x) D(x, y),
@@ -56,9 +63,10 @@ def enumerate_labels(model, x, logits, beta=1.0, training=False, seed=None, temp
     rate_z = tf.reduce_sum(q_y * per_class(t.rate), -1)
     kl_y = tf.reduce_sum(q_y * (log_q_y - model.log_prior_of_labels()), -1)
     rate = rate_z + kl_y
+    rates_z = [tf.reduce_sum(q_y * per_class(r), -1) for r in t.rates or (t.rate,)]
     return estimators_lib.Terms(loss=tf.reduce_mean(distortion + beta * rate_z + kl_y),
                                 elbo=-(distortion + rate), distortion=distortion, rate=rate,
-                                rates=(rate,))
+                                rates=_layer_rates(rates_z, kl_y))
 
 
 @LABEL_ESTIMATORS.register("score_function")
@@ -80,8 +88,12 @@ def score_function(model, x, logits, beta=1.0, training=False, seed=None, temper
                             - (rewards[i] - rewards[1 - i]) * log_q[i])
     distortion = 0.5 * (terms[0].distortion + terms[1].distortion)
     rate = 0.5 * (terms[0].rate + terms[1].rate - 2 * log_p_y + log_q[0] + log_q[1])
+    rates_z = [0.5 * (a + b) for a, b in zip(terms[0].rates or (terms[0].rate,),
+                                             terms[1].rates or (terms[1].rate,))]
+    kl_y = 0.5 * (log_q[0] + log_q[1]) - log_p_y  # a two-draw estimate of KL(q(y|x) || p(y))
     return estimators_lib.Terms(loss=tf.reduce_mean(surrogate), elbo=-(distortion + rate),
-                                distortion=distortion, rate=rate, rates=(rate,))
+                                distortion=distortion, rate=rate,
+                                rates=_layer_rates(rates_z, kl_y))
 
 
 @LABEL_ESTIMATORS.register("gumbel_softmax")
@@ -97,4 +109,4 @@ def gumbel_softmax(model, x, logits, beta=1.0, training=False, seed=None, temper
     rate = t.rate + kl_y
     return estimators_lib.Terms(loss=tf.reduce_mean(t.distortion + beta * t.rate + kl_y),
                                 elbo=-(t.distortion + rate), distortion=t.distortion,
-                                rate=rate, rates=(rate,))
+                                rate=rate, rates=_layer_rates(t.rates or (t.rate,), kl_y))
