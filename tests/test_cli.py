@@ -4,7 +4,6 @@ import io
 import os
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np

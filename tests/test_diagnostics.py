@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from commands import command
-from conftest import REPO, make_config
+from conftest import make_config
 from tfvae import builder, diagnostics, evaluation
 
 tfd = tfp.distributions

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import builder, data, estimators, train
+from tfvae import builder, data, train
 from tfvae.errors import ConfigError
 
 

@@ -14,7 +14,7 @@ import tf_keras as keras
 
 from commands import command
 from conftest import REPO, make_config
-from tfvae import builder, data, estimators, hierarchy, model as model_lib, train
+from tfvae import builder, data, estimators, hierarchy, model as model_lib
 from tfvae.errors import ConfigError
 
 

@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 from commands import command
-from conftest import REPO, make_config
+from conftest import make_config
 from tfvae import callbacks, checkpoints, figures, plots, runs, runstate, train
 from tfvae.errors import CheckpointError, ConfigError, WorkdirError
 

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 from commands import command
-from conftest import REPO
 from tfvae import sample
 
 
