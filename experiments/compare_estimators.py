@@ -19,6 +19,7 @@ from ml_collections import config_flags
 from tfvae.cli import quiet_tensorflow
 
 quiet_tensorflow()  # before TensorFlow loads: no CUDA noise on a machine without a GPU
+from seed_tables import write_table  # noqa: E402
 from tfvae import evaluation, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
@@ -89,11 +90,7 @@ def main(argv):
                      f"{variance:.3g} | {results['train_images_per_s']:.0f} | "
                      f"{results['epochs_trained']} |")
         print(lines[-1], flush=True)
-    markdown = "\n".join(lines)
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    with open(os.path.join(FLAGS.workdir, "estimators.md"), "w") as f:
-        f.write(markdown + "\n")
-    print(markdown)
+    write_table(FLAGS.workdir, "estimators.md", lines)
 
 
 if __name__ == "__main__":

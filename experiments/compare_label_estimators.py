@@ -24,6 +24,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from seed_tables import mean_sd, write_table  # noqa: E402
 from tfvae import data, evaluation, label_estimators, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "The semi-supervised config.", lock_config=False)
@@ -73,14 +74,10 @@ def main(argv):
              "classifier gradient variance | train images/s |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, values in rows.items():
-        v = np.asarray(values)
-        mean, sd = v.mean(0), v.std(0, ddof=1) if len(v) > 1 else np.zeros(4)
-        lines.append(f"| {name} | {len(v)} | {mean[0]:.2f} +- {sd[0]:.2f} | "
+        mean, sd = mean_sd(values)
+        lines.append(f"| {name} | {len(values)} | {mean[0]:.2f} +- {sd[0]:.2f} | "
                      f"{mean[1]:.2f} +- {sd[1]:.2f} | {mean[2]:.3g} | {mean[3]:.0f} |")
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    with open(os.path.join(FLAGS.workdir, "label_estimators.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(FLAGS.workdir, "label_estimators.md", lines)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from tfvae.cli import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import numpy as np  # noqa: E402
 
+from seed_tables import mean_sd, write_table  # noqa: E402
 from tfvae import evaluation, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "The config to train.", lock_config=False)
@@ -57,17 +58,13 @@ def main(argv):
              "| latent_dims | seeds | test ELBO | test log p(x) | log p(x) - first (paired) | "
              "train images/s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for dims, values in rows.items():
-        v = np.asarray(values)
-        mean, sd = v.mean(0), v.std(0, ddof=1) if len(v) > 1 else np.zeros(3)
-        diff = v[:, 1] - base[:len(v), 1]
-        dsd = diff.std(ddof=1) if len(diff) > 1 else 0.0
-        lines.append(f"| {dims} | {len(v)} | {mean[0]:.2f} +- {sd[0]:.2f} | "
-                     f"{mean[1]:.2f} +- {sd[1]:.2f} | {diff.mean():+.2f} +- {dsd:.2f} | "
+        mean, sd = mean_sd(values)
+        diff = np.asarray(values)[:, 1] - base[:len(values), 1]
+        dmean, dsd = mean_sd(diff)
+        lines.append(f"| {dims} | {len(values)} | {mean[0]:.2f} +- {sd[0]:.2f} | "
+                     f"{mean[1]:.2f} +- {sd[1]:.2f} | {dmean:+.2f} +- {dsd:.2f} | "
                      f"{mean[2]:.0f} |")
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    with open(os.path.join(FLAGS.workdir, "levels.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(FLAGS.workdir, "levels.md", lines)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from tfvae.cli import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 from absl import app, flags  # noqa: E402
 
+from seed_tables import write_table  # noqa: E402
 from tfvae import config as config_lib, evaluation, train  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
@@ -91,10 +92,7 @@ def fixed_decoder_rows():
 def main(argv):
     del argv
     if FLAGS.fixed_decoder:
-        os.makedirs(FLAGS.workdir, exist_ok=True)
-        lines = fixed_decoder_rows()
-        with open(os.path.join(FLAGS.workdir, f"fixed_decoder_seed{FLAGS.seed}.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_table(FLAGS.workdir, f"fixed_decoder_seed{FLAGS.seed}.md", fixed_decoder_rows())
         return
     lines = ["| data | likelihood | posterior | test ELBO | log p(x) >= (k=500) | gap | bits/dim "
              "| train images/s |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -109,9 +107,7 @@ def main(argv):
                          f"{t['log_likelihood']:.2f} | {t['log_likelihood'] - t['elbo']:.2f} | "
                          f"{t['bits_per_dim']:.4f} | {r['train_images_per_s']:.0f} |")
             print(lines[-1], flush=True)
-    with open(os.path.join(FLAGS.workdir, "table.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(FLAGS.workdir, "table.md", lines)
 
 
 if __name__ == "__main__":

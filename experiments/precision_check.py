@@ -19,8 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from tfvae.cli import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
-import numpy as np  # noqa: E402
-
+from seed_tables import mean_sd, write_table  # noqa: E402
 from tfvae import evaluation, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "The config to train.", lock_config=False)
@@ -51,14 +50,10 @@ def main(argv):
     lines = ["| precision | seeds | test ELBO | test log p(x) | train images/s |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for name, values in rows.items():
-        v = np.asarray(values)
-        mean, sd = v.mean(0), v.std(0, ddof=1) if len(v) > 1 else np.zeros(3)
-        lines.append(f"| {name} | {len(v)} | {mean[0]:.2f} +- {sd[0]:.2f} | "
+        mean, sd = mean_sd(values)
+        lines.append(f"| {name} | {len(values)} | {mean[0]:.2f} +- {sd[0]:.2f} | "
                      f"{mean[1]:.2f} +- {sd[1]:.2f} | {mean[2]:.0f} |")
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    with open(os.path.join(FLAGS.workdir, "precision.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(FLAGS.workdir, "precision.md", lines)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from ml_collections import config_flags  # noqa: E402
 from tfvae.cli import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
+from seed_tables import write_table  # noqa: E402
 from tfvae import evaluation, plots, priors, train  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
@@ -60,12 +61,9 @@ def main(argv):
             curves.setdefault(name, []).append((beta, t["rate"], t["distortion"]))
             lines.append(f"| {name} | {beta:g} | {t['rate']:.2f} | {t['distortion']:.2f} | "
                          f"{t['elbo']:.2f} | {t.get('log_likelihood', float('nan')):.2f} |")
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    with open(os.path.join(FLAGS.workdir, "rate_distortion.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    table = write_table(FLAGS.workdir, "rate_distortion.md", lines)
     figure = plots.rate_distortion(curves, os.path.join(FLAGS.workdir, "rate_distortion.png"))
-    print("\n".join(lines))
-    print(f"table: {os.path.join(FLAGS.workdir, 'rate_distortion.md')}  figure: {figure}")
+    print(f"table: {table}  figure: {figure}")
 
 
 if __name__ == "__main__":
