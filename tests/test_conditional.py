@@ -229,6 +229,30 @@ def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y(latent_dims):
         np.testing.assert_allclose(tf.add_n(list(t.rates)), t.rate, rtol=1e-5, atol=1e-4)
 
 
+def test_the_training_objective_weighs_the_terms_as_the_paper():
+    """Per step, J^alpha / N of Kingma et al. (2014), eq. 9, with J^alpha = sum_l -L(x, y)
+    + sum_u -U(x) + alpha E_l[-log q(y|x)] (E a mean over the labelled images, alpha = 0.1 N):
+    mean_u -U + (N_l / N) mean_l -L + (alpha / N) mean_l -log q(y|x), alpha / N =
+    ``classifier_weight``. The authors' code (dpkingma/nips14-ssl, learn_yz_x_ss.py) weighs
+    each labelled log q(y|x) by alpha N / N_l in its sum over the data set: the same."""
+    vae = _m2(model__classifier_weight=0.3)                 # N_l = 100 of N = 1,000
+    rng = np.random.default_rng(1)
+    x_u = tf.constant((rng.random((6, 28, 28, 1)) < 0.3).astype(np.float32))
+    x_l = tf.constant((rng.random((4, 28, 28, 1)) < 0.3).astype(np.float32))
+    y_l = tf.constant([0, 3, 3, 9])
+    keras.utils.set_random_seed(7)
+    t = vae.training_terms((x_u, (x_l, y_l)), beta=1.0)
+    keras.utils.set_random_seed(7)                          # the same draws, term by term
+    u = vae.unlabelled_terms(x_u, 1.0, training=True)
+    lab = vae.labelled_terms(x_l, y_l, 1.0, training=True)
+    logits = vae.classify(x_l).numpy().astype(np.float64)
+    log_q = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
+    ce = -np.mean(log_q[np.arange(4), y_l.numpy()])
+    expected = float(u.loss) + 100 / 1000 * float(lab.loss) + 0.3 * ce
+    np.testing.assert_allclose(float(t.loss), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(t.extras["classification_loss"]), ce, rtol=1e-5)
+
+
 def test_the_bounds_of_a_small_model_against_its_exact_likelihood():
     """A 1-D latent and 2 x 2 binary images: log p(x) = log sum_y p(y) int p(z) p(x|z,y) dz by
     quadrature. The unlabelled bound U(x) lies below it; the importance-sampled estimate with y

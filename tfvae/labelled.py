@@ -185,12 +185,14 @@ class SemiSupervisedVAE(ConditionalVAE):
 
     the sum over y done exactly by enumerating the K classes (one batched pass of K x B), or in
     training by the score function or a Gumbel-softmax relaxation (``label_estimator``,
-    `tfvae.label_estimators`). The training objective per step estimates the paper's J^alpha / N over the data set, with a
-    batch of every training image as unlabelled and a batch of the labelled ones:
+    `tfvae.label_estimators`). The training objective per step estimates the paper's
+    J^alpha = sum_l -L + sum_u -U + alpha E_l[-log q(y|x)] over the data set, divided by N,
+    with a batch of every training image as unlabelled and a batch of the labelled ones:
 
-            mean_u [-U] + (N_l / N) mean_l [-L] + (alpha / N) N_l mean_l [-log q(y|x)],
+            mean_u [-U] + (N_l / N) mean_l [-L] + (alpha / N) mean_l [-log q(y|x)],
 
-    alpha / N = ``classifier_weight`` (0.1 in the paper). Reported: ``elbo`` = U (a bound on
+    alpha / N = ``classifier_weight`` (the paper's alpha = 0.1 N: 0.1, as the authors' code
+    weighs each labelled log q(y|x) by alpha N / N_l in a sum over the data set). Reported: ``elbo`` = U (a bound on
     log p(x) whatever the labels), ``elbo_labelled``, ``classification_loss`` in training and
     ``classification_error`` in evaluation. Warm-up's beta weighs the rate of z.
     """
@@ -266,7 +268,7 @@ class SemiSupervisedVAE(ConditionalVAE):
         ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             tf.cast(y_l, tf.int32), self.classify(x_l, training=True)))
         loss = (u.loss + self.num_labelled / self.num_train * lab.loss
-                + self.classifier_weight * self.num_labelled * ce)
+                + self.classifier_weight * ce)
         return u._replace(loss=loss, extras={"classification_loss": ce,
                                              "elbo_labelled": tf.reduce_mean(lab.elbo)})
 
