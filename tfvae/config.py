@@ -37,9 +37,14 @@ def get_config() -> ml_collections.ConfigDict:
     data.train_size = 0           # use only this many training images; 0 = all
     data.labels = "all"           # training labels kept: 'all', 'none', or N per class (seeded;
                                   # the rest unlabelled, -1)
-    data.features = ""            # a trained tfvae run's workdir: its q(z|x) means of these
+    data.features = ""            # a trained tfvae run's workdir: its q(z|x) codes of these
                                   # images are the data, [1, 1, d] (M1 features, Kingma et al.
                                   # 2014; needs model.likelihood.name='gaussian')
+    data.features_sample = True   # features: training codes drawn z ~ q(z|x) afresh each time
+                                  # (the authors' code); evaluation takes the means E_q[z|x]
+    data.features_min_sd = 0.1    # features: keep the dimensions whose mean E_q[z|x] varies
+                                  # over 1,000 training images by a standard deviation above
+                                  # this (the authors' 0.1: collapsed units are dropped); 0: all
     data.batch_size = 128
     data.eval_batch_size = 500
 
@@ -53,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
     model.semi_supervised = False   # M2 (Kingma et al. 2014): y observed where data.labels
                                     # keeps it, summed out elsewhere; a classifier q(y|x)
     model.classifier_weight = 0.1   # semi_supervised: alpha / N of the classification term
+                                    # (its weight per image; the paper's alpha = 0.1 N)
     model.label_estimator = "enumerate"  # semi_supervised, unlabelled images in training: y
                                     # 'enumerate'd, 'score_function' or 'gumbel_softmax'
     model.label_temperature = 0.5   # gumbel_softmax: the relaxation's temperature

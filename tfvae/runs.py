@@ -71,9 +71,16 @@ def is_finished(workdir: str) -> bool:
 
 def load_data(config, shard=None, warn=_say) -> data_lib.Splits:
     """A run's data: ``config.data``'s images and labels, or, where ``data.features`` names the
-    workdir of a trained run (M1 of [1]), that run's posterior means E_q[z | x] of the same
-    images, ``[B, 1, 1, d]``, labels kept. The images are encoded as they stream (a training
-    image binarised afresh each epoch gets a fresh code), by the M1 run's best weights."""
+    workdir of a trained run (M1 of [1]), that run's codes of the same images, ``[B, 1, 1, d]``,
+    labels kept, as the authors' code [2] makes them: training images get draws z ~ q(z|x)
+    (``data.features_sample``; else the means), validation and test images the means E_q[z|x];
+    and only the d dimensions whose mean varies over the first 1,000 training images by a
+    standard deviation above ``data.features_min_sd`` are kept (a collapsed unit carries no
+    information, and a Gaussian p(features) would spend its effort on its near-constant
+    value). The images are encoded as they stream (a training image binarised afresh each
+    epoch gets a fresh code), by the M1 run's best weights.
+
+    [2] https://github.com/dpkingma/nips14-ssl, ``learn_yz_x_ss.py``."""
     splits = data_lib.load(config.data, seed=config.seed, with_labels=True, shard=shard)
     if not config.data.features:
         return splits
@@ -92,16 +99,42 @@ def load_data(config, shard=None, warn=_say) -> data_lib.Splits:
     if tuple(m1.splits.image_shape) != tuple(splits.image_shape):
         raise ConfigError(f"{where} encodes {m1.splits.image_shape} images but data gives "
                           f"{splits.image_shape}; give the data its M1 run was trained on")
-    model = m1.model
+    model, d = m1.model, config.data
+    keep = _varying_dimensions(model, splits.train, d.features_min_sd, where)
 
-    @tf.function
-    def encode(x, y):
-        return posteriors.code(model.encode(x, training=False))[:, None, None, :], y
+    def encoder(sample):
+        @tf.function
+        def encode(x, y):
+            q = model.encode(x, training=False)
+            z = q.sample() if sample else posteriors.code(q)
+            return tf.gather(z, keep, axis=-1)[:, None, None, :], y
+        return encode
 
-    def features(ds):
-        return None if ds is None else ds.map(encode, num_parallel_calls=2, deterministic=True)
+    def features(ds, sample=False):
+        return None if ds is None else ds.map(encoder(sample), num_parallel_calls=2,
+                                              deterministic=True)
 
     return dataclasses.replace(
-        splits, train=features(splits.train), validation=features(splits.validation),
-        test=features(splits.test), labelled=features(splits.labelled),
-        image_shape=(1, 1, model.latent_dim))
+        splits, train=features(splits.train, d.features_sample),
+        validation=features(splits.validation), test=features(splits.test),
+        labelled=features(splits.labelled, d.features_sample), image_shape=(1, 1, len(keep)))
+
+
+def _varying_dimensions(model, train, min_sd: float, where: str, n: int = 1000):
+    """Indices of the latent dimensions whose code E_q[z|x] has a standard deviation above
+    ``min_sd`` over the first ``n`` images of ``train`` (all of them where ``min_sd`` is 0)."""
+    if min_sd <= 0:
+        return tf.range(model.latent_dim)
+    codes, seen = [], 0
+    for batch in train:
+        codes.append(posteriors.code(model.encode(data_lib.images_of(batch), training=False)))
+        seen += int(codes[-1].shape[0])
+        if seen >= n:
+            break
+    sd = tf.math.reduce_std(tf.concat(codes, 0)[:n], axis=0)
+    keep = tf.where(sd > min_sd)[:, 0]
+    if int(tf.size(keep)) == 0:
+        raise ConfigError(f"{where}: no dimension of its codes varies by a standard deviation "
+                          f"above data.features_min_sd={min_sd} (largest: "
+                          f"{float(tf.reduce_max(sd)):.3g}); lower it, or 0 keeps them all")
+    return tf.cast(keep, tf.int32)
