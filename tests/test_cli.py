@@ -29,7 +29,7 @@ BAD_INPUTS = [
      "model.prior.name='foo': unknown prior; valid priors are: gtm, gtm_vamp, mog, realnvp, "
      "standard_normal, vamp"),
     (["--config.model.foo=1"],
-     "--config.model.foo: no field 'foo' in model; model has: classifier_weight, conditional, "
+     "--config.model.foo: no field 'foo' in model; model has: classifier_weight, classifier_weight_per_labelled, conditional, "
      "kl, label_estimator, label_input, label_temperature, latent_dims, likelihood, network, "
      "num_samples, posterior, prior, semi_supervised"),
     (["--config.nosuch.x=1"],

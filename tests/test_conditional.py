@@ -10,7 +10,8 @@ import tf_keras as keras
 
 from commands import command
 from conftest import REPO, make_config
-from tfvae import builder, data, evaluation
+from tfvae import builder, data, evaluation, runstate
+from tfvae import config as config_lib
 from tfvae.errors import ConfigError, DataError
 
 
@@ -251,6 +252,12 @@ def test_the_training_objective_weighs_the_terms_as_the_paper():
     expected = float(u.loss) + 100 / 1000 * float(lab.loss) + 0.3 * ce
     np.testing.assert_allclose(float(t.loss), expected, rtol=1e-5)
     np.testing.assert_allclose(float(t.extras["classification_loss"]), ce, rtol=1e-5)
+    # Per labelled image (x N_l), as tfvae read it before; a config stored then reads back so.
+    per_labelled = _m2(model__classifier_weight=0.3, model__classifier_weight_per_labelled=True)
+    assert per_labelled.classifier_weight == pytest.approx(0.3 * 100)
+    stored = runstate.config_dict(make_config(model__semi_supervised=True))
+    del stored["model"]["classifier_weight_per_labelled"]
+    assert config_lib.upgrade(stored)["model"]["classifier_weight_per_labelled"] is True
 
 
 def test_the_bounds_of_a_small_model_against_its_exact_likelihood():
@@ -284,10 +291,12 @@ def test_the_bounds_of_a_small_model_against_its_exact_likelihood():
 
 def test_m2_learns_to_classify_from_100_labels(mnist_arrays):
     """10 labels per class and 10,000 unlabelled MNIST images, 3 epochs: the classifier q(y|x)
-    is far better than chance on the test images (measured: 27% error)."""
+    is far better than chance on the test images (measured: 27% error). The labels weigh 100x
+    the paper's (classifier_weight 10 = 0.1 per labelled image): at the paper's weight 300
+    steps leave the classifier near chance; it learns over hundreds of epochs."""
     config = make_config(data__train_size=10000, data__batch_size=100, data__labels="10",
                          model__semi_supervised=True, model__latent_dims=(16,),
-                         model__network__hidden=(256,))
+                         model__network__hidden=(256,), model__classifier_weight=10.0)
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch,
@@ -319,7 +328,10 @@ def test_a_semi_supervised_run_from_the_commands(tmp_path, fashion_idx_dir):
          "--config.data.validation_size=300", "--config.data.train_size=1024",
          "--config.data.labels=5", "--config.eval.iw_samples=10",
          "--config.eval.iw_examples=50", "--config.model.semi_supervised=True",
-         "--config.model.network.hidden=64,", "--config.train.epochs=2"],
+         "--config.model.network.hidden=64,", "--config.train.epochs=2",
+         # 0.1 per labelled image (50x the paper's weight), so that 2 epochs learn something
+         "--config.model.classifier_weight=0.1",
+         "--config.model.classifier_weight_per_labelled=True"],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "classification error" in out.stdout

@@ -40,11 +40,12 @@ def get_config() -> ml_collections.ConfigDict:
     data.features = ""            # a trained tfvae run's workdir: its q(z|x) codes of these
                                   # images are the data, [1, 1, d] (M1 features, Kingma et al.
                                   # 2014; needs model.likelihood.name='gaussian')
-    data.features_sample = True   # features: training codes drawn z ~ q(z|x) afresh each time
-                                  # (the authors' code); evaluation takes the means E_q[z|x]
-    data.features_min_sd = 0.1    # features: keep the dimensions whose mean E_q[z|x] varies
+    data.features_sample = False  # features: training codes drawn z ~ q(z|x) afresh each time
+                                  # (True: the authors' code, configs/semi_supervised.py's
+                                  # M1+M2); evaluation takes the means E_q[z|x] either way
+    data.features_min_sd = 0.0    # features: keep the dimensions whose mean E_q[z|x] varies
                                   # over 1,000 training images by a standard deviation above
-                                  # this (the authors' 0.1: collapsed units are dropped); 0: all
+                                  # this (the authors' 0.1 drops collapsed units); 0: all
     data.batch_size = 128
     data.eval_batch_size = 500
 
@@ -59,6 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
                                     # keeps it, summed out elsewhere; a classifier q(y|x)
     model.classifier_weight = 0.1   # semi_supervised: alpha / N of the classification term
                                     # (its weight per image; the paper's alpha = 0.1 N)
+    model.classifier_weight_per_labelled = False  # True: the weight is per labelled image, x
+                                    # N_l in all (Pyro's aux_loss_multiplier / N; how tfvae
+                                    # read classifier_weight before 2026-12-02: `upgrade`)
     model.label_estimator = "enumerate"  # semi_supervised, unlabelled images in training: y
                                     # 'enumerate'd, 'score_function' or 'gumbel_softmax'
     model.label_temperature = 0.5   # gumbel_softmax: the relaxation's temperature
@@ -229,13 +233,18 @@ REMOVED = ("train.checkpoint_every_epoch",)  # fields that did nothing
 def upgrade(stored: dict) -> dict:
     """A config as stored by any tfvae version (plain JSON data) in today's layout: tfvae 0.1's
     flat fields move into their part's block (`RENAMED`; its ``model.activation`` also became the
-    prior networks' ``model.prior.activation``, which it used to set), dead fields are dropped.
-    Today's layout is returned unchanged."""
+    prior networks' ``model.prior.activation``, which it used to set), dead fields are dropped,
+    and a field whose meaning changed gets the value that keeps the old run's objective
+    (``model.classifier_weight_per_labelled``). Today's layout is returned unchanged."""
     import copy
     out = copy.deepcopy(stored)
     model = out.get("model", {})
     if "latent_dim" in model:  # tfvae <= 0.2: one latent layer
         model["latent_dims"] = [model.pop("latent_dim")]
+    if "model" in out and "classifier_weight_per_labelled" not in model:
+        # Written before 2026-12-02, when M2's classification term was classifier_weight x N_l
+        # x its mean over the labelled images: the same objective under today's reading.
+        model["classifier_weight_per_labelled"] = True
     if not isinstance(model.get("prior", {}), str) and not isinstance(out.get("estimator", {}),
                                                                           str):
         return out  # already nested

@@ -192,8 +192,10 @@ class SemiSupervisedVAE(ConditionalVAE):
             mean_u [-U] + (N_l / N) mean_l [-L] + (alpha / N) mean_l [-log q(y|x)],
 
     alpha / N = ``classifier_weight`` (the paper's alpha = 0.1 N: 0.1, as the authors' code
-    weighs each labelled log q(y|x) by alpha N / N_l in a sum over the data set). Reported: ``elbo`` = U (a bound on
-    log p(x) whatever the labels), ``elbo_labelled``, ``classification_loss`` in training and
+    weighs each labelled log q(y|x) by alpha N / N_l in a sum over the data set); with
+    ``classifier_weight_per_labelled`` the weight is per labelled image instead, x N_l (the
+    config's weight; the model holds the product). Reported: ``elbo`` = U (a bound on log p(x)
+    whatever the labels), ``elbo_labelled``, ``classification_loss`` in training and
     ``classification_error`` in evaluation. Warm-up's beta weighs the rate of z.
     """
 
@@ -220,7 +222,9 @@ class SemiSupervisedVAE(ConditionalVAE):
                                                   output_size=num_classes)
         return {**super().config_kwargs(config, image_shape=image_shape, num_classes=num_classes),
                 "classifier": classifier,
-                "classifier_weight": m.classifier_weight, "num_labelled": num_labelled,
+                "classifier_weight": m.classifier_weight * (
+                    num_labelled if m.classifier_weight_per_labelled else 1),
+                "num_labelled": num_labelled,
                 "num_train": num_train, "label_estimator": m.label_estimator,
                 "label_temperature": m.label_temperature}
 
