@@ -10,7 +10,6 @@ early-stopped or not, wall time) and ``OUT.png`` (validation ELBO per epoch, the
 log-likelihood as a line: the ELBO is a lower bound on it, so the curve ends below the line).
 Nothing is extrapolated: a run that is still training reports its epochs and best ELBO so far.
 """
-import json
 import os
 import sys
 
@@ -44,11 +43,7 @@ FLAGS = flags.FLAGS
 def _row(key, workdir):
     rundir = runstate.RunDir(workdir)
     history = rundir.history()
-    state = rundir.state()
-    results = None
-    if os.path.exists(rundir.path(runstate.RESULTS)):
-        with open(rundir.path(runstate.RESULTS)) as f:
-            results = json.load(f)
+    state, results = rundir.state(), rundir.results()
     val = np.asarray(history.get("val_elbo", []), np.float64)
     return {"key": key, "workdir": workdir, "history": history, "state": state,
             "results": results, "epochs": len(val),

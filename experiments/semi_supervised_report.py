@@ -17,7 +17,6 @@ References:
     [1] Kingma, Rezende, Mohamed, Welling. Semi-supervised Learning with Deep Generative Models.
         NeurIPS 2014 (Table 1).
 """
-import json
 import os
 import sys
 
@@ -56,11 +55,10 @@ FLAGS = flags.FLAGS
 def read_run(workdir):
     """One run's standing: epochs, hours, validation curves and, once finished, test results."""
     rundir = runstate.RunDir(workdir)
-    history = rundir.history()
-    results = None
-    if os.path.exists(rundir.path(runstate.RESULTS)):
-        with open(rundir.path(runstate.RESULTS)) as f:
-            results = json.load(f)
+    history, results = rundir.history(), rundir.results()
+    if history and "val_classification_error" not in history:
+        sys.exit(f"--runs=...={workdir}: not a semi-supervised run (its metrics.csv has no "
+                 "val_classification_error); give the workdirs of M2 or M1+M2 runs")
     bound = np.asarray(history.get("val_elbo", []), np.float64)
     error = 100 * np.asarray(history.get("val_classification_error", []), np.float64)
     best = int(np.nanargmax(bound)) if len(bound) else None
@@ -78,6 +76,9 @@ def main(argv):
     for spec in FLAGS.runs:
         key, _, workdir = spec.partition("=")
         model, _, labels = key.partition(",")
+        if not (model and labels.isdigit() and workdir):
+            sys.exit(f"--runs={spec}: expected MODEL,LABELS=WORKDIR, e.g. "
+                     "--runs=M2,100=runs/m2_mnist_100_seed0")
         groups.setdefault((model, int(labels)), []).append(read_run(workdir))
     lines = ["| model | labels | test error (%) | validation error at best U(x) (epoch) | "
              "last validation error | best validation U(x) | epochs | stopped | train time | "

@@ -79,6 +79,7 @@ def test_sigkill_resume_keeps_the_best_epoch_of_the_whole_run(tmp_path, fashion_
                "--config.eval.iw_examples=100")
     _kill_when(cmd, _csv_rows_at_least(workdir, 80))
     assert not os.path.exists(os.path.join(workdir, "results.json"))
+    assert runstate.RunDir(workdir).results() is None          # not finished
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resuming training at epoch" in out.stderr
@@ -89,6 +90,7 @@ def test_sigkill_resume_keeps_the_best_epoch_of_the_whole_run(tmp_path, fashion_
     best = int(np.argmax(val))
     assert best < 70 and val[best] > val[-1] + 20  # the run did overfit after its peak
     results = _json(workdir, "results.json")
+    assert runstate.RunDir(workdir).results() == results
     assert results["best_epoch"] == best + 1
     assert results["best_val_elbo"] == pytest.approx(val[best], abs=1e-3)
     # The weights evaluated are the peak's: their validation ELBO is near the peak's value

@@ -158,6 +158,13 @@ class RunDir:
     def write_state(self, state: dict) -> None:
         write_json(self.path(STATE), state)
 
+    def results(self) -> Optional[dict]:
+        """``results.json`` of a finished run; None while it is not finished."""
+        if not os.path.exists(self.path(RESULTS)):
+            return None
+        with open(self.path(RESULTS)) as f:
+            return json.load(f)
+
     def update_state(self, **fields) -> dict:
         state = self.state() | fields
         self.write_state(state)
