@@ -258,6 +258,9 @@ def test_the_training_objective_weighs_the_terms_as_the_paper():
     stored = runstate.config_dict(make_config(model__semi_supervised=True))
     del stored["model"]["classifier_weight_per_labelled"]
     assert config_lib.upgrade(stored)["model"]["classifier_weight_per_labelled"] is True
+    # A model without M2's term reads back as today's (its resume sees no config change).
+    stored["model"]["semi_supervised"] = False
+    assert "classifier_weight_per_labelled" not in config_lib.upgrade(stored)["model"]
 
 
 def test_the_bounds_of_a_small_model_against_its_exact_likelihood():

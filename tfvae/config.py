@@ -241,9 +241,10 @@ def upgrade(stored: dict) -> dict:
     model = out.get("model", {})
     if "latent_dim" in model:  # tfvae <= 0.2: one latent layer
         model["latent_dims"] = [model.pop("latent_dim")]
-    if "model" in out and "classifier_weight_per_labelled" not in model:
-        # Written before 2026-12-02, when M2's classification term was classifier_weight x N_l
-        # x its mean over the labelled images: the same objective under today's reading.
+    if model.get("semi_supervised") and "classifier_weight_per_labelled" not in model:
+        # M2 written before 2026-12-02, when its classification term was classifier_weight x
+        # N_l x its mean over the labelled images: the same objective under today's reading.
+        # (Other models do not read the field: they take its default, as a run started today.)
         model["classifier_weight_per_labelled"] = True
     if not isinstance(model.get("prior", {}), str) and not isinstance(out.get("estimator", {}),
                                                                           str):
