@@ -198,6 +198,23 @@ def _m2(image_shape=(28, 28, 1), classes=10, **overrides):
                          num_classes=classes, num_labelled=100, num_train=1000)
 
 
+@pytest.mark.parametrize("with_diagnostics", [False, True])
+def test_m2_reports_log_p_x_with_y_summed_out_not_given(with_diagnostics):
+    """M2's importance-sampled bound sums y out (its log_likelihood without labels), so the
+    evaluation must call it log p(x), never log p(x|y), with or without diagnostics (tfvae-train's
+    own evaluation runs without them and printed log p(x|y))."""
+    keras.utils.set_random_seed(0)
+    vae = _m2()
+    images = tf.cast(tf.random.uniform([8, 28, 28, 1]) < 0.3, tf.float32)
+    test = tf.data.Dataset.from_tensor_slices((images, tf.range(8) % 10)).batch(8)
+    result = evaluation.evaluate(vae, test, iw_samples=4, with_diagnostics=with_diagnostics,
+                                 progress=None)
+    assert "given_labels" not in result
+    assert "log p(x) >=" in evaluation.summary(result)
+    expected = tf.reduce_mean(vae.log_likelihood(images, 4, seed=(0, 0)))
+    assert abs(result["log_likelihood"]["mean"] - float(expected)) < 1e-3
+
+
 @pytest.mark.parametrize("latent_dims", [(4,), (4, 3)])
 def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y(latent_dims):
     """U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), the enumeration done in one batched pass,

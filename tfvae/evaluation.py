@@ -119,7 +119,7 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
         if model.semi_supervised and with_diagnostics:
             out["importance_weights"] = {"skipped": "y is summed out by enumeration: each "
                                                     "class has its own weights over z"}
-        elif model.conditional:
+        if given:
             out["given_labels"] = True  # a conditional model: the bound is on log p(x | y)
         out["bits_per_dim"] = _bits(out["log_likelihood"], to_bits)
     if with_diagnostics:
