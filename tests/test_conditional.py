@@ -247,6 +247,45 @@ def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y(latent_dims):
         np.testing.assert_allclose(tf.add_n(list(t.rates)), t.rate, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_enumeration_computes_the_x_path_once_and_equals_the_tiled_batch(network, monkeypatch):
+    """Enumerating K classes tiles the batch K times; q(z|x,y) computes what depends on x alone
+    (the layers up to the join and the x part of the next dense layer) once per image
+    (`networks.call_joined`). Its posterior, U(x) and the gradients of U equal those of the
+    tiled batch to float32 round-off, and the encoder is never run on the tiled batch."""
+    from tfvae import label_estimators
+    keras.utils.set_random_seed(0)
+    vae = _m2(model__network__name=network, model__network__conv_channels=(4, 8),
+              model__label_input="features")
+    b, k = 5, 10
+    x = tf.constant((np.random.default_rng(1).random((b, 28, 28, 1)) < 0.3).astype(np.float32))
+    tiled, labels = tf.tile(x, [k, 1, 1, 1]), tf.repeat(tf.range(k), b)
+
+    def bound(copies):
+        with tf.GradientTape() as tape:
+            t = label_estimators._bound_given(vae, tiled, labels, 1.0, False,
+                                              seed=tf.constant([1, 2]), copies=copies)
+            loss = -tf.reduce_mean(t.elbo)
+        grads = tape.gradient(loss, vae.encoder.trainable_variables
+                              + vae.decoder.trainable_variables)
+        with vae.conditioned(labels, copies=copies):
+            q = vae.encode(tiled)
+        return [q.mean(), q.stddev(), t.elbo] + grads
+
+    tiled_once = bound(1)
+    real_call = vae.encoder.call
+    monkeypatch.setattr(vae.encoder, "call", lambda *a, **kw: pytest.fail(
+        "the encoder ran on the tiled batch"))
+    shared = bound(k)
+    assert len(shared) == 3 + len(vae.encoder.trainable_variables
+                                   + vae.decoder.trainable_variables)
+    for a, c in zip(tiled_once, shared):
+        np.testing.assert_allclose(c, a, rtol=2e-5, atol=2e-5)
+    # Training's unlabelled bound takes the shared path too.
+    vae.unlabelled_terms(x, seed=tf.constant([3, 4]))
+    monkeypatch.setattr(vae.encoder, "call", real_call)
+
+
 def test_the_training_objective_weighs_the_terms_as_the_paper():
     """Per step, J^alpha / N of Kingma et al. (2014), eq. 9, with J^alpha = sum_l -L(x, y)
     + sum_u -U(x) + alpha E_l[-log q(y|x)] (E a mean over the labelled images, alpha = 0.1 N):

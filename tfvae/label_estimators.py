@@ -34,9 +34,10 @@ tfd = tfp.distributions
 LABEL_ESTIMATORS = Registry("label estimator", field="model.label_estimator")
 
 
-def _bound_given(model, x, labels, beta, training, seed=None):
-    """L(x, y) terms (without log p(y)) for labels ``[B]`` or relaxed one-hot ``[B, K]``."""
-    with model.conditioned(labels):
+def _bound_given(model, x, labels, beta, training, seed=None, copies=1):
+    """L(x, y) terms (without log p(y)) for labels ``[B]`` or relaxed one-hot ``[B, K]``
+    (``copies``: `LabelContext.conditioned`'s)."""
+    with model.conditioned(labels, copies=copies):
         return estimators_lib.elbo_decomposition(model, x, beta, training, seed)
 
 
@@ -49,13 +50,14 @@ def _layer_rates(rates_z, kl_y):
 
 @LABEL_ESTIMATORS.register("enumerate")
 def enumerate_labels(model, x, logits, beta=1.0, training=False, seed=None, temperature=0.5):
-    """U(x) exactly in y: one batched pass over the K classes. D = sum_y q(y|x) D(x, y),
+    """U(x) exactly in y: one batched pass over the K classes (q(z|x,y)'s x path once per
+    image, `networks.call_joined`). D = sum_y q(y|x) D(x, y),
     R = sum_y q(y|x) R_z(x, y) + KL(q(y|x) || p(y)); the loss weighs R_z by ``beta``."""
     del temperature
     k, b = model.num_classes, tf.shape(x)[0]
     q_y, log_q_y = tf.nn.softmax(logits), tf.nn.log_softmax(logits)           # [B, K]
     t = _bound_given(model, tf.tile(x, [k, 1, 1, 1]), tf.repeat(tf.range(k), b), beta,
-                     training, seed)
+                     training, seed, copies=k)
 
     def per_class(v):  # [K * B] class-major -> [B, K]
         return tf.transpose(tf.reshape(v, [k, b]))

@@ -52,7 +52,8 @@ class LabelContext:
 
     def __init__(self, *args, num_classes: int, **kwargs):
         self.num_classes = int(num_classes)
-        object.__setattr__(self, "_labels", None)  # not a Keras-tracked attribute
+        object.__setattr__(self, "_labels", None)  # not Keras-tracked attributes
+        object.__setattr__(self, "_copies", 1)
         super().__init__(*args, **kwargs)
 
     def prepare_labels(self, labels):
@@ -60,16 +61,21 @@ class LabelContext:
 
     @tf.autograph.experimental.do_not_convert
     @contextlib.contextmanager
-    def conditioned(self, labels):
+    def conditioned(self, labels, copies: int = 1):
+        """``copies`` > 1 says that the images of the block are that many class-major copies of
+        one batch (``tf.tile(x, [copies, 1, 1, 1])``, as enumerating the classes makes them),
+        which lets q(z|x,y) compute what depends on x alone once (`networks.call_joined`)."""
         if labels is None:
             yield
             return
-        previous = self._labels
+        previous = self._labels, self._copies
         object.__setattr__(self, "_labels", self.prepare_labels(tf.convert_to_tensor(labels)))
+        object.__setattr__(self, "_copies", int(copies))
         try:
             yield
         finally:
-            object.__setattr__(self, "_labels", previous)
+            object.__setattr__(self, "_labels", previous[0])
+            object.__setattr__(self, "_copies", previous[1])
 
 
 class ConditionalVAE(LabelContext, VAE):
@@ -130,6 +136,10 @@ class ConditionalVAE(LabelContext, VAE):
         if self.label_input == "channels":
             shape = tf.concat([tf.shape(x)[:-1], [self.num_classes]], 0)
             inputs = tf.concat([x, tf.broadcast_to(y[:, None, None, :], shape)], -1)
+        elif self._copies > 1:  # x is class-major copies of one batch: its path once
+            once = x[:tf.shape(x)[0] // self._copies]
+            return self.posterior_head.distribution(
+                networks.call_joined(self.encoder, once, y, training=training))
         else:
             inputs = [x, y]
         return self.posterior_head.distribution(self.encoder(inputs, training=training))

@@ -112,10 +112,10 @@ class VAE(keras.Model):
 
     # ------------------------------------------------------------------ the model
 
-    def conditioned(self, labels):
+    def conditioned(self, labels, copies: int = 1):
         """A context in which the model is that of images given ``labels`` (a
         `ConditionalVAE`); nothing for a model without labels."""
-        del labels
+        del labels, copies
         return contextlib.nullcontext()
 
     def label_inputs(self):
