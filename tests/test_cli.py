@@ -1,7 +1,10 @@
 """The command line: every bad input is one line naming the problem and the fix, never a
 traceback; no CUDA noise on a machine without a GPU; offline data errors come in seconds."""
+import csv
 import io
 import os
+import re
+import signal
 import socket
 import subprocess
 import time
@@ -82,6 +85,67 @@ def test_evaluate_refuses_zero_importance_samples(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().startswith("tfvae-evaluate: error: flag --iw_samples=0")
     assert "not a positive integer" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, fashion_idx_dir):
+    """Ctrl-C (SIGINT) in the middle of tfvae-train: exit status 130 (128 + SIGINT), no
+    traceback, a last line saying what is kept and what to do; doing it resumes the run."""
+    workdir = tmp_path / "run"
+    args = [*command("train"), "--config=" + os.path.join(REPO, "configs", "default.py"),
+            f"--workdir={workdir}", "--config.data.source=idx",
+            f"--config.data.idx_dir={fashion_idx_dir}", "--config.data.train_size=512",
+            "--config.data.validation_size=128", "--config.data.test_size=128",
+            "--config.model.network.hidden=16,", "--config.model.latent_dims=2,",
+            "--config.eval.iw_samples=5", "--config.eval.plots=False"]
+    proc = subprocess.Popen([*args, "--config.train.epochs=1000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = workdir / "metrics.csv"
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):  # 2 epochs
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, "tfvae-train did not log 2 epochs in time"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        "tfvae-train: interrupted; the workdir keeps the run up to its last saved epoch: run "
+        "the same command again to resume from there")
+    assert not (workdir / "results.json").exists()
+    logged = len(metrics.read_text().splitlines()) - 1
+    out = subprocess.run([*args, f"--config.train.epochs={logged + 1}"], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # SIGINT came right after an epoch's row: that epoch is kept, or (when its backup was not
+    # yet written) trained again and its row replaced, never logged twice.
+    resumed = re.search(r"resuming training at epoch (\d+) of (\d+)", out.stderr)
+    assert resumed and int(resumed[1]) in (logged, logged + 1), out.stderr[-3000:]
+    with open(metrics) as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(logged + 1))
+    assert (workdir / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_evaluation_writes_nothing(tiny_run, tmp_path):
+    import shutil
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir)
+    before = sorted(p.name for p in workdir.iterdir())
+    proc = subprocess.Popen([*command("evaluate"), f"--workdir={workdir}",
+                             "--iw_samples=200000", "--batch_size=1"],  # seconds a call
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(25)  # wherever it is by then (imports, data, importance sampling)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        "tfvae-evaluate: interrupted; nothing was written (evaluation.json is written when the "
+        "evaluation finishes) and the run is unchanged")
+    assert sorted(p.name for p in workdir.iterdir()) == before
 
 
 def test_offline_download_fails_in_seconds(tmp_path, monkeypatch):

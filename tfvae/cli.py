@@ -12,6 +12,7 @@ This module imports TensorFlow only after `quiet_tensorflow` has set up its logg
 machine without a GPU prints no CUDA initialisation error at start-up.
 """
 import difflib
+import functools
 import glob
 import os
 import re
@@ -19,6 +20,7 @@ import sys
 import textwrap
 
 USAGE_ERROR, RUN_ERROR = 2, 1
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
 
 TRAIN_HELP = """\
@@ -109,6 +111,21 @@ def quiet_tensorflow() -> None:
 def _fail(prog, message, code=USAGE_ERROR):
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def _interruptible(prog, kept):
+    """Wraps a command's ``main(argv)``: Ctrl-C (SIGINT) ends it with one line saying what is
+    ``kept`` and exit status `INTERRUPTED`, not a traceback from wherever TensorFlow was."""
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv=None):
+            try:
+                return main(argv)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted; {kept}", file=sys.stderr, flush=True)
+                raise SystemExit(INTERRUPTED) from None
+        return run
+    return wrap
 
 
 def _run_errors():
@@ -219,6 +236,8 @@ def _help(text, argv):
 
 
 # ---------------------------------------------------------------------- tfvae-train
+@_interruptible("tfvae-train", "the workdir keeps the run up to its last saved epoch: run the "
+                               "same command again to resume from there")
 def train_main(argv=None):
     """``tfvae-train``."""
     argv = list(sys.argv if argv is None else argv)
@@ -297,6 +316,8 @@ def _train(prog, config, workdir):
 
 
 # ---------------------------------------------------------------------- tfvae-evaluate
+@_interruptible("tfvae-evaluate", "nothing was written (evaluation.json is written when the "
+                                  "evaluation finishes) and the run is unchanged")
 def evaluate_main(argv=None):
     """``tfvae-evaluate``."""
     argv = list(sys.argv if argv is None else argv)
@@ -335,6 +356,7 @@ _EVALUATE_FLAGS = [
 
 
 # ---------------------------------------------------------------------- tfvae-sample
+@_interruptible("tfvae-sample", "nothing was written")
 def sample_main(argv=None):
     """``tfvae-sample``."""
     argv = list(sys.argv if argv is None else argv)
