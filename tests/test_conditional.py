@@ -178,6 +178,8 @@ def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir, latent_d
     assert drawn["images"].shape == (5, 28, 28, 1) and drawn["labels"].shape == (5,)
     ll = m.log_likelihood(tf.zeros([2, 28, 28, 1]), tf.constant([0, 1]), tf.constant(10))
     assert np.all(np.isfinite(ll["log_likelihood"].numpy()))
+    if latent_dims == "8,":
+        return  # the commands below go through the same functions at any depth: once is enough
     png = str(tmp_path / "classes.png")
     out = subprocess.run([*command("sample"), "--workdir", workdir, "--labels=3,5", "--num=4",
                           f"--out={png}"], capture_output=True, text=True, timeout=600)
