@@ -87,6 +87,13 @@ def test_evaluate_refuses_zero_importance_samples(tmp_path):
     assert "not a positive integer" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+def _hears_ctrl_c():
+    """In the child, before exec: SIGINT's default action, as in a terminal. A shell without
+    job control starts background commands (``pytest ... &``) with SIGINT ignored, and the
+    child would inherit that; Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, fashion_idx_dir):
     """Ctrl-C (SIGINT) in the middle of tfvae-train: exit status 130 (128 + SIGINT), no
@@ -99,7 +106,7 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, fashion_idx_d
             "--config.model.network.hidden=16,", "--config.model.latent_dims=2,",
             "--config.eval.iw_samples=5", "--config.eval.plots=False"]
     proc = subprocess.Popen([*args, "--config.train.epochs=1000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_hears_ctrl_c)
     metrics = workdir / "metrics.csv"
     deadline = time.time() + 300
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):  # 2 epochs
@@ -135,8 +142,8 @@ def test_ctrl_c_during_an_evaluation_writes_nothing(tiny_run, tmp_path):
     before = sorted(p.name for p in workdir.iterdir())
     proc = subprocess.Popen([*command("evaluate"), f"--workdir={workdir}",
                              "--iw_samples=200000", "--batch_size=1"],  # seconds a call
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_hears_ctrl_c)
     time.sleep(25)  # wherever it is by then (imports, data, importance sampling)
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     proc.send_signal(signal.SIGINT)
