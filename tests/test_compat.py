@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from commands import command
+from commands import command, run_together
 from conftest import REPO, TFDS_DIR, _require
 from tfvae import config as config_lib, runstate
 
@@ -67,17 +67,18 @@ def _run(args):
 def test_an_old_workdir_evaluates_samples_and_resumes(old_workdir, tmp_path):
     # Its weights are restored, not left at initial values: the validation ELBO it measures is
     # the one its best checkpoint recorded (same 200 images, same binarisation; one z each).
-    out = _run([*command("evaluate"), f"--workdir={old_workdir}", "--split=validation",
-                "--iw_samples=5", "--seed=0"])
-    assert "best checkpoint (epoch 1)" in out.stderr
+    png = str(tmp_path / "samples.png")
+    evaluated, sampled = run_together(
+        [*command("evaluate"), f"--workdir={old_workdir}", "--split=validation",
+         "--iw_samples=5", "--seed=0"],
+        [*command("sample"), f"--workdir={old_workdir}", f"--out={png}", "--num=4", "--seed=1"])
+    for out in (evaluated, sampled):
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "best checkpoint (epoch 1)" in evaluated.stderr
     with open(os.path.join(old_workdir, "evaluation.json")) as f:
         result = json.load(f)
     assert result["num_examples"] == 200
     assert result["elbo"]["mean"] == pytest.approx(VAL_ELBO, abs=1.5), result["elbo"]
-
-    png = str(tmp_path / "samples.png")
-    _run([*command("sample"), f"--workdir={old_workdir}", f"--out={png}", "--num=4",
-          "--seed=1"])
     assert os.path.getsize(png) > 0
 
     # Resuming with the workdir alone (its own config) trains the second epoch only.

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from commands import command
+from commands import command, run_together
 from conftest import REPO, make_config
 from tfvae import builder, data, evaluation, runstate
 from tfvae import config as config_lib
@@ -180,16 +180,15 @@ def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir, latent_d
     assert np.all(np.isfinite(ll["log_likelihood"].numpy()))
     if latent_dims == "8,":
         return  # the commands below go through the same functions at any depth: once is enough
-    png = str(tmp_path / "classes.png")
-    out = subprocess.run([*command("sample"), "--workdir", workdir, "--labels=3,5", "--num=4",
-                          f"--out={png}"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and os.path.getsize(png) > 0, out.stderr[-2000:]
-    out = subprocess.run([*command("sample"), "--workdir", workdir, "--labels=12",
-                          f"--out={png}"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 1 and "not a class of this model" in out.stderr.strip().splitlines()[-1]
-    out = subprocess.run([*command("evaluate"), "--workdir", workdir, "--iw_samples=10",
-                          "--examples=50"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and "log p(x|y)" in out.stdout, out.stderr[-2000:]
+    png, refused = str(tmp_path / "classes.png"), tmp_path / "refused.png"
+    sampled, bad, evaluated = run_together(
+        [*command("sample"), "--workdir", workdir, "--labels=3,5", "--num=4", f"--out={png}"],
+        [*command("sample"), "--workdir", workdir, "--labels=12", f"--out={refused}"],
+        [*command("evaluate"), "--workdir", workdir, "--iw_samples=10", "--examples=50"])
+    assert sampled.returncode == 0 and os.path.getsize(png) > 0, sampled.stderr[-2000:]
+    assert bad.returncode == 1 and "not a class of this model" in bad.stderr.strip().splitlines()[-1]
+    assert not refused.exists()
+    assert evaluated.returncode == 0 and "log p(x|y)" in evaluated.stdout, evaluated.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------- M2, semi-supervised

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from commands import command
+from commands import command, run_together
 from conftest import REPO
 from tfvae import config as config_lib
 from tfvae import data as data_lib
@@ -64,13 +64,12 @@ def test_m1_m2_trains_evaluates_and_exports_from_the_commands(m1_workdir, fashio
     features = runs.load_data(config)
     d = features.image_shape[-1]
     assert m.classify(tf.zeros([2, 1, 1, d]))["probabilities"].shape == (2, 10)
-    out = subprocess.run([*command("evaluate"), "--workdir", workdir, "--iw_samples=5",
-                          "--examples=50"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and "classification error" in out.stdout, out.stderr[-2000:]
-    out = subprocess.run([*command("sample"), "--workdir", workdir,
-                          f"--out={tmp_path / 'x.png'}"], capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 1 and "models features" in out.stderr.strip().splitlines()[-1]
+    evaluated, sampled = run_together(
+        [*command("evaluate"), "--workdir", workdir, "--iw_samples=5", "--examples=50"],
+        [*command("sample"), "--workdir", workdir, f"--out={tmp_path / 'x.png'}"])
+    assert evaluated.returncode == 0 and "classification error" in evaluated.stdout, \
+        evaluated.stderr[-2000:]
+    assert sampled.returncode == 1 and "models features" in sampled.stderr.strip().splitlines()[-1]
 
     # The data M2 saw, computed here directly. Kept: the dimensions of M1's posterior means
     # whose standard deviation over the first 1,000 training images is above 0.1.

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from commands import command
+from commands import command, run_together
 from conftest import REPO, make_config
 from tfvae import builder, data, estimators, hierarchy, model as model_lib
 from tfvae.errors import ConfigError
@@ -211,13 +211,11 @@ def test_hierarchy_trains_evaluates_exports_and_samples_from_the_commands(tmp_pa
     assert "rate_z1" in header and "val_rate_z2" in header
     for name in ("layers.png", "samples.png", "traversals.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
-    out = subprocess.run([*command("evaluate"), "--workdir", workdir, "--iw_samples=10",
-                          "--examples=50"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and "rate of z2" in out.stdout, out.stderr[-2000:]
-    out = subprocess.run([*command("sample"), "--workdir", workdir, "--num=8",
-                          f"--out={tmp_path / 's.png'}"], capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+    evaluated, sampled = run_together(
+        [*command("evaluate"), "--workdir", workdir, "--iw_samples=10", "--examples=50"],
+        [*command("sample"), "--workdir", workdir, "--num=8", f"--out={tmp_path / 's.png'}"])
+    assert evaluated.returncode == 0 and "rate of z2" in evaluated.stdout, evaluated.stderr[-2000:]
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
     m = tf.saved_model.load(os.path.join(workdir, "saved_model"))
     assert list(m.latent_dims.numpy()) == [8, 4]
     x = tf.zeros([3, 28, 28, 1])
