@@ -14,12 +14,12 @@ def command(name):
     return [path]
 
 
-def run_together(*argvs, timeout=600):
+def run_together(*argvs, timeout=600, cwd=None):
     """Runs independent commands at once (each is mostly one thread loading TensorFlow and the
     data, so two cores finish two in about the time of one); ``[CompletedProcess]`` in order."""
     import subprocess
-    procs = [subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for a in argvs]
+    procs = [subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=cwd) for a in argvs]
     done = []
     for argv, proc in zip(argvs, procs):
         try:

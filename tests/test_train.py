@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from commands import command
+from commands import command, run_together
 from conftest import REPO, make_config
 from tfvae import callbacks, checkpoints, estimators, train
 from tfvae.errors import ConfigError, TrainingDivergedError
@@ -91,18 +91,17 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
               bool(np.isfinite(ll).all()))
     """)
     sums = []
-    for _ in range(2):  # two processes: unseeded samples differ, seeded ones agree
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                             timeout=300, cwd=str(tmp_path))
+    # Two processes (unseeded samples differ, seeded ones agree), and beside them the same
+    # training command again: a finished workdir is never overwritten.
+    *probes, again = run_together([sys.executable, "-c", probe], [sys.executable, "-c", probe],
+                                  cmd, timeout=300, cwd=str(tmp_path))
+    for out in probes:
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.split("\n")[-2].startswith("(6, 28, 28, 1) (3, 2) (3,) (3, 28, 28, 1)")
         assert out.stdout.strip().endswith("True")
         sums.append([line for line in out.stdout.splitlines() if line.startswith("SUMS")][0])
     (unseeded_a, seeded_a), (unseeded_b, seeded_b) = [s.split()[1:] for s in sums]
     assert unseeded_a != unseeded_b and seeded_a == seeded_b
-
-    # A finished workdir is never overwritten.
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0
     assert "holds a finished run (results.json)" in again.stderr + again.stdout
 
