@@ -33,7 +33,8 @@ BAD_INPUTS = [
      "standard_normal, vamp"),
     (["--config.model.foo=1"],
      "--config.model.foo: no field 'foo' in model; model has: classifier_weight, classifier_weight_per_labelled, conditional, "
-     "kl, label_estimator, label_input, label_temperature, latent_dims, likelihood, network, "
+     "kl, label_estimator, label_input, label_temperature, labelled_bound_weight, latent_dims, "
+     "likelihood, network, "
      "num_samples, posterior, prior, semi_supervised"),
     (["--config.nosuch.x=1"],
      "--config.nosuch.x: no block 'nosuch' in the config; the config has: data, estimator, "

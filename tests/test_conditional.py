@@ -312,6 +312,15 @@ def test_the_training_objective_weighs_the_terms_as_the_paper():
     expected = float(u.loss) + 100 / 1000 * float(lab.loss) + 0.3 * ce
     np.testing.assert_allclose(float(t.loss), expected, rtol=1e-5)
     np.testing.assert_allclose(float(t.extras["classification_loss"]), ce, rtol=1e-5)
+    # The labelled bound weighed as the unlabelled one, as the public re-implementations do.
+    equal = _m2(model__classifier_weight=0.3, model__labelled_bound_weight="equal")
+    equal.set_weights(vae.get_weights())
+    keras.utils.set_random_seed(7)
+    t_equal = equal.training_terms((x_u, (x_l, y_l)), beta=1.0)
+    np.testing.assert_allclose(float(t_equal.loss), float(u.loss) + float(lab.loss) + 0.3 * ce,
+                               rtol=1e-5)
+    with pytest.raises(ConfigError, match="labelled_bound_weight='half' is not one of"):
+        _m2(model__labelled_bound_weight="half")
     # Per labelled image (x N_l), as tfvae read it before; a config stored then reads back so.
     per_labelled = _m2(model__classifier_weight=0.3, model__classifier_weight_per_labelled=True)
     assert per_labelled.classifier_weight == pytest.approx(0.3 * 100)

@@ -63,6 +63,10 @@ def get_config() -> ml_collections.ConfigDict:
     model.classifier_weight_per_labelled = False  # True: the weight is per labelled image, x
                                     # N_l in all (Pyro's aux_loss_multiplier / N; how tfvae
                                     # read classifier_weight before 2026-12-02: `upgrade`)
+    model.labelled_bound_weight = "paper"  # semi_supervised: the labelled images' mean bound
+                                    # weighs N_l / N ('paper': eq. 8 sums over the data set) or
+                                    # as much as the unlabelled ones' ('equal', as the public
+                                    # re-implementations of M2)
     model.label_estimator = "enumerate"  # semi_supervised, unlabelled images in training: y
                                     # 'enumerate'd, 'score_function' or 'gumbel_softmax'
     model.label_temperature = 0.5   # gumbel_softmax: the relaxation's temperature

@@ -17,6 +17,7 @@ References:
       Generative Models. NeurIPS.
 """
 import contextlib
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -27,6 +28,12 @@ from tfvae import label_estimators, networks, posteriors, priors
 from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError
 from tfvae.model import VAE, HierarchicalVAE
+
+# ``model.labelled_bound_weight`` -> the weight of the labelled images' mean bound, given N_l
+# labelled of N training images: 'paper' as eq. 8 of Kingma et al. (2014) sums the bounds over
+# the data set; 'equal' as the public re-implementations weigh the two batches' means.
+LABELLED_BOUND_WEIGHTS = {"paper": lambda n_labelled, n: n_labelled / n,
+                          "equal": lambda n_labelled, n: 1.0}
 
 tfd = tfp.distributions
 
@@ -204,7 +211,9 @@ class SemiSupervisedVAE(ConditionalVAE):
     alpha / N = ``classifier_weight`` (the paper's alpha = 0.1 N: 0.1, as the authors' code
     weighs each labelled log q(y|x) by alpha N / N_l in a sum over the data set); with
     ``classifier_weight_per_labelled`` the weight is per labelled image instead, x N_l (the
-    config's weight; the model holds the product). Reported: ``elbo`` = U (a bound on log p(x)
+    config's weight; the model holds the product). ``labelled_bound_weight='equal'`` weighs
+    mean_l [-L] as mean_u [-U] (1 instead of N_l / N), as the public re-implementations of M2
+    do (wohlert/semi-supervised-pytorch and its copies: mean L + mean U + alpha' mean CE). Reported: ``elbo`` = U (a bound on log p(x)
     whatever the labels), ``elbo_labelled``, ``classification_loss`` in training and
     ``classification_error`` in evaluation. Warm-up's beta weighs the rate of z.
     """
@@ -222,6 +231,9 @@ class SemiSupervisedVAE(ConditionalVAE):
         if str(config.data.labels) == "none":
             raise ConfigError(f"{cls.flag} with data.labels='none': it needs some labelled "
                               "images; use data.labels=N (per class) or 'all'")
+        if config.model.labelled_bound_weight not in LABELLED_BOUND_WEIGHTS:
+            raise ConfigError(f"model.labelled_bound_weight={config.model.labelled_bound_weight!r}"
+                              f" is not one of {', '.join(map(repr, LABELLED_BOUND_WEIGHTS))}")
 
     @classmethod
     def config_kwargs(cls, config, *, image_shape, num_classes=0, num_labelled=0, num_train=0):
@@ -234,12 +246,15 @@ class SemiSupervisedVAE(ConditionalVAE):
                 "classifier": classifier,
                 "classifier_weight": m.classifier_weight * (
                     num_labelled if m.classifier_weight_per_labelled else 1),
-                "num_labelled": num_labelled,
-                "num_train": num_train, "label_estimator": m.label_estimator,
+                "num_labelled": num_labelled, "num_train": num_train,
+                "labelled_weight": LABELLED_BOUND_WEIGHTS[m.labelled_bound_weight](
+                    num_labelled, max(num_train, 1)),
+                "label_estimator": m.label_estimator,
                 "label_temperature": m.label_temperature}
 
     def __init__(self, *args, classifier, classifier_weight: float = 0.1, num_labelled: int = 1,
-                 num_train: int = 1, label_estimator: str = "enumerate",
+                 num_train: int = 1, labelled_weight: Optional[float] = None,
+                 label_estimator: str = "enumerate",
                  label_temperature: float = 0.5, **kwargs):
         label_estimators.LABEL_ESTIMATORS.get(label_estimator)
         if not label_temperature > 0:
@@ -249,6 +264,9 @@ class SemiSupervisedVAE(ConditionalVAE):
         self.classifier = classifier
         self.classifier_weight = float(classifier_weight)
         self.num_labelled, self.num_train = int(num_labelled), max(int(num_train), 1)
+        # The weight of mean_l [-L(x, y)]: N_l / N unless given.
+        self.labelled_weight = (self.num_labelled / self.num_train if labelled_weight is None
+                                else float(labelled_weight))
 
     def classify(self, x, training=None):
         """Logits of q(y | x), ``[B, K]``."""
@@ -281,7 +299,7 @@ class SemiSupervisedVAE(ConditionalVAE):
         lab = self.labelled_terms(x_l, y_l, beta, training=True)
         ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             tf.cast(y_l, tf.int32), self.classify(x_l, training=True)))
-        loss = (u.loss + self.num_labelled / self.num_train * lab.loss
+        loss = (u.loss + self.labelled_weight * lab.loss
                 + self.classifier_weight * ce)
         return u._replace(loss=loss, extras={"classification_loss": ce,
                                              "elbo_labelled": tf.reduce_mean(lab.elbo)})
