@@ -19,7 +19,10 @@ features (`tfvae.runs.load_data`) as the authors' code makes them (dpkingma/nips
 ``run_2layer_ssl.py``, ``learn_yz_x_ss.py``): training codes drawn from q(z|x) afresh, the
 dimensions whose means vary by a standard deviation above 0.1 kept, a Gaussian
 p(features | y, z), and one hidden layer of 300 units with 100 labels (500 with more).
-Reported: test ``classification_error`` (and the bounds) in ``results.json``.
+Reported: test ``classification_error`` (and the bounds) in ``results.json``. The paper's
+weights leave M2 on pixels near 40% error; the public re-implementations weigh the labels
+more (``--config.model.classifier_weight_per_labelled=True``,
+``--config.model.labelled_bound_weight=equal``; docs/REPRODUCTION.md compares them).
 """
 from tfvae.config import get_config as base_config
 from tfvae.errors import ConfigError
