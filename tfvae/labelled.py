@@ -213,9 +213,10 @@ class SemiSupervisedVAE(ConditionalVAE):
     ``classifier_weight_per_labelled`` the weight is per labelled image instead, x N_l (the
     config's weight; the model holds the product). ``labelled_bound_weight='equal'`` weighs
     mean_l [-L] as mean_u [-U] (1 instead of N_l / N), as the public re-implementations of M2
-    do (wohlert/semi-supervised-pytorch and its copies: mean L + mean U + alpha' mean CE). Reported: ``elbo`` = U (a bound on log p(x)
-    whatever the labels), ``elbo_labelled``, ``classification_loss`` in training and
-    ``classification_error`` in evaluation. Warm-up's beta weighs the rate of z.
+    do (wohlert/semi-supervised-pytorch and its copies: mean L + mean U + alpha' mean CE).
+    Reported: ``elbo`` = U (a bound on log p(x) whatever the labels), ``elbo_labelled``,
+    ``classification_loss`` in training and ``classification_error`` in evaluation. Warm-up's
+    beta weighs the rate of z.
     """
 
     semi_supervised = labelled_stream = True
