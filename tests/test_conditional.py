@@ -186,7 +186,8 @@ def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir, latent_d
         [*command("sample"), "--workdir", workdir, "--labels=12", f"--out={refused}"],
         [*command("evaluate"), "--workdir", workdir, "--iw_samples=10", "--examples=50"])
     assert sampled.returncode == 0 and os.path.getsize(png) > 0, sampled.stderr[-2000:]
-    assert bad.returncode == 1 and "not a class of this model" in bad.stderr.strip().splitlines()[-1]
+    last_line = bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode == 1 and "not a class of this model" in last_line, bad.stderr[-2000:]
     assert not refused.exists()
     assert evaluated.returncode == 0 and "log p(x|y)" in evaluated.stdout, evaluated.stderr[-2000:]
 
