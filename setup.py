@@ -24,8 +24,9 @@ setup(
         "numpy",
     ],
     extras_require={
-        # nbclient, nbformat, ipykernel: the tests run examples/tutorial.ipynb end to end.
-        "test": ["pytest>=7", "nbclient", "nbformat", "ipykernel"],
+        # nbclient, nbformat, ipykernel: the tests run examples/tutorial.ipynb end to end;
+        # pytest-xdist: the README's test command runs the files on two processes.
+        "test": ["pytest>=7", "pytest-xdist>=3", "nbclient", "nbformat", "ipykernel"],
         # GPU users: pip install -e ".[gpu]" pulls the CUDA libraries TensorFlow needs.
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
