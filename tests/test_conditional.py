@@ -125,6 +125,7 @@ def test_the_label_joins_the_encoders_features_with_k_times_hidden_weights(netwo
         config_lib.validate(make_config(model__label_input="pixels"))
 
 
+@pytest.mark.slow
 def test_conditional_samples_are_of_the_class_asked_for(conditional_mnist, mnist_arrays):
     """Images drawn with label c (z ~ p(z), the mean of p(x|z, y=c)) are classified as c by a
     classifier that never saw the VAE, far above chance (10%) for every class."""
@@ -138,6 +139,7 @@ def test_conditional_samples_are_of_the_class_asked_for(conditional_mnist, mnist
     assert accuracy > 0.6 and min(per_class) > 0.4, (accuracy, per_class)
 
 
+@pytest.mark.slow
 def test_the_label_matters_to_the_likelihood(conditional_mnist):
     """log p(x | y) is higher with the image's own label than with a wrong one, for most test
     images: the model uses y (its IS bound with the labels of each batch)."""
@@ -362,6 +364,7 @@ def test_the_bounds_of_a_small_model_against_its_exact_likelihood():
     np.testing.assert_allclose(estimate, exact, atol=0.05)
 
 
+@pytest.mark.slow
 def test_m2_learns_to_classify_from_100_labels(mnist_arrays):
     """10 labels per class and 10,000 unlabelled MNIST images, 3 epochs: the classifier q(y|x)
     is far better than chance on the test images (measured: 27% error). The labels weigh 100x
@@ -420,6 +423,7 @@ def test_a_semi_supervised_run_from_the_commands(tmp_path, fashion_idx_dir):
 
 
 # ---------------------------------------------------------------------- annotated mixtures
+@pytest.mark.slow
 def test_annotated_mixture_components_generate_their_class(mnist_arrays):
     """A MoG prior of 10 components tied to the classes by 20 labels per class (the other
     images unlabelled): sampled from component c, the model's images are classified as c by an

@@ -79,6 +79,7 @@ def test_marginal_kl_is_zero_when_the_prior_is_the_aggregated_posterior():
     assert s["mutual_information"]["mean"] == pytest.approx(s["rate_one_sample"]["mean"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_matches_the_api_and_seeds_are_independent(tiny_run, tmp_path):
     cmd = [*command("evaluate"), f"--workdir={tiny_run}",
            "--iw_samples=200", "--examples=60", "--seed=3"]

@@ -114,6 +114,7 @@ def _perturb_flow(vae):
                                 else noise)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("posterior", ["gaussian", "iaf", "realnvp"])
 def test_dreg_and_iwae_inference_gradients_agree_in_expectation(posterior):
     """DReG is unbiased for the IWAE bound's inference gradient, flows included (their own
@@ -174,6 +175,7 @@ def _baseline_step(vae, x, optimizer):
     optimizer.apply_gradients(zip(tape.gradient(terms.extras["cv_loss"], variables), variables))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cv", ["centered", "scaled", "self_critic", "baseline"])
 def test_each_control_variate_lowers_gradient_variance(variances, cv):
     assert variances[cv] < 0.5 * variances["none"], variances
@@ -191,6 +193,7 @@ def _fit(config, mnist_arrays, epochs=1, group_optimizers=None, lr=1e-3):
     return vae, splits, start, vae.evaluate(splits.validation, verbose=0, return_dict=True)
 
 
+@pytest.mark.slow
 def test_score_function_with_baseline_improves_validation_elbo(mnist_arrays):
     config = make_config(estimator__name="score_function", estimator__control_variates="centered,baseline",
                          data__train_size=12000)
@@ -238,6 +241,7 @@ def test_group_optimizers_update_only_their_group():
     assert int(frozen.iterations) == 5
 
 
+@pytest.mark.slow
 def test_gradient_variance_and_cv_loss_are_logged(tmp_path, fashion_idx_dir):
     config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=500,
                          data__validation_size=500, data__train_size=1024,

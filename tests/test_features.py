@@ -40,6 +40,7 @@ def m1_workdir(tmp_path_factory, fashion_idx_dir):
     return workdir
 
 
+@pytest.mark.slow
 def test_m1_m2_trains_evaluates_and_exports_from_the_commands(m1_workdir, fashion_idx_dir,
                                                                tmp_path):
     workdir = str(tmp_path / "m1m2")
@@ -92,6 +93,7 @@ def test_m1_m2_trains_evaluates_and_exports_from_the_commands(m1_workdir, fashio
     assert abs(u.mean()) < 4 / np.sqrt(u.size) and abs(u.var() - 1) < 0.2, (u.mean(), u.var())
 
 
+@pytest.mark.slow
 def test_features_that_cannot_work_fail_in_one_line(m1_workdir, tmp_path, fashion_idx_dir):
     def load(**overrides):
         config = config_lib.from_file(CONFIG, f"fashion_mnist,100,m1={m1_workdir}")

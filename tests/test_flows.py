@@ -86,6 +86,7 @@ def test_flow_starts_as_the_identity_and_its_weights_learn(name):
     assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in tape.gradient(loss, first))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["iaf", "realnvp"])
 def test_flow_model_trains_scores_and_exports(name, tmp_path):
     import tf_keras as keras

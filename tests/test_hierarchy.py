@@ -159,6 +159,7 @@ def mnist_small(mnist_arrays):
     return data.load(config.data, seed=0, arrays=mnist_arrays)
 
 
+@pytest.mark.slow
 def test_importance_sampled_bound_is_above_the_elbo_and_rises_with_k(mnist_small):
     keras.utils.set_random_seed(0)
     config = make_config(model__latent_dims=(16, 8), model__network__hidden=(128,))

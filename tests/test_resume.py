@@ -216,6 +216,7 @@ def test_corrupt_best_checkpoint_falls_back_or_says_what_to_do(tmp_path, fashion
         checkpoints.find_best(directory, warn=print)
 
 
+@pytest.mark.slow
 def test_changed_config_is_refused_and_safe_changes_are_recorded(tmp_path, fashion_idx_dir,
                                                                   monkeypatch):
     workdir = str(tmp_path / "run")
@@ -237,6 +238,7 @@ def test_changed_config_is_refused_and_safe_changes_are_recorded(tmp_path, fashi
     assert _json(workdir, "config.json")["train"]["epochs"] == 4
 
 
+@pytest.mark.slow
 def test_rerun_after_divergence_leaves_no_stale_rows(tmp_path, fashion_idx_dir, monkeypatch):
     from test_train import _NaNAfter
     from tfvae import estimators

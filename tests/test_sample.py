@@ -22,6 +22,7 @@ def test_slerp_keeps_the_norm_and_hits_the_ends():
     np.testing.assert_allclose(np.linalg.norm(path, axis=1), np.linalg.norm(a), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_sample_from_a_saved_model_without_tfvae_model_code_or_tfp(tiny_run, tmp_path):
     """The sampler needs TensorFlow and the SavedModel only: TFP and tfvae's model code are
     blocked from import in the process that runs it."""
