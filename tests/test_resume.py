@@ -298,3 +298,18 @@ def test_resumed_metrics_csv_keeps_its_columns(tmp_path):
     assert [r["epoch"] for r in rows] == [0, 1]
     assert rows[1]["elbo"] == -90.0 and rows[1]["loss"] == 90.0 and rows[1]["val_elbo"] == -91.0
     assert np.isnan(rows[1]["val_iwae"]) and "new" not in rows[1]
+
+
+def test_a_backup_under_a_relative_workdir_is_found(tmp_path, monkeypatch):
+    """``--workdir=runs/x`` (relative, as the README writes it): the backup's state file holds
+    paths relative to its folder, which TensorFlow already joins to the folder it was given;
+    joining them again (runs/x/backup/chief/runs/x/backup/chief/ckpt-N) lost every backup."""
+    import tensorflow as tf
+    monkeypatch.chdir(tmp_path)
+    backup = os.path.join("runs", "x", "backup")
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(ckpt_saved_epoch=tf.Variable(2, dtype=tf.int64)),
+        os.path.join(backup, "chief"), max_to_keep=2)
+    manager.save(checkpoint_number=3)
+    assert checkpoints.resume_epoch(backup, warn=pytest.fail) == 3
+    assert os.path.exists(checkpoints.latest_backup(backup) + ".index")

@@ -215,9 +215,8 @@ def latest_backup(backup_dir: str, warn=print) -> Optional[str]:
     """The prefix of the newest intact training backup in ``backup_dir``, or None."""
     if resume_epoch(backup_dir, warn) == 0:
         return None
-    directory = _backup_dir(backup_dir)
-    path = tf.train.get_checkpoint_state(directory).model_checkpoint_path
-    return path if os.path.isabs(path) else os.path.join(directory, path)
+    # TensorFlow joins the state file's relative paths to the folder it is given: no join here
+    return tf.train.get_checkpoint_state(_backup_dir(backup_dir)).model_checkpoint_path
 
 
 def resume_epoch(backup_dir: str, warn=print) -> int:
@@ -231,8 +230,7 @@ def resume_epoch(backup_dir: str, warn=print) -> int:
     state = tf.train.get_checkpoint_state(directory)
     if state is None:
         return 0
-    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    paths = [p if os.path.isabs(p) else os.path.join(directory, p) for p in paths]
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]  # joined
     errors = []
     for prefix in reversed(paths):
         try:
