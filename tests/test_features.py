@@ -121,3 +121,78 @@ def test_features_that_cannot_work_fail_in_one_line(m1_workdir, tmp_path, fashio
     assert out.returncode == 1
     assert "use model.likelihood.name='gaussian'" in out.stderr.strip().splitlines()[-1]
     assert not os.path.exists(tmp_path / "w" / runstate.CONFIG)
+
+
+def _ndict(path, arrays):
+    """A file in the authors' ``anglepy.ndict.savez`` format: a .tar.gz of ``arrays.npz``
+    (``arr_i``) and ``names.txt`` (line i names ``arr_i``)."""
+    import io
+    import tarfile
+    names = sorted(arrays)
+    npz = io.BytesIO()
+    np.savez(npz, *[arrays[k] for k in names])
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in (("arrays.npz", npz.getvalue()),
+                           ("names.txt", ("\n".join(names) + "\n").encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.slow
+def test_the_authors_m1_weights_become_a_run_that_computes_their_network(fashion_idx_dir,
+                                                                         tmp_path):
+    """experiments/m1_authors.py: weights in the authors' format (random here, the authors'
+    layout: W [out, in], a log-variance head) become a finished run whose q(z|x) and p(x|z)
+    are the authors' formulas (dpkingma/nips14-ssl, VAE_Z_X), computed here in NumPy; a
+    mismatched file is refused in one line with nothing written."""
+    import sys
+    rng = np.random.default_rng(0)
+    n_x, h, n_z = 28 * 28, 24, 5
+
+    def g(*shape, sd=0.1):
+        return rng.normal(0, sd, shape)
+
+    v = {"w0": g(h, n_x), "b0": g(h, 1), "w1": g(h, h, sd=0.3), "b1": g(h, 1),
+         "mean_w": g(n_z, h, sd=0.3), "mean_b": g(n_z, 1), "logvar_w": g(n_z, h, sd=0.3),
+         "logvar_b": g(n_z, 1)}
+    w = {"w0": g(h, n_z, sd=0.3), "b0": g(h, 1), "w1": g(h, h, sd=0.3), "b1": g(h, 1),
+         "out_w": g(n_x, h, sd=0.3), "out_b": g(n_x, 1)}
+    _ndict(tmp_path / "v.ndict.tar.gz", v)
+    _ndict(tmp_path / "w.ndict.tar.gz", w)
+    script = [sys.executable, os.path.join(REPO, "experiments", "m1_authors.py"),
+              f"--config={CONFIG}:fashion_mnist,m1"] + [
+        a for a in _small(fashion_idx_dir) if "network.hidden" not in a and "latent" not in a]
+    workdir = tmp_path / "m1"
+    out = subprocess.run(script + [f"--weights={tmp_path}", f"--workdir={workdir}"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.load(open(workdir / "results.json"))
+    assert (results["epochs_trained"], results["stopped"]) == (0, "imported")
+    assert "curves.png" not in results["plots"] and not (workdir / "curves.png").exists()
+
+    run = runs.open_run(str(workdir))  # as M1+M2's data.features opens it
+    x = data_lib.images_of(next(iter(run.splits.test))).numpy()[:64]
+
+    def softplus(a):
+        return np.logaddexp(a, 0.0)
+
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    hq = softplus(softplus(flat @ v["w0"].T + v["b0"].T) @ v["w1"].T + v["b1"].T)
+    mean, logvar = hq @ v["mean_w"].T + v["mean_b"].T, hq @ v["logvar_w"].T + v["logvar_b"].T
+    q = run.model.encode(tf.constant(x), training=False)
+    np.testing.assert_allclose(q.mean().numpy(), mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(q.stddev().numpy(), np.exp(logvar / 2), rtol=1e-4, atol=1e-5)
+    hp = softplus(softplus(mean @ w["w0"].T + w["b0"].T) @ w["w1"].T + w["b1"].T)
+    logits = hp @ w["out_w"].T + w["out_b"].T
+    log_px = (flat * logits - softplus(logits)).sum(-1)  # Bernoulli, summed over pixels
+    found = run.model.likelihood(tf.constant(mean, tf.float32)).log_prob(x).numpy()
+    np.testing.assert_allclose(found, log_px, rtol=1e-4)
+
+    # p(x|z)'s hidden sizes must mirror q(z|x)'s (tfvae's MLP decoder does)
+    _ndict(tmp_path / "w.ndict.tar.gz", dict(w, w0=g(h + 1, n_z), b0=g(h + 1, 1),
+                                             w1=g(h, h + 1)))
+    bad = subprocess.run(script + [f"--weights={tmp_path}", f"--workdir={tmp_path / 'bad'}"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert "reversed" in bad.stderr.strip().splitlines()[-1] and not (tmp_path / "bad").exists()

@@ -9,13 +9,15 @@ from tfvae import evaluation, plots
 
 
 def save(model, splits, workdir, history):
-    """Samples, reconstructions, traversals, latent space and curves, as PNG files; for data
-    that are not images (``data.features``), the latent space and curves alone."""
+    """Samples, reconstructions, traversals, latent space and curves (where an epoch was
+    trained), as PNG files; for data that are not images (``data.features``), the latent
+    space and curves alone."""
     if not plots.is_image(splits.image_shape):
         z, y = evaluation.posterior_means(model, splits.test, max_examples=2000)
-        return [plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y,
-                                     class_names=splits.class_names),
-                plots.training_curves(history, os.path.join(workdir, "curves.png"))]
+        paths = [plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y,
+                                      class_names=splits.class_names),
+                 plots.training_curves(history, os.path.join(workdir, "curves.png"))]
+        return [p for p in paths if p]
     paths = []
     paths.append(plots.image_grid(model.sample(64).numpy(), os.path.join(workdir, "samples.png"),
                                   title="Samples: mean of p(x|z), z ~ p(z)"))
@@ -72,7 +74,7 @@ def save(model, splits, workdir, history):
         paths.append(plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y,
                                           class_names=splits.class_names))
     paths.append(plots.training_curves(history, os.path.join(workdir, "curves.png")))
-    return paths
+    return [p for p in paths if p]  # no curves for a run that trained no epoch
 
 
 def layer_resamples(model, rows: int = 4, cols: int = 8, seed: int = 0) -> np.ndarray:

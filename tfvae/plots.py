@@ -224,7 +224,10 @@ def latent_scatter(z, path, labels: Optional[np.ndarray] = None, title: str = ""
 
 
 def training_curves(history: dict, path, keys=("elbo", "val_elbo")):
-    """ELBO (and any other logged keys) per epoch."""
+    """ELBO (and any other logged keys) per epoch; None, and no file, where ``history`` has
+    no epoch of them (a run of imported weights, never trained)."""
+    if not any(len(history.get(key, ())) for key in keys):
+        return None
     fig, ax = _subplots(figsize=(6, 3.5))
     for key in keys:
         if key in history:
