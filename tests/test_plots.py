@@ -49,3 +49,6 @@ def test_histograms_scatter_curves(tmp_path):
                               labels=RNG.integers(0, 10, 200)))
     _png(plots.training_curves({"elbo": [-200, -150, -120], "val_elbo": [-190, -150, -125]},
                                str(tmp_path / "c.png")))
+    # no epoch (a run of imported weights): no figure, rather than empty axes
+    assert plots.training_curves({"elbo": [], "loss": [1.0]}, str(tmp_path / "e.png")) is None
+    assert not (tmp_path / "e.png").exists()
