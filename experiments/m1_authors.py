@@ -54,6 +54,7 @@ quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
 from tfvae import checkpoints, data as data_lib, evaluation, train  # noqa: E402
+from tfvae.errors import ConfigError, DataError, WorkdirError  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "configs", "semi_supervised.py")
@@ -155,7 +156,10 @@ def main(argv):
     config.model.posterior.scale = "exp"
     if not config.data.labels == "none":
         raise SystemExit("--config must be an M1 config (data.labels='none')")
-    state = train.prepare(config, FLAGS.workdir)  # config.json: a run like any other
+    try:
+        state = train.prepare(config, FLAGS.workdir)  # config.json: a run like any other
+    except (ConfigError, DataError, WorkdirError) as err:  # nothing written: one line
+        raise SystemExit(f"m1_authors.py: error: {err}") from None
     model = state.model
     set_weights(model, v, w)
     x = data_lib.images_of(next(iter(state.splits.test))).numpy()
