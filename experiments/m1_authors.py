@@ -40,6 +40,7 @@ References:
 """
 import io
 import os
+import shutil
 import sys
 import tarfile
 
@@ -135,8 +136,9 @@ def check_against_authors(model, v, w, x) -> str:
     errors["logits of p(x|z)"] = np.abs(logits - authors_logits(w, mean)).max()
     bad = {k: f"{e:.3g}" for k, e in errors.items() if not e < 1e-3}
     if bad:
-        raise SystemExit(f"tfvae's model does not reproduce the authors' network: largest "
-                         f"differences {bad}; nothing was written")
+        raise SystemExit(f"tfvae's model does not reproduce the authors' network (largest "
+                         f"differences {bad}); are these the weights of a VAE_Z_X with "
+                         "softplus layers? Nothing was written")
     return ", ".join(f"{k} {e:.1e}" for k, e in errors.items())
 
 
@@ -156,6 +158,7 @@ def main(argv):
     config.model.posterior.scale = "exp"
     if not config.data.labels == "none":
         raise SystemExit("--config must be an M1 config (data.labels='none')")
+    new = not os.path.exists(FLAGS.workdir)
     try:
         state = train.prepare(config, FLAGS.workdir)  # config.json: a run like any other
     except (ConfigError, DataError, WorkdirError) as err:  # nothing written: one line
@@ -163,8 +166,14 @@ def main(argv):
     model = state.model
     set_weights(model, v, w)
     x = data_lib.images_of(next(iter(state.splits.test))).numpy()
+    try:
+        checked = check_against_authors(model, v, w, x)
+    except SystemExit:
+        if new:  # only prepare's config.json was written: leave nothing behind
+            shutil.rmtree(FLAGS.workdir)
+        raise
     print(f"checked against the authors' formulas on {len(x)} test images, largest "
-          "differences: " + check_against_authors(model, v, w, x))
+          f"differences: {checked}")
     # The one checkpoint, as `checkpoints.BestCheckpoint` writes it: epoch 0, the validation
     # ELBO of these weights.
     val = evaluation.evaluate(model, state.splits.validation, seed=config.seed)
