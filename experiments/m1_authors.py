@@ -174,13 +174,10 @@ def main(argv):
         raise
     print(f"checked against the authors' formulas on {len(x)} test images, largest "
           f"differences: {checked}")
-    # The one checkpoint, as `checkpoints.BestCheckpoint` writes it: epoch 0, the validation
-    # ELBO of these weights.
+    # The one best checkpoint: epoch 0, the validation ELBO of these weights.
     val = evaluation.evaluate(model, state.splits.validation, seed=config.seed)
     value = float(evaluation.value(val["elbo"]))
-    prefix = os.path.join(FLAGS.workdir, "checkpoints", f"{checkpoints.BEST}-00000")
-    tf.train.Checkpoint(model=model, epoch=tf.Variable(0, dtype=tf.int64),
-                        value=tf.Variable(value, dtype=tf.float64)).write(prefix)
+    checkpoints.write_best(os.path.join(FLAGS.workdir, "checkpoints"), model, 0, value)
     state.rundir.update_state(phase="trained", stopped="imported",
                               imported_from="dpkingma/nips14-ssl "
                                             "models/mnist_z_x_50-500-500_longrun (v, w)")

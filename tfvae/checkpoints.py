@@ -155,14 +155,26 @@ class BestCheckpoint(keras.callbacks.Callback):
         os.makedirs(directory, exist_ok=True)
         self._epoch.assign(epoch)
         self._value.assign(value)
-        prefix = os.path.join(directory, f"{BEST}-{epoch:05d}")
-        tf.train.Checkpoint(model=self.model, epoch=self._epoch, value=self._value).write(prefix)
+        prefix = write_best(directory, self.model, self._epoch, self._value)
         if directory != self.directory:  # a non-chief worker: its copy is not kept
             distribute.remove_scratch(self.directory, strategy)
             prefix = os.path.join(self.directory, f"{BEST}-{epoch:05d}")
         self.best = Best(prefix, epoch, float(value))
         for old in best_checkpoints(directory)[KEEP:]:
             _remove(old)
+
+
+def write_best(directory: str, model, epoch, value) -> str:
+    """Writes ``model`` as the best checkpoint of ``epoch`` with its monitored ``value`` inside
+    (ints/floats or the `tf.Variable`s `BestCheckpoint` keeps), in the layout `find_best` reads;
+    returns its prefix. Also for a run whose weights come from elsewhere (one "epoch" 0)."""
+    if not isinstance(epoch, tf.Variable):
+        epoch = tf.Variable(int(epoch), dtype=tf.int64, trainable=False)
+    if not isinstance(value, tf.Variable):
+        value = tf.Variable(float(value), dtype=tf.float64, trainable=False)
+    prefix = os.path.join(directory, f"{BEST}-{int(epoch.numpy()):05d}")
+    tf.train.Checkpoint(model=model, epoch=epoch, value=value).write(prefix)
+    return prefix
 
 
 def _remove(prefix):
