@@ -98,7 +98,7 @@ class ConditionalVAE(LabelContext, VAE):
     References: the module's [1, 2].
     """
 
-    conditional = True
+    conditional = steps_read_labels = True
     flag = "model.conditional=True"
 
     def __init__(self, *args, label_input: str = "features", **kwargs):
@@ -348,6 +348,7 @@ class AnnotatedMixtureVAE(LabelContext, VAE):
     responsibilities at the posterior mean, p(c | z = E_q[z])."""
 
     labelled_stream = True
+    steps_read_labels = True  # its test step measures the classification error
     extra_metric_names = ("elbo_labelled", "classification_error")
 
     @classmethod

@@ -97,6 +97,7 @@ class VAE(keras.Model):
     conditional = False  # models images given their labels (`labelled.ConditionalVAE`)
     semi_supervised = False  # also infers them: q(y|x), p(y) (`labelled.SemiSupervisedVAE`)
     labelled_stream = False  # trains on (a batch of all images, a batch of labelled ones)
+    steps_read_labels = False  # its train and test steps take (images, labels) batches
     extra_metric_names = ()
 
     @classmethod

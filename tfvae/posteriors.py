@@ -170,8 +170,13 @@ class _FlowPosterior(PosteriorHead):
                    context=block.context, scale=block.scale, name="posterior")
 
     def _broadcast_context(self, h, z):
-        """The context ``[B, C]`` broadcast to the leading axes of ``z`` ``[..., B, L]``."""
-        return tf.broadcast_to(h, tf.concat([tf.shape(z)[:-1], [self.context]], 0))
+        """``(z, context)`` broadcast against each other: z ``[..., B', L]`` and the context
+        ``[B, C]`` to one leading shape. ``B'`` may be 1 against ``B``, and z may lack the
+        batch axis altogether: a mixture prior of flows q(z|u_k) (a VampPrior) scores
+        ``z[..., None, :]`` against its K components."""
+        lead = tf.broadcast_dynamic_shape(tf.shape(z)[:-1], tf.shape(h)[:-1])
+        return (tf.broadcast_to(z, tf.concat([lead, tf.shape(z)[-1:]], 0)),
+                tf.broadcast_to(h, tf.concat([lead, [self.context]], 0)))
 
     def _build(self, hidden):
         raise NotImplementedError
@@ -223,7 +228,8 @@ class IAFPosterior(_FlowPosterior):
             # masked-out (zero) weight times inf is NaN in every output. Those values never
             # reach the result, so non-finite entries are zeroed before the MADE.
             z = tf.where(tf.math.is_finite(z), z, tf.zeros_like(z))
-            out = net(z, conditional_input=self._broadcast_context(h, z))
+            z, context = self._broadcast_context(h, z)
+            out = net(z, conditional_input=context)
             return out[..., 0], out[..., 1]
         return tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale))
 
@@ -247,7 +253,7 @@ class RealNVPPosterior(_FlowPosterior):
         net = self.nets[i]
         return tfb.RealNVP(num_masked=self.latent_dim // 2,
                            shift_and_log_scale_fn=lambda x, units: net(
-                               x, self._broadcast_context(h, x)))
+                               *self._broadcast_context(h, x)))
 
 
 def code_statistics(q):

@@ -261,6 +261,23 @@ class _EncoderMixture(Prior):
         params = gaussian_parameters(self._posterior_fn(self.pseudo_inputs()))
         return None if params is None else (self.logits,) + params
 
+    def log_prob_fn(self):
+        """Gaussian components: the fast mixture density. Others (a flow posterior's q(z|u_k))
+        score z broadcast to ``[..., K, L]`` against the K components, then
+        log sum_k w_k q(z|u_k): TFP's ``MixtureSameFamily`` hands them ``[..., 1, L]``, which
+        a flow conditioned on the K contexts (an IAF's autoregressive inverse, a loop whose
+        state must keep its shape) cannot take."""
+        if self.mixture_parameters() is not None:
+            return super().log_prob_fn()
+        q = self._posterior_fn(self.pseudo_inputs())                  # batch [K]
+        log_w = tf.nn.log_softmax(self.logits)
+
+        def log_prob(z):
+            shape = tf.concat([tf.shape(z)[:-1], [self.num_components, self.latent_dim]], 0)
+            return tf.reduce_logsumexp(
+                q.log_prob(tf.broadcast_to(z[..., None, :], shape)) + log_w, axis=-1)
+        return log_prob
+
 
 @PRIORS.register("vamp")
 class VampPrior(_EncoderMixture):

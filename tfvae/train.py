@@ -250,8 +250,9 @@ def _fit(state: Run, callbacks, verbose):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     # A model without labels trains on images alone; a conditional one on (images, labels); a
-    # semi-supervised one on a batch of every image beside a batch of the labelled ones.
-    images = (lambda ds: ds) if state.model.conditional else (  # noqa: E731
+    # semi-supervised one on a batch of every image beside a batch of the labelled ones. Its
+    # validation batches are what its test step reads (`VAE.steps_read_labels`).
+    images = (lambda ds: ds) if state.model.steps_read_labels else (  # noqa: E731
         lambda ds: ds.map(lambda x, y: x))
     splits = state.splits
     train = images(splits.train).repeat()
