@@ -39,17 +39,18 @@ def test_n_labels_per_class_are_kept_seeded_and_the_rest_unlabelled(mnist_arrays
 @pytest.mark.parametrize("labels, setting, message", [
     (None, "10", "asks for labels, but these images have none"),
     ("range", "500", "class 0 has only"),
-    ("negative", "all", "label -5 is outside the classes"),
+    ("negative", "all", r"labels: negative labels other than -1 \(1 of 600, the first at "
+                        r"index 3: -5\)"),
 ])
 def test_bad_labels_are_one_line(mnist_arrays, labels, setting, message):
     x, y = mnist_arrays["train"]
     x, y = x[:600], y[:600].copy()
     if labels == "negative":
         y[3] = -5
-    arrays = data.from_arrays(x, None if labels is None else y)
     config = make_config(data__source="arrays", data__path="unused.npz", data__labels=setting,
                          data__test_size=100, data__validation_size=50, data__batch_size=50)
     with pytest.raises((DataError, ConfigError), match=message) as err:
+        arrays = data.from_arrays(x, None if labels is None else y, where="labels")
         data.load(config.data, seed=0, with_labels=True, arrays=arrays)
     assert "\n" not in str(err.value)
 

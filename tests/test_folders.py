@@ -177,21 +177,44 @@ def test_arrays_from_npz_npy_and_python(tmp_path, mnist_arrays):
     np.testing.assert_array_equal(arrays["train"][1], y)
 
 
+def _with(array, index, value):
+    array = array.copy()
+    array[index] = value
+    return array
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"pictures": np.zeros((5, 4, 4), np.uint8)}, r"has no array named 'images' \(it holds: "
                                                   r"pictures\); save your images as np.savez"),
     ({"images": np.zeros((5, 4, 4), np.uint8), "labels": np.zeros(4, np.int64)},
      r"5 images but labels of shape \(4,\)"),
-    ({"images": np.full((5, 4, 4), 2.0, np.float32)}, r"float values in \[2, 2\]; floats must "
-                                                      r"lie in \[0, 1\]"),
+    ({"images": np.full((5, 4, 4), 2.0, np.float32)},
+     r"bad.npz: float pixels outside \[0, 1\] \(from 2 to 2\), 80 values in 5 images, the first "
+     r"in image 0; scale them to \[0, 1\]"),
+    ({"images": _with(np.full((5, 4, 4), 0.5, np.float32), (3, 1, 2), np.nan)},
+     r"bad.npz: NaN or infinite pixels, 1 values in 1 images, the first in image 3; replace or "
+     r"drop those images"),
+    ({"images": _with(_with(np.zeros((5, 4, 4), np.float64), (4, 0, 0), np.inf), (2, 3, 3),
+                      -np.inf)},
+     r"NaN or infinite pixels, 2 values in 2 images, the first in image 2"),
+    ({"images": _with(np.zeros((5, 4, 4), np.int32), (1, 0, 0), 300)},
+     r"integer pixels outside 0..255 \(from 0 to 300\), 1 values in 1 images, the first in "
+     r"image 1"),
+    ({"images": np.zeros((5, 4, 4), np.uint8), "labels": np.array([0, 1, 2.5, 1, 0])},
+     r"labels that are not integers \(1 of 5, the first at index 2: 2.5\)"),
+    ({"images": np.zeros((5, 4, 4), np.uint8), "labels": np.array([0, 1, 1, 0, np.nan])},
+     r"labels that are not integers \(1 of 5, the first at index 4"),
+    ({"images": np.zeros((5, 4, 4), np.uint8), "test_images": np.zeros((3, 5, 5), np.uint8)},
+     r"test_images of shape \(5, 5, 1\) but images of \(4, 4, 1\)"),
     ({"images": np.zeros((5, 4, 4, 2), np.uint8)}, r"shape \(5, 4, 4, 2\); expected"),
 ])
 def test_bad_array_files_are_one_line(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=message) as err:
         data.load(make_config(data__source="arrays", data__path=str(path), data__test_size=1,
                               data__validation_size=1, data__batch_size=1).data)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.slow

@@ -332,7 +332,11 @@ def from_arrays(images, labels=None, test_images=None, test_labels=None,
     labels integers ``[N]``. ``where`` names them in errors."""
     out = {"train": _checked(images, labels, where)}
     if test_images is not None:
-        out["test"] = _checked(test_images, test_labels, f"test {where}")
+        out["test"] = _checked(test_images, test_labels, f"{where} (test_images)")
+        if out["test"][0].shape[1:] != out["train"][0].shape[1:]:
+            raise DataError(f"{where}: test_images of shape {out['test'][0].shape[1:]} but "
+                            f"images of {out['train'][0].shape[1:]}; both must be the same "
+                            "size and channels")
     return out
 
 
@@ -354,6 +358,73 @@ def _as_numpy(data, labels):
         np.stack(found) if found else labels)
 
 
+def _where_bad(bad: np.ndarray) -> str:
+    """``'N values in M images, the first in image i'`` for a boolean mask ``[N, ...]``."""
+    per_image = bad.reshape(len(bad), -1).any(axis=1)
+    return (f"{int(bad.sum())} values in {int(per_image.sum())} images, the first in image "
+            f"{int(np.argmax(per_image))}")
+
+
+def _checked_pixels(images, where) -> np.ndarray:
+    """uint8 levels of ``images`` (uint8, bool, integers 0..255 or floats in [0, 1]); raises
+    `DataError` naming ``where``, the problem, how many values and the first image."""
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype == bool:
+        return images.astype(np.uint8) * 255
+    if np.issubdtype(images.dtype, np.floating):
+        low, high = float(np.min(images)), float(np.max(images))  # NaN if any is NaN
+        if 0.0 <= low and high <= 1.0:  # the usual case: two passes, no masks
+            return np.round(images * 255.0).astype(np.uint8)
+        finite = np.isfinite(images)
+        if not finite.all():
+            raise DataError(f"{where}: NaN or infinite pixels, {_where_bad(~finite)}; replace "
+                            "or drop those images (floats must lie in [0, 1])")
+        outside = (images < 0.0) | (images > 1.0)
+        if outside.any():
+            raise DataError(
+                f"{where}: float pixels outside [0, 1] (from {low:g} to {high:g}), "
+                f"{_where_bad(outside)}; scale them to [0, 1] (or give uint8 levels 0..255)")
+        return np.round(images * 255.0).astype(np.uint8)
+    if np.issubdtype(images.dtype, np.integer):
+        outside = (images < 0) | (images > 255)
+        if outside.any():
+            raise DataError(
+                f"{where}: integer pixels outside 0..255 (from {int(images.min())} to "
+                f"{int(images.max())}), {_where_bad(outside)}; give 8-bit levels 0..255 (or "
+                "floats in [0, 1])")
+        return images.astype(np.uint8)
+    raise DataError(f"{where}: dtype {images.dtype}; give uint8 levels or floats in [0, 1]")
+
+
+def _checked_labels(labels, n: int, where) -> np.ndarray:
+    """int64 labels ``[n]``: integers (whole-valued floats accepted), 0..K-1 or -1 for an
+    unlabelled image."""
+    if labels is None:
+        return np.full(n, -1, np.int64)
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise DataError(f"{where}: {n} images but labels of shape {labels.shape}; give one "
+                        "integer label per image")
+    if np.issubdtype(labels.dtype, np.floating):
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            bad = np.flatnonzero(~whole)
+            raise DataError(f"{where}: labels that are not integers ({len(bad)} of {n}, the "
+                            f"first at index {bad[0]}: {float(labels[bad[0]]):g}); give class "
+                            "numbers 0..K-1 (-1: unlabelled)")
+        labels = labels.astype(np.int64)
+    elif not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: labels of dtype {labels.dtype}; give integer class numbers "
+                        "0..K-1 (-1: unlabelled)")
+    bad = np.flatnonzero(labels < -1)
+    if len(bad):
+        raise DataError(f"{where}: negative labels other than -1 ({len(bad)} of {n}, the first "
+                        f"at index {bad[0]}: {int(labels[bad[0]])}); labels are 0..K-1, or -1 "
+                        "for an unlabelled image")
+    return labels.astype(np.int64)
+
+
 def _checked(images, labels, where) -> Arrays:
     images, labels = _as_numpy(images, labels)
     if images.ndim == 3:
@@ -363,31 +434,7 @@ def _checked(images, labels, where) -> Arrays:
                         "with C = 1 (grey) or 3 (colour)")
     if not len(images):
         raise DataError(f"{where}: no images")
-    if images.dtype == np.uint8:
-        pass
-    elif images.dtype == bool:
-        images = images.astype(np.uint8) * 255
-    elif np.issubdtype(images.dtype, np.floating):
-        low, high = float(np.min(images)), float(np.max(images))
-        if low < 0.0 or high > 1.0:
-            raise DataError(f"{where}: float values in [{low:g}, {high:g}]; floats must lie in "
-                            "[0, 1] (or give uint8 levels 0..255)")
-        images = np.round(images * 255.0).astype(np.uint8)
-    elif np.issubdtype(images.dtype, np.integer):
-        low, high = int(np.min(images)), int(np.max(images))
-        if low < 0 or high > 255:
-            raise DataError(f"{where}: integer values in [{low}, {high}]; give 8-bit levels "
-                            "0..255 (or floats in [0, 1])")
-        images = images.astype(np.uint8)
-    else:
-        raise DataError(f"{where}: dtype {images.dtype}; give uint8 levels or floats in [0, 1]")
-    if labels is None:
-        labels = np.full(len(images), -1, np.int64)
-    labels = np.asarray(labels)
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{where}: {len(images)} images but labels of shape {labels.shape} "
-                        f"({labels.dtype}); give one integer label per image")
-    return images, labels.astype(np.int64)
+    return _checked_pixels(images, where), _checked_labels(labels, len(images), where)
 
 
 def load_array_file(path: str) -> Dict[str, Arrays]:
@@ -602,11 +649,12 @@ def keep_labels(labels: np.ndarray, setting, num_classes: int, seed: int) -> np.
     outside 0..K-1 and for N above what a class has."""
     setting = labels_setting(setting)
     labels = np.asarray(labels, np.int64)
-    bad = labels[(labels < -1) | (labels >= max(num_classes, 1))] if num_classes else labels[
-        labels < -1]
+    bad = np.flatnonzero((labels < -1) | (labels >= max(num_classes, 1)) if num_classes
+                         else labels < -1)
     if len(bad):
-        raise DataError(f"label {int(bad[0])} is outside the classes 0..{num_classes - 1}; "
-                        "labels must be 0..K-1 (or -1 for an unlabelled image)")
+        raise DataError(f"label {int(labels[bad[0]])} is outside the classes "
+                        f"0..{num_classes - 1} ({len(bad)} training labels, the first at index "
+                        f"{bad[0]}); labels must be 0..K-1 (or -1 for an unlabelled image)")
     if setting == "all":
         return labels
     if setting == "none":
