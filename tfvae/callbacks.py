@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfvae import storage
+
 
 class Throughput(keras.callbacks.Callback):
     """Adds ``train_images_per_s`` (training steps only, validation excluded) and
@@ -100,25 +102,52 @@ class GradientVariance(keras.callbacks.Callback):
             logs["grad_variance"] = self.measure()
 
 
-class MetricsCSVLogger(keras.callbacks.CSVLogger):
-    """Keras's ``CSVLogger`` that, appending to a resumed run's ``metrics.csv``, keeps the
-    file's columns: a metric the header has and these logs lack is written as nan, one the
-    header lacks is dropped (Keras would write the row in its own column order under the old
-    header, shifting every value after the first difference)."""
+class MetricsCSVLogger(keras.callbacks.Callback):
+    """``metrics.csv``: one row per epoch, ``epoch`` then the metrics in sorted order (as Keras's
+    ``CSVLogger``). Each row is added by writing the whole file anew and renaming it over the
+    old one (`tfvae.storage.atomic_file`; the file is a few kB): a kill or a full disk leaves
+    the rows before, never half a row. A resumed run's file keeps its columns: a metric the
+    header has and these logs lack is written as nan, one the header lacks is dropped (Keras
+    would write the row in its own column order under the old header)."""
+
+    def __init__(self, filename: str, append: bool = True):
+        super().__init__()
+        self.filename, self.append = filename, append
+        self.keys = None
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
+        self.keys = None
         if self.append and os.path.exists(self.filename):
-            with open(self.filename, newline="") as f:
+            with open(self.filename, newline="", encoding="utf-8") as f:
                 header = next(csv.reader(f), None)
             if header and header[0] == "epoch":
                 self.keys = header[1:]
+        elif os.path.exists(self.filename):
+            os.remove(self.filename)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self.keys is not None:
-            logs = {key: logs.get(key, float("nan")) for key in self.keys}
-        super().on_epoch_end(epoch, logs)
+        old = ""
+        if self.keys is not None and os.path.exists(self.filename):
+            with open(self.filename, newline="", encoding="utf-8") as f:
+                old = f.read()
+            if old and not old.endswith("\n"):  # a row cut short (before rows were atomic)
+                old = old[: old.rfind("\n") + 1]
+        if self.keys is None:
+            self.keys = sorted(logs)
+        with storage.atomic_file(self.filename, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            if not old:
+                writer.writerow(["epoch", *self.keys])
+            f.write(old)
+            writer.writerow([epoch, *(_cell(logs.get(k, float("nan"))) for k in self.keys)])
+
+
+def _cell(value):
+    if isinstance(value, (np.ndarray, tf.Tensor)) or hasattr(value, "numpy"):
+        value = np.asarray(value)
+        return float(value) if value.ndim == 0 else str(value.tolist())
+    return value
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -23,3 +23,7 @@ class WorkdirError(RuntimeError):
 
 class WorkerLostError(RuntimeError):
     """Another worker of a multi-worker run stopped (crashed, killed or preempted)."""
+
+
+class DiskFullError(RuntimeError):
+    """The disk of the workdir filled up while writing; what was saved before is intact."""

@@ -180,10 +180,30 @@ def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
     return out
 
 
+def destination(workdir: str, out: Optional[str] = "", say=None) -> Optional[str]:
+    """Where `evaluate_run` writes: ``out`` if given (its folder made, `storage.output_file`),
+    else ``WORKDIR/evaluation.json`` unless a training holds the workdir (`tfvae.locks`): then
+    nothing is written there, and ``say`` is told so."""
+    from tfvae import locks, storage
+    if out:
+        return storage.output_file(out, "--out", (".json",))
+    if out is None:
+        return None
+    who = locks.holder(workdir)
+    if who is not None:
+        if say is not None:
+            say(f"note: a training ({locks.describe(who)}) holds {workdir}: {EVALUATION} is "
+                "not written into it; give --out=FILE.json to keep this evaluation")
+        return None
+    return os.path.join(workdir, EVALUATION)
+
+
 def evaluate_run(workdir: str, split: str = "test", iw_samples: int = 1000, examples: int = 0,
-                 seed: Optional[int] = None, batch_size: int = 100, progress=sys.stderr) -> Dict:
+                 seed: Optional[int] = None, batch_size: int = 100, progress=sys.stderr,
+                 out: Optional[str] = "") -> Dict:
     """Evaluates a workdir's best weights (else its training backup) on ``split`` with every
-    diagnostic, and writes ``evaluation.json`` beside the run: the schema above plus ``split``,
+    diagnostic, and writes it to ``out`` (default ``evaluation.json`` beside the run, if no
+    training holds the workdir; None: nowhere, `destination`): the schema above plus ``split``,
     ``weights`` (which checkpoint) and ``seed`` (a new one each call unless given)."""
     from tfvae import runs, runstate
     if split not in SPLITS:
@@ -193,6 +213,7 @@ def evaluate_run(workdir: str, split: str = "test", iw_samples: int = 1000, exam
         if v < low:
             raise ConfigError(f"--{name}={v} must be >= {low}")
     seed = int(seed) if seed is not None else int(time.time_ns() % (2 ** 31 - 1))
+    path = destination(workdir, out, say=lambda m: print(m, file=progress or sys.stderr))
     opened = runs.open_run(workdir)
     print(f"evaluating with the {opened.source}", file=progress or sys.stderr)
     dataset = getattr(opened.splits, split)
@@ -201,7 +222,8 @@ def evaluate_run(workdir: str, split: str = "test", iw_samples: int = 1000, exam
     result = {"split": split, "weights": opened.source, "seed": seed}
     result |= evaluate(opened.model, dataset, iw_samples, 0, batch_size, seed,
                        with_diagnostics=True, progress=progress)
-    runstate.write_json(os.path.join(workdir, EVALUATION), result)
+    if path is not None:
+        runstate.write_json(path, result)
     return result
 
 

@@ -29,7 +29,7 @@ import os
 
 import tensorflow as tf
 
-from tfvae import importance, posteriors
+from tfvae import importance, posteriors, storage
 
 
 def _hold_model(module, model):
@@ -252,11 +252,18 @@ def export(model, path: str, config=None) -> str:
 
 
 def _write(module, path, signatures, model, config) -> str:
-    tf.saved_model.save(module, path, signatures=signatures)
+    """The SavedModel is written to a temporary folder beside ``path`` and swapped in whole
+    (`tfvae.storage.atomic_dir`): a kill or a full disk leaves the old one, or none."""
+    with storage.atomic_dir(path) as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        _write_card(tmp, model, config)
+    return path
+
+
+def _write_card(path, model, config) -> None:
     with open(os.path.join(path, "tfvae.json"), "w") as f:
         json.dump({"image_shape": list(model.image_shape), "latent_dim": model.latent_dim,
                    "latent_dims": list(model.latent_dims),
                    "num_classes": getattr(model, "num_classes", 0),
                    "config": json.loads(config.to_json()) if config is not None else None}, f,
                   indent=2)
-    return path

@@ -1,9 +1,12 @@
 """Figures as PNG files: functions of arrays (no training inside), each returns the path written."""
 import math
+import os
 from typing import Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from tfvae import storage
 
 
 def is_image(shape) -> bool:
@@ -44,7 +47,10 @@ def _subplots(*args, layout=None, **kwargs):
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """Writes the PNG whole or not at all (`tfvae.storage.atomic_path`)."""
+    with storage.atomic_path(path) as tmp:
+        fig.savefig(tmp, format=os.path.splitext(path)[1][1:] or "png", dpi=110,
+                    bbox_inches="tight")
     return path
 
 

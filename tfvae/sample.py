@@ -27,6 +27,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tfvae import storage
+
 MODES = ("prior", "conditional", "interpolate")
 
 
@@ -123,6 +125,9 @@ def _load_images(images_path, workdir, count):
     return images[:count]
 
 
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")  # what matplotlib writes
+
+
 def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temperature=1.0,
         oversample=1, sampled_pixels=False, images="", indices=(0, 1), steps=8, say=print,
         labels=()):
@@ -142,6 +147,7 @@ def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temper
             raise ConfigError(f"--{name}={value} must be >= {low}")
     if temperature <= 0:
         raise ConfigError(f"--temperature={temperature} must be > 0")
+    storage.output_file(out, "--out", IMAGE_SUFFIXES)
     seed = int(seed) if seed is not None else int(time.time_ns() % (2 ** 31 - 1))
     model, where = _open(saved_model, workdir, say)
     if not hasattr(model, "sample_latents"):

@@ -27,7 +27,7 @@ import tf_keras as keras
 
 from tfvae import callbacks as callbacks_lib
 from tfvae import checkpoints, distribute, evaluation, export, figures, optimizers, plots
-from tfvae import runstate
+from tfvae import locks, runstate, storage
 from tfvae import config as config_lib
 from tfvae import data as data_lib
 from tfvae import builder, model as model_lib, runs
@@ -77,10 +77,29 @@ def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
 
 
 def run(config, workdir: str, verbose=None) -> Run:
-    """`prepare`, `fit`, `finalize`: the whole run, resumed wherever it stopped."""
-    state = prepare(config, workdir)
-    fit(state, verbose)
-    return finalize(state) if state.chief else dataclasses.replace(state, results={})
+    """`prepare`, `fit`, `finalize`: the whole run, resumed wherever it stopped. The chief holds
+    the workdir's lock throughout (`tfvae.locks`: a second run there is refused); a full disk
+    raises `DiskFullError` (`tfvae.storage`), the workdir resuming once space is freed."""
+    lock = locks.WorkdirLock(workdir)
+    try:
+        state = prepare(config, workdir, lock)
+        fit(state, verbose)
+        return finalize(state) if state.chief else dataclasses.replace(state, results={})
+    except Exception as err:  # noqa: BLE001 - any writer may meet a full disk
+        if storage.is_disk_full(err):
+            raise storage.disk_full(err, workdir, _epochs_kept(workdir)) from None
+        if isinstance(err, (tf.errors.ResourceExhaustedError, MemoryError)):
+            raise builder.out_of_memory(err) from None
+        raise
+    finally:
+        lock.release()
+
+
+def _epochs_kept(workdir) -> Optional[int]:
+    try:
+        return checkpoints.resume_epoch(_backup_dir(workdir), warn=lambda m: None)
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
 
 
 def build_model(config, splits, strategy=None):
@@ -100,14 +119,18 @@ def build_model(config, splits, strategy=None):
     return model
 
 
-def prepare(config, workdir: str) -> Run:
+def prepare(config, workdir: str, lock: Optional[locks.WorkdirLock] = None) -> Run:
     """Checks everything, loads the data and builds the model; then, and only then, writes the
-    workdir's ``config.json`` (a refused run leaves nothing behind)."""
+    workdir's ``config.json`` (a refused run leaves nothing behind). The chief takes ``lock``
+    before it reads an existing workdir, or once it has made a new one."""
     # First: a multi-worker strategy must be built before any other TensorFlow operation.
     strategy = distribute.build(config.train)
     config_lib.validate(config)
     rundir = runstate.RunDir(workdir)
     rundir.check_usable()
+    chief = strategy is None or distribute.is_chief(strategy)
+    if chief and lock is not None and os.path.isdir(workdir):
+        lock.acquire()  # before anything is read: another run may be writing it
     changes = rundir.config_changes(config)
     epochs_done = checkpoints.resume_epoch(_backup_dir(workdir), warn=_say)
     keras.utils.set_random_seed(config.seed)
@@ -126,6 +149,10 @@ def prepare(config, workdir: str) -> Run:
              "spread of test ELBO (docs/RESULTS.md)")
     state = Run(config, workdir, splits, model, strategy, epochs_done)
     if state.chief:
+        os.makedirs(workdir, exist_ok=True)
+        if lock is not None:
+            lock.acquire()
+        storage.remove_temporaries(workdir)
         rundir.create(config, changes, epochs_done)
         rundir.truncate_metrics(epochs_done)  # epochs the backup does not hold are redone
     if changes:
