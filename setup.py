@@ -1,9 +1,14 @@
 """tfvae: variational auto-encoders for images with TensorFlow Probability and Keras 2 (tf-keras)."""
+import re
+
 from setuptools import find_packages, setup
+
+# One version, tfvae.__version__ (config.json records it: a workdir of a newer tfvae is refused).
+VERSION = re.search(r'__version__ = "([^"]+)"', open("tfvae/__init__.py").read()).group(1)
 
 setup(
     name="tfvae",
-    version="0.1.0",
+    version=VERSION,
     description="Variational inference in deep latent-variable models of images (TFP + tf-keras).",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -25,8 +30,10 @@ setup(
     ],
     extras_require={
         # nbclient, nbformat, ipykernel: the tests run examples/tutorial.ipynb end to end;
-        # pytest-xdist: the README's test command runs the files on two processes.
-        "test": ["pytest>=7", "pytest-xdist>=3", "nbclient", "nbformat", "ipykernel"],
+        # pytest-xdist: the README's test command runs the files on two processes;
+        # hypothesis: the generated battery of bad configs and broken workdirs (tests/test_faults.py).
+        "test": ["pytest>=7", "pytest-xdist>=3", "nbclient", "nbformat", "ipykernel",
+                 "hypothesis>=6"],
         # GPU users: pip install -e ".[gpu]" pulls the CUDA libraries TensorFlow needs.
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },

@@ -50,7 +50,7 @@ def verify(prefix: str) -> None:
         reader = tf.train.load_checkpoint(prefix)
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
-    except (tf.errors.OpError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - a cut file raises IndexError, OpError, ...
         bad = prefix + ".index" if "sstable" in str(err) or "index" in str(err) else files[-1]
         raise CheckpointError(f"{bad}: corrupt ({first_line(err)})") from None
 
@@ -94,8 +94,10 @@ def find_best(directory: str, before_epoch: Optional[int] = None, warn=print) ->
             best = _read_best(prefix)
         except CheckpointError as err:
             errors.append(str(err))
-            warn(f"warning: {err}; falling back to the best checkpoint before it")
             continue
+        if errors:
+            warn(f"warning: {'; '.join(errors)}; using the best checkpoint of epoch "
+                 f"{best.epoch + 1} ({best.path}) instead")
         return best
     if errors and len(errors) == len(candidates):
         raise CheckpointError(
@@ -231,6 +233,22 @@ def latest_backup(backup_dir: str, warn=print) -> Optional[str]:
     return tf.train.get_checkpoint_state(_backup_dir(backup_dir)).model_checkpoint_path
 
 
+def _backup_paths(directory: str):
+    """The backups of ``directory`` oldest first, from its ``checkpoint`` state file, or, when
+    that file is damaged, from the ``ckpt-N`` files beside it; and the damage, if any."""
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except Exception as err:  # noqa: BLE001 - a damaged text proto raises several kinds
+        found = sorted((int(m.group(1)), p[: -len(".index")])
+                       for p in glob.glob(os.path.join(directory, "ckpt-*.index"))
+                       for m in [re.search(r"ckpt-(\d+)\.index$", p)] if m)
+        damage = f"{os.path.join(directory, 'checkpoint')}: corrupt ({first_line(err)[:80]})"
+        return [p for _, p in found], ([damage] if found else [])
+    if state is None:
+        return [], []
+    return list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path], []
+
+
 def resume_epoch(backup_dir: str, warn=print) -> int:
     """The number of epochs the backup in ``backup_dir`` has finished (0 without one).
 
@@ -239,24 +257,28 @@ def resume_epoch(backup_dir: str, warn=print) -> int:
     is intact.
     """
     directory = _backup_dir(backup_dir)
-    state = tf.train.get_checkpoint_state(directory)
-    if state is None:
+    paths, errors = _backup_paths(directory)
+    if not paths:
         return 0
-    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]  # joined
-    errors = []
     for prefix in reversed(paths):
         try:
             verify(prefix)
         except CheckpointError as err:
             errors.append(str(err))
-            warn(f"warning: {err}; falling back to the backup before it")
             continue
+        epoch = int(tf.train.load_variable(prefix, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
         if errors:  # Keras restores the state file's newest entry: make that the good one
             good = paths[: paths.index(prefix) + 1]
-            tf.compat.v1.train.update_checkpoint_state(directory, prefix,
-                                                       all_model_checkpoint_paths=good)
-        epoch = tf.train.load_variable(prefix, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
-        return int(epoch) + 1
+            try:
+                tf.compat.v1.train.update_checkpoint_state(directory, prefix,
+                                                           all_model_checkpoint_paths=good)
+            except Exception as err:  # noqa: BLE001 - e.g. a folder where the file belongs
+                raise CheckpointError(
+                    f"{os.path.join(directory, 'checkpoint')} cannot be rewritten "
+                    f"({first_line(err)[:80]}); remove it and run again") from None
+            warn(f"warning: {'; '.join(errors)}; resuming from the backup of epoch {epoch + 1} "
+                 f"({prefix}) instead")
+        return epoch + 1
     raise CheckpointError(
         f"no intact training backup in {directory} ({'; '.join(errors)}). Delete {backup_dir} to "
         "train again from the first epoch (metrics.csv is rewritten to match)")

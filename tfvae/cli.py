@@ -46,7 +46,8 @@ EVALUATE_HELP = """\
 tfvae-evaluate: measure a run (finished or not) on its own, with standard errors and the
 diagnostics that say whether to trust an importance-sampled number: ELBO, D, R, log p(x) with
 k samples, ESS and Pareto k-hat of the weights, ELBO surgery, active units. Uses the run's best
-checkpoint (else its training backup) and writes WORKDIR/evaluation.json.
+checkpoint (else its training backup) and writes WORKDIR/evaluation.json (or --out=FILE.json;
+never into a workdir a training holds).
 
   tfvae-evaluate --workdir=runs/default [--iw_samples=5000] [--split=validation] [--examples=1000]
 """
@@ -131,7 +132,9 @@ def _interruptible(prog, kept):
 def _run_errors():
     from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
                               WorkdirError)
-    return (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError)
+    from tfvae.errors import DiskFullError
+    return (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError,
+            DiskFullError)
 
 
 def _config_error(err: Exception, argv) -> str:
@@ -267,7 +270,10 @@ def train_main(argv=None):
         if not workdir:
             _fail(prog, "--workdir is required: the folder the run is written to (or resumed "
                         "from), e.g. --workdir=runs/default")
-        config = _train_config(prog, flags.FLAGS.config, workdir, argv)
+        try:
+            config = _train_config(prog, flags.FLAGS.config, workdir, argv)
+        except _run_errors() as err:
+            _fail(prog, err, RUN_ERROR)
         _train(prog, config, workdir)
 
     app.run(main, argv=argv, flags_parser=_parser(prog, with_config=True))
@@ -334,12 +340,13 @@ def evaluate_main(argv=None):
             _fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
         f = flags.FLAGS
         try:
+            path = evaluation.destination(f.workdir, f.out, say=lambda m: print(m, file=sys.stderr))
             result = evaluation.evaluate_run(f.workdir, f.split, f.iw_samples, f.examples,
-                                             f.seed, f.batch_size)
+                                             f.seed, f.batch_size, out=path)
         except _run_errors() as err:
             _fail(prog, err, RUN_ERROR)
         print(evaluation.summary(result))
-        print(f"written: {os.path.join(f.workdir, evaluation.EVALUATION)}")
+        print(f"written: {path}" if path else "written: nothing (see the note above)")
 
     app.run(main, argv=argv, flags_parser=_parser(prog))
 
@@ -352,6 +359,8 @@ _EVALUATE_FLAGS = [
     ("integer", "examples", 0, "images to evaluate (0: the whole split)", {"lower_bound": 0}),
     ("integer", "batch_size", 100, "images per importance-sampling call", {"lower_bound": 1}),
     ("integer", "seed", None, "seed of every random draw (default: a new one each call)", {}),
+    ("string", "out", "", "the JSON to write (default: WORKDIR/evaluation.json, unless a "
+     "training holds the workdir)", {}),
 ]
 
 

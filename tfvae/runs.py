@@ -7,7 +7,6 @@ References:
       Generative Models. NeurIPS.
 """
 import dataclasses
-import json
 import os
 from typing import NamedTuple, Optional
 
@@ -46,10 +45,7 @@ def open_run(workdir: str, warn=_say) -> OpenedRun:
                           train_images=data_lib.first_images(splits, 64),
                           num_classes=splits.num_classes,
                           num_labelled=splits.num_labelled, num_train=splits.num_train)
-    results = None
-    if os.path.exists(os.path.join(workdir, runstate.RESULTS)):
-        with open(os.path.join(workdir, runstate.RESULTS)) as f:
-            results = json.load(f)
+    results = runstate.RunDir(workdir).results()
     best = checkpoints.find_best(os.path.join(workdir, "checkpoints"), warn=warn)
     if best is not None:
         checkpoints.restore(model, best.path)

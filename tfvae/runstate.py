@@ -19,6 +19,7 @@ import os
 import tempfile
 from typing import Dict, List, Optional
 
+from tfvae import storage
 from tfvae.errors import WorkdirError
 
 CONFIG, METRICS, STATE, RESULTS = "config.json", "metrics.csv", "run.json", "results.json"
@@ -33,13 +34,8 @@ SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping_patience", "eval.*", "da
 def write_json(path: str, obj) -> None:
     """Writes JSON atomically (a temporary file renamed over ``path``): a kill never leaves a
     half-written file."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
+    with storage.atomic_file(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _flatten(tree, prefix=""):
@@ -66,16 +62,70 @@ def _merge(base: dict, stored: dict) -> dict:
     return out
 
 
+# What to do about each of a workdir's files that cannot be read.
+REMEDIES = {
+    CONFIG: "restore it from a copy, or start a new --workdir",
+    STATE: "delete it: the run resumes from its training backup and writes it again",
+    RESULTS: "delete it and run tfvae-train on the workdir again: it redoes the final "
+             "evaluation from the trained weights and writes it again",
+}
+VERSION_KEY = "tfvae_version"  # in config.json: the tfvae that wrote it
+
+
+def read_json(path: str):
+    """A workdir's JSON file; raises `WorkdirError` naming it, what is wrong (empty, cut
+    short, not JSON, unreadable) and the way out (`REMEDIES`)."""
+    remedy = REMEDIES.get(os.path.basename(path), "restore it from a copy")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise WorkdirError(f"{path} cannot be read ({getattr(err, 'strerror', None) or err}); "
+                           f"{remedy}") from None
+    if not text.strip():
+        raise WorkdirError(f"{path} is empty; {remedy}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise WorkdirError(f"{path} is not valid JSON ({err.msg} at line {err.lineno} column "
+                           f"{err.colno}; cut short or edited?); {remedy}") from None
+
+
+def _version_tuple(text: str):
+    return tuple(int(p) if p.isdigit() else 0 for p in str(text).split(".")[:3])
+
+
+def _check_version(path: str, stored: dict) -> None:
+    from tfvae import __version__
+    written = stored.get(VERSION_KEY)
+    if written is not None and _version_tuple(written) > _version_tuple(__version__):
+        raise WorkdirError(f"{path} was written by tfvae {written}, newer than this tfvae "
+                           f"{__version__}; upgrade tfvae (pip install -U) to use this workdir")
+
+
 def read_config(path: str):
     """The ``config.json`` at ``path`` as a ConfigDict, on top of today's defaults: a config of
     an older tfvae is moved into today's layout first (`tfvae.config.upgrade`), and a field
-    added since takes its default (the value the run effectively had)."""
+    added since takes its default (the value the run effectively had). A file that cannot be
+    read, of a newer tfvae, or with a field of the wrong kind raises `WorkdirError`."""
     import ml_collections
 
-    from tfvae.config import get_config
-    from tfvae.config import upgrade
-    with open(path) as f:
-        stored = upgrade(json.load(f))  # a config of an older tfvae in today's layout
+    from tfvae.config import get_config, kind_mismatch, upgrade
+    stored = read_json(path)
+    if not isinstance(stored, dict):
+        raise WorkdirError(f"{path} holds {type(stored).__name__}, not a config; "
+                           f"{REMEDIES[CONFIG]}")
+    _check_version(path, stored)
+    stored = {k: v for k, v in stored.items() if k != VERSION_KEY}
+    try:
+        stored = upgrade(stored)  # a config of an older tfvae in today's layout
+    except (AttributeError, TypeError, KeyError, ValueError) as err:
+        raise WorkdirError(f"{path} is not a tfvae config ({type(err).__name__}: {err}); "
+                           f"{REMEDIES[CONFIG]}") from None
+    wrong = kind_mismatch(stored, config_dict(get_config()))
+    if wrong:
+        raise WorkdirError(f"{path}: {wrong}; fix that field (tfvae/config.py says what it "
+                           "holds), or start a new --workdir")
     merged = _merge(config_dict(get_config()), stored)
     config = ml_collections.ConfigDict(merged)
     defaults = get_config()
@@ -147,13 +197,17 @@ class RunDir:
             state = self.state()
             state.setdefault("config_changes", []).append({"epoch": epoch, "changes": changes})
             self.write_state(state)
-        write_json(self.path(CONFIG), config_dict(config))
+        from tfvae import __version__
+        write_json(self.path(CONFIG), {VERSION_KEY: __version__, **config_dict(config)})
 
     def state(self) -> dict:
         if not os.path.exists(self.path(STATE)):
             return {"phase": "training"}
-        with open(self.path(STATE)) as f:
-            return json.load(f)
+        state = read_json(self.path(STATE))
+        if not isinstance(state, dict):
+            raise WorkdirError(f"{self.path(STATE)} holds {type(state).__name__}, not the run's "
+                               f"state; {REMEDIES[STATE]}")
+        return state
 
     def write_state(self, state: dict) -> None:
         write_json(self.path(STATE), state)
@@ -162,8 +216,7 @@ class RunDir:
         """``results.json`` of a finished run; None while it is not finished."""
         if not os.path.exists(self.path(RESULTS)):
             return None
-        with open(self.path(RESULTS)) as f:
-            return json.load(f)
+        return read_json(self.path(RESULTS))
 
     def update_state(self, **fields) -> dict:
         state = self.state() | fields
@@ -175,7 +228,18 @@ class RunDir:
         """Rows of ``metrics.csv`` with numbers as floats (``epoch`` as int)."""
         if not os.path.exists(self.path(METRICS)):
             return []
-        with open(self.path(METRICS), newline="") as f:
+        try:
+            return self._metric_rows()
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise self._unreadable_metrics(err) from None
+
+    def _unreadable_metrics(self, err) -> WorkdirError:
+        return WorkdirError(
+            f"{self.path(METRICS)} cannot be read ({err}); delete it (the run resumes from its "
+            "backup; the history of the epochs before is lost), or restore it from a copy")
+
+    def _metric_rows(self) -> List[dict]:
+        with open(self.path(METRICS), newline="", encoding="utf-8") as f:
             rows = []
             for row in csv.DictReader(f):
                 if not row.get("epoch"):
@@ -192,20 +256,21 @@ class RunDir:
         path = self.path(METRICS)
         if not os.path.exists(path):
             return
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            rows = [r for r in reader if r and r[0].isdigit() and int(r[0]) < epochs
-                    and len(r) == len(header)]
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                rows = [r for r in reader if r and r[0].isdigit() and int(r[0]) < epochs
+                        and len(r) == len(header)]
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise self._unreadable_metrics(err) from None
         if header is None or not rows:
             os.remove(path)
             return
-        fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".tmp-", suffix=".csv")
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
+        with storage.atomic_file(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)
-        os.replace(tmp, path)
 
     def history(self, epochs: Optional[int] = None) -> Dict[str, list]:
         """``{metric: [value per epoch]}`` over the whole run (its first ``epochs`` epochs if
