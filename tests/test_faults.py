@@ -60,3 +60,162 @@ def test_combinations_that_crashed_mid_training_train_and_evaluate(tmp_path, fas
     assert np.isfinite(results["validation"]["elbo"]["mean"])
     if "data__labels" in overrides:
         assert 0.0 <= results["validation"]["classification_error"]["mean"] <= 1.0
+
+
+# ---------------------------------------------------------------------- a generated battery
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tfvae.errors import (CheckpointError, ConfigError, DataError, DiskFullError,  # noqa: E402
+                          WorkdirError)
+
+ONE_LINE_ERRORS = (ConfigError, DataError, CheckpointError, WorkdirError, DiskFullError)
+BATTERY = settings(max_examples=int(os.environ.get("TFVAE_BATTERY", 40)), deadline=None, derandomize=not os.environ.get("TFVAE_BATTERY"), database=None,
+                   suppress_health_check=list(HealthCheck))
+
+
+def _one_line(err):
+    text = str(err)
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def _leaves():
+    from tfvae.config import get_config
+    from tfvae.runstate import _flatten, config_dict
+    flat = _flatten(config_dict(get_config()))
+    return sorted(k for k in flat if not k.startswith("train.groups.") and k not in (
+        "seed", "data.source", "data.idx_dir", "data.data_dir", "data.path", "data.features",
+        "train.strategy", "train.devices", "train.tpu", "data.download"))
+
+
+def _bad_values(default):
+    """Values a user might type by mistake for a field whose default is ``default``."""
+    if isinstance(default, bool):
+        return st.sampled_from(["yes", 2, None])
+    if isinstance(default, (int, float)):
+        return st.one_of(st.sampled_from([float("nan"), float("inf"), -float("inf"), -1, -1e9,
+                                          0, 1e12, 10 ** 12, 10 ** 6, "ten"]),
+                         st.integers(-10 ** 6, -1))
+    if isinstance(default, str):
+        return st.sampled_from(["no-such-name", "", " ", "Ünïcode", "42"])
+    if isinstance(default, list):
+        return st.sampled_from([[], [0], [-3], [float("nan")], "1,2", [1e12], [10 ** 12],
+                                [10 ** 5]])
+    return st.none()
+
+
+@st.composite
+def _bad_field(draw):
+    from tfvae.config import get_config
+    from tfvae.runstate import _flatten, config_dict
+    key = draw(st.sampled_from(_leaves()))
+    return key, draw(_bad_values(_flatten(config_dict(get_config()))[key]))
+
+
+@BATTERY
+@given(change=_bad_field())
+def test_a_drawn_config_value_is_refused_in_one_line_or_builds(fashion_idx_dir, change):
+    """Any value in any field: `config.validate` (which tfvae-train calls before reading data)
+    and the model builder either refuse it with a one-line `ConfigError`, or the model builds
+    and takes a finite training step. A value that a Keras layer or TFP rejects with its own
+    exception is a value tfvae failed to check."""
+    import ml_collections
+    import tf_keras as keras
+
+    from tfvae import config as config_lib
+    from tfvae import runstate
+    key, value = change
+    stored = runstate.config_dict(tiny_config(fashion_idx_dir))
+    node = stored
+    *path, last = key.split(".")
+    for part in path:
+        node = node[part]
+    node[last] = value
+    try:
+        config = ml_collections.ConfigDict(stored)
+        config_lib.validate(config)
+        model = builder.build(config, (28, 28, 1), 4, train_images=np.zeros((64, 28, 28, 1),
+                                                                              np.float32),
+                              num_classes=10, num_labelled=100, num_train=512)
+    except ONE_LINE_ERRORS as err:
+        _one_line(err)
+        return
+    except TypeError as err:  # ml_collections refuses a value of another type when set
+        assert "ConfigDict" in str(err) or "type" in str(err), err
+        return
+    model.compile(keras.optimizers.Adam(config.train.learning_rate))
+    x = tf.cast(tf.random.stateless_uniform([8, 28, 28, 1], seed=[0, 1]) > 0.5, tf.float32)
+    batch = (x, tf.zeros([8], tf.int64)) if model.steps_read_labels else x
+    try:
+        logs = model.train_on_batch(batch, return_dict=True)
+    except tf.errors.ResourceExhaustedError as err:  # tfvae-train says it in one line
+        _one_line(builder.out_of_memory(err))
+        return
+    assert np.isfinite(logs["loss"]), (key, value, logs)
+
+
+def _damage(path, how, draw_fraction):
+    """Breaks the file at ``path`` as a crash, an editor or a full disk would."""
+    data = open(path, "rb").read() if os.path.isfile(path) else b""
+    if how == "zero_bytes":
+        open(path, "wb").close()
+    elif how == "truncated":
+        open(path, "wb").write(data[: int(len(data) * draw_fraction)])
+    elif how == "flipped":
+        data = bytearray(data)
+        start = int(len(data) * draw_fraction)
+        for i in range(start, min(start + 16, len(data))):
+            data[i] ^= 0xFF
+        open(path, "wb").write(bytes(data))
+    elif how == "wrong_type":
+        open(path, "w").write(["[1, 2]", "3", '"text"', "null"][int(draw_fraction * 4) % 4])
+    elif how == "garbage":
+        open(path, "wb").write(bytes(range(256)) * 3)
+    elif how == "a_folder":
+        os.remove(path)
+        os.makedirs(path)
+
+
+WORKDIR_FILES = ["config.json", "run.json", "results.json", "metrics.csv",
+                 "checkpoints/best-00001.index", "checkpoints/best-00001.data-00000-of-00001",
+                 "backup/chief/checkpoint", "backup/chief/ckpt-2.index",
+                 "backup/chief/ckpt-2.data-00000-of-00001"]
+
+
+@pytest.mark.slow
+@settings(BATTERY, max_examples=int(os.environ.get("TFVAE_BATTERY", 24)))
+@given(name=st.sampled_from(WORKDIR_FILES),
+       how=st.sampled_from(["zero_bytes", "truncated", "flipped", "wrong_type", "garbage",
+                            "a_folder"]),
+       fraction=st.floats(0.0, 0.99))
+def test_a_broken_workdir_file_ends_in_one_line_or_falls_back(tiny_run, name, how, fraction):
+    """Any file of a finished workdir broken in any way: reopening it (what tfvae-evaluate and
+    tfvae-sample do) and resuming it (tfvae-train's checks, with results.json gone) either work
+    (a damaged checkpoint falls back to the one before it) or raise a tfvae error whose message
+    is one line. Nothing else: no JSONDecodeError, IndexError or TensorFlow error escapes."""
+    import shutil
+    import tempfile
+
+    from tfvae import runs, runstate
+    workdir = os.path.join(tempfile.mkdtemp(), "run")
+    shutil.copytree(tiny_run, workdir)
+    assert os.path.exists(os.path.join(workdir, name)), os.listdir(workdir)
+    _damage(os.path.join(workdir, name), how, fraction)
+    try:
+        runs.open_run(workdir, warn=lambda m: None)
+    except ONE_LINE_ERRORS as err:
+        _one_line(err)
+    if name == "results.json":
+        return
+    if os.path.isdir(os.path.join(workdir, "results.json")):
+        return
+    os.remove(os.path.join(workdir, "results.json"))
+    try:
+        config = runstate.read_config(os.path.join(workdir, "config.json"))
+        state = train.prepare(config, workdir)
+        state.rundir.history(state.epochs_done)
+        state.rundir.state()
+    except ONE_LINE_ERRORS as err:
+        _one_line(err)
+    shutil.rmtree(os.path.dirname(workdir))

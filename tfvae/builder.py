@@ -14,6 +14,8 @@ A kind takes part through class-level members of `model.VAE`: ``check_config`` (
 line what it cannot take), ``config_kwargs`` (its own constructor arguments) and
 ``conditional`` (its networks take the one-hot label as extra inputs).
 """
+import re
+
 import tensorflow as tf
 
 from tfvae import estimators as estimators_lib
@@ -59,7 +61,28 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
       num_classes: K of the labels, for the models with labels; ``num_labelled`` of
         ``num_train`` training images keep their label (the semi-supervised objective's
         weights).
+
+    A model too large for this machine's memory raises `ConfigError` (with the tensor that did
+    not fit), not TensorFlow's ``ResourceExhaustedError``.
     """
+    try:
+        return _build(config, image_shape, steps_per_epoch, train_images, num_classes,
+                      num_labelled, num_train)
+    except (tf.errors.ResourceExhaustedError, MemoryError) as err:
+        raise out_of_memory(err) from None
+
+
+def out_of_memory(err) -> ConfigError:
+    """The one line for a model, batch or sample count that does not fit in memory."""
+    shape = re.search(r"tensor with shape\s*\[[^\]]*\]", str(err))
+    return ConfigError(
+        f"out of memory ({shape.group(0) if shape else type(err).__name__}): lower "
+        "data.batch_size, model.num_samples, model.latent_dims, model.network.hidden / "
+        "conv_channels or model.prior.components")
+
+
+def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_labelled,
+           num_train) -> VAE:
     m = config.model
     networks.validate(m)
     hierarchy.check(config)

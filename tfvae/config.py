@@ -4,6 +4,9 @@
 on the command line (``--config.model.latent_dims=40,``). `validate` checks a whole config and
 raises `ConfigError` naming the field and the fix.
 """
+import math
+from typing import Optional
+
 import ml_collections
 
 from tfvae.errors import ConfigError
@@ -164,9 +167,70 @@ def from_file(path: str, arg: str = None) -> ml_collections.ConfigDict:
 LABEL_INPUTS = ("features", "channels")
 
 
+_KINDS = ((dict, "a block of fields"), (bool, "true or false"), (str, "a string"),
+          ((int, float), "a number"), ((list, tuple), "a list"))
+
+
+def kind_mismatch(values: dict, defaults: dict, where: str = "") -> Optional[str]:
+    """The first field of ``values`` (plain data, nested) whose kind (block, flag, text, number,
+    list) is not its default's, as "FIELD is VALUE, not KIND"; None when all agree. A field
+    without a default, or a default of None, takes anything."""
+    for key, value in values.items():
+        default = defaults.get(key)
+        if default is None or value is None and not isinstance(default, bool):
+            continue
+        for kind, name in _KINDS:
+            if isinstance(default, kind):
+                if not isinstance(value, kind) or (kind == (int, float)
+                                                   and isinstance(value, bool)):
+                    return f"{where}{key} is {value!r}, not {name}"
+                break
+        if isinstance(default, int) and not isinstance(default, bool):
+            if not isinstance(value, int):
+                return f"{where}{key} is {value!r}, not a whole number"
+            if abs(value) >= 2 ** 31:
+                return f"{where}{key}={value} is too large (at most {2 ** 31 - 1})"
+        if isinstance(value, dict) and isinstance(default, dict):
+            found = kind_mismatch(value, default, f"{where}{key}.")
+            if found:
+                return found
+        if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)) and default:
+            item = default[0]
+            for v in value:
+                if isinstance(item, (int, float)) and (not isinstance(v, (int, float))
+                                                       or isinstance(v, bool)):
+                    return f"{where}{key} holds {v!r}, not a number"
+                if isinstance(item, int) and not isinstance(v, int):
+                    return f"{where}{key} holds {v!r}, not a whole number"
+                if isinstance(item, int) and abs(v) >= 2 ** 31:
+                    return f"{where}{key} holds {v}, too large (at most {2 ** 31 - 1})"
+    return None
+
+
+def _finite(tree: dict, where: str = "") -> Optional[str]:
+    for key, value in tree.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, dict):
+            found = _finite(value, f"{where}{key}.")
+            if found:
+                return found
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            return f"{where}{key}={value!r} must be a finite number"
+    return None
+
+
 def validate(config) -> None:
-    """Raises `ConfigError` for any value that cannot work, before data is read or a model built."""
+    """Raises `ConfigError` for any value that cannot work, before data is read or a model built:
+    first any field of another kind than its default (text for a number, ...) or not finite."""
+    import json
+
     from tfvae import data, estimators, likelihoods, networks, optimizers, posteriors, priors
+    values = json.loads(config.to_json_best_effort())
+    wrong = kind_mismatch(values, json.loads(get_config().to_json_best_effort()))
+    wrong = wrong and f"{wrong} (see tfvae/config.py for what it holds)"
+    wrong = wrong or _finite(values)
+    if wrong:
+        raise ConfigError(wrong)
 
     data.validate(config.data)
     networks.validate(config.model)
@@ -238,7 +302,8 @@ def upgrade(stored: dict) -> dict:
     """A config as stored by any tfvae version (plain JSON data) in today's layout: tfvae 0.1's
     flat fields move into their part's block (`RENAMED`; its ``model.activation`` also became the
     prior networks' ``model.prior.activation``, which it used to set), dead fields are dropped,
-    and a field whose meaning changed gets the value that keeps the old run's objective
+    a flag that became a choice takes its word (``train.jit_compile`` True -> "true"), and a
+    field whose meaning changed gets the value that keeps the old run's objective
     (``model.classifier_weight_per_labelled``). Today's layout is returned unchanged."""
     import copy
     out = copy.deepcopy(stored)
@@ -250,6 +315,9 @@ def upgrade(stored: dict) -> dict:
         # N_l x its mean over the labelled images: the same objective under today's reading.
         # (Other models do not read the field: they take its default, as a run started today.)
         model["classifier_weight_per_labelled"] = True
+    train = out.get("train", {})
+    if isinstance(train, dict) and isinstance(train.get("jit_compile"), bool):
+        train["jit_compile"] = str(train["jit_compile"]).lower()  # tfvae <= 0.2: a flag
     if not isinstance(model.get("prior", {}), str) and not isinstance(out.get("estimator", {}),
                                                                           str):
         return out  # already nested

@@ -248,6 +248,15 @@ def validate(model_config) -> None:
     if c.name == "cnn" and (not c.conv_channels or any(int(u) < 1 for u in c.conv_channels)):
         raise ConfigError(f"model.network.conv_channels={tuple(c.conv_channels)} must hold at "
                           "least one positive channel count for the cnn network")
+    if c.kernel_size < 1:
+        raise ConfigError(f"model.network.kernel_size={c.kernel_size} must be >= 1")
+    for field, name in (("model.network.activation", c.activation),
+                        ("model.prior.activation", model_config.prior.activation)):
+        try:
+            keras.activations.get(name)
+        except ValueError:
+            raise ConfigError(f"{field}={name!r} is not a Keras activation; use e.g. relu, elu, "
+                              "gelu, tanh, swish or leaky_relu") from None
 
 
 def build(model_config, image_shape, encoder_output_size, params_per_pixel: int = 1,
