@@ -70,7 +70,9 @@ from tfvae.errors import (CheckpointError, ConfigError, DataError, DiskFullError
                           WorkdirError)
 
 ONE_LINE_ERRORS = (ConfigError, DataError, CheckpointError, WorkdirError, DiskFullError)
-BATTERY = settings(max_examples=int(os.environ.get("TFVAE_BATTERY", 40)), deadline=None, derandomize=not os.environ.get("TFVAE_BATTERY"), database=None,
+# TFVAE_BATTERY=N draws N fresh examples per battery; unset (CI), a fixed derandomised draw.
+BATTERY = settings(max_examples=int(os.environ.get("TFVAE_BATTERY", 40)), deadline=None,
+                   derandomize=not os.environ.get("TFVAE_BATTERY"), database=None,
                    suppress_health_check=list(HealthCheck))
 
 
@@ -219,3 +221,238 @@ def test_a_broken_workdir_file_ends_in_one_line_or_falls_back(tiny_run, name, ho
     except ONE_LINE_ERRORS as err:
         _one_line(err)
     shutil.rmtree(os.path.dirname(workdir))
+
+
+# ---------------------------------------------------------------------- a full disk
+def _no_space(path):
+    import errno
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+
+def _fill_disk_at(monkeypatch, where, epoch):
+    """Makes one writer of the run meet a full disk: ``epoch``'s row of metrics.csv (Python's
+    OSError ENOSPC, after half the file is written), its training backup or its best
+    checkpoint (TensorFlow's errors, as its file system reports them), or the SavedModel."""
+    import contextlib
+
+    from tensorflow.python.checkpoint import checkpoint_management
+
+    from tfvae import checkpoints, export, storage
+    if where == "metrics":
+        atomic_file = storage.atomic_file
+
+        rows = []
+
+        @contextlib.contextmanager
+        def full(path, *args, **kwargs):
+            with atomic_file(path, *args, **kwargs) as f:
+                yield f  # the whole file, up to this epoch's row, is in the temporary file
+                if path.endswith("metrics.csv"):
+                    rows.append(path)
+                    if len(rows) == epoch + 1:
+                        raise _no_space(path)
+        monkeypatch.setattr(storage, "atomic_file", full)
+    elif where == "backup":
+        save = checkpoint_management.CheckpointManager.save
+
+        def full(self, checkpoint_number=None, **kwargs):
+            if checkpoint_number == epoch + 1:
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, f"{self.directory}/ckpt-{epoch + 1}_temp/part-00000-of-00001."
+                    "data-00000-of-00001.tempstate1; No space left on device")
+            return save(self, checkpoint_number=checkpoint_number, **kwargs)
+        monkeypatch.setattr(checkpoint_management.CheckpointManager, "save", full)
+    elif where == "best":
+        write_best = checkpoints.write_best
+
+        def full(directory, model, e, value):
+            if int(e.numpy()) == epoch:
+                raise tf.errors.UnknownError(None, None, f"{directory}/best-{epoch:05d}.index"
+                                             "; No space left on device [Op:SaveV2]")
+            return write_best(directory, model, e, value)
+        monkeypatch.setattr(checkpoints, "write_best", full)
+    elif where == "export":
+        def full(path):
+            raise _no_space(os.path.join(path, "variables", "variables.data-00000-of-00001"))
+        monkeypatch.setattr(export.tf.saved_model, "save", lambda obj, path, **kw: full(path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["metrics", "backup", "best", "export"])
+def test_a_full_disk_stops_in_one_line_and_the_run_resumes_once_space_is_freed(
+        tmp_path, fashion_idx_dir, monkeypatch, where):
+    """The disk fills while epoch 3 (of 4) is written, or while the SavedModel is: the run stops
+    with a DiskFullError naming the space free and needed and where it resumes; every file
+    written before is intact; run again with space, it redoes only what was lost and ends with
+    every epoch once."""
+    import csv
+    from tfvae import runstate
+    workdir = str(tmp_path / "run")
+    config = tiny_config(fashion_idx_dir, train__epochs=4)
+    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        _fill_disk_at(m, where, epoch=2)
+        with pytest.raises(DiskFullError) as caught:
+            train.train_and_evaluate(config, workdir, verbose=0)
+    message = _one_line(caught.value)
+    assert "no space left" in message and " free; the run needs about " in message, message
+    resumes = "after epoch 4" if where == "export" else "after epoch 2"
+    assert resumes in message and "intact" in message, message
+    with open(os.path.join(workdir, "metrics.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = [int(r["epoch"]) for r in rows]
+    assert kept == (list(range(4)) if where == "export" else [0, 1, 2][:len(kept)]), kept
+    assert all(r["val_elbo"] not in ("", None) for r in rows)  # no half row
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    assert not [p for p in os.listdir(workdir) if p.startswith(".tmp-")]
+    runstate.read_config(os.path.join(workdir, "config.json"))
+    results = train.train_and_evaluate(config, workdir, verbose=0)
+    with open(os.path.join(workdir, "metrics.csv"), newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2, 3]
+    assert results["epochs_trained"] == 4 and np.isfinite(results["test"]["elbo"]["mean"])
+    assert os.path.isfile(os.path.join(workdir, "saved_model", "saved_model.pb"))
+
+
+def test_a_full_disk_in_the_cli_is_one_line_naming_the_path(tmp_path, capsys):
+    """`storage.disk_full` of Python's and TensorFlow's errors: the path written, free MB."""
+    from tfvae import storage
+    assert storage.is_disk_full(_no_space("/x/y"))
+    assert storage.is_disk_full(tf.errors.ResourceExhaustedError(
+        None, None, "/w/backup/chief/ckpt-3.index: No space left on device"))
+    assert not storage.is_disk_full(tf.errors.ResourceExhaustedError(None, None, "OOM when "
+                                                                     "allocating tensor"))
+    assert not storage.is_disk_full(OSError(13, "Permission denied", "/x"))
+    err = storage.disk_full(tf.errors.UnknownError(
+        None, None, f"{tmp_path}/checkpoints/best-00002.index; No space left on device"),
+        str(tmp_path), resumes_at=2)
+    text = _one_line(err)
+    assert f"{tmp_path}/checkpoints/best-00002.index" in text and "after epoch 2" in text
+
+
+# ---------------------------------------------------------------------- one run per workdir
+def _holding(workdir):
+    """A tfvae-train subprocess that holds ``workdir``'s lock (and trains on, 3,000 epochs of
+    512 images); returned once it holds it."""
+    import subprocess
+    import time
+
+    from commands import command
+    from tfvae import locks
+    proc = subprocess.Popen(
+        [*command("train"), f"--workdir={workdir}", "--config.data.source=idx",
+         f"--config.data.idx_dir={os.environ['TFVAE_TEST_FASHION']}",
+         "--config.data.train_size=512", "--config.data.test_size=200",
+         "--config.data.validation_size=200", "--config.model.latent_dims=(4,)",
+         "--config.model.network.hidden=(32,)", "--config.train.epochs=3000",
+         "--config.eval.plots=False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    start = time.time()
+    while locks.holder(workdir) is None or not os.path.exists(os.path.join(workdir,
+                                                                           "metrics.csv")):
+        if proc.poll() is not None or time.time() - start > 300:
+            proc.kill()
+            pytest.fail(f"the holder ended (rc={proc.returncode}): {proc.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.slow
+def test_one_training_per_workdir_and_a_killed_holder_leaves_it_free(tmp_path, fashion_idx_dir,
+                                                                      monkeypatch, capsys):
+    """While a tfvae-train trains, a second one on its workdir is refused in one line naming
+    the holder's pid and host, before it reads anything; tfvae-evaluate writes nothing into it
+    (but does write --out); once the holder is SIGKILLed the lock is gone with it (an OS lock,
+    not a file) and the run resumes."""
+    import signal
+    import socket
+
+    from tfvae import evaluation, locks
+    from tfvae.errors import WorkdirError
+    monkeypatch.setenv("TFVAE_TEST_FASHION", fashion_idx_dir)
+    workdir = str(tmp_path / "run")
+    holder = _holding(workdir)
+    try:
+        who = locks.holder(workdir)
+        assert who["pid"] == holder.pid and who["host"] == socket.gethostname()
+        config = tiny_config(fashion_idx_dir, train__epochs=3000)
+        with pytest.raises(WorkdirError) as caught:
+            train.train_and_evaluate(config, workdir, verbose=0)
+        text = _one_line(caught.value)
+        assert f"in use by another tfvae-train (pid {holder.pid} on {socket.gethostname()}" in text
+        assert "choose another --workdir" in text
+        said = []
+        assert evaluation.destination(workdir, "", said.append) is None
+        assert "holds" in said[0] and "--out=" in said[0]
+        out = str(tmp_path / "new" / "folder" / "evaluation.json")
+        assert evaluation.destination(workdir, out) == out
+        assert os.path.isdir(os.path.dirname(out))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert locks.holder(workdir) is None                      # the kernel dropped the lock
+    assert os.path.exists(os.path.join(workdir, locks.LOCK))  # the file stays, harmlessly
+    lock = locks.WorkdirLock(workdir).acquire()
+    assert locks.holder(workdir)["pid"] == os.getpid()
+    lock.release()
+    import csv
+
+    from tfvae import runstate
+    config = runstate.read_config(os.path.join(workdir, "config.json"))
+    with open(os.path.join(workdir, "metrics.csv"), newline="") as f:
+        done = len(list(csv.DictReader(f)))
+    config.train.epochs = done + 1
+    results = train.train_and_evaluate(config, workdir, verbose=0)
+    assert results["epochs_trained"] == done + 1
+    assert locks.holder(workdir) is None                      # released when the run ended
+
+
+def test_out_paths_are_created_or_refused_in_one_line(tmp_path):
+    """``--out`` of tfvae-evaluate and tfvae-sample: missing folders are made; a folder, a
+    wrong suffix or an unwritable place is refused naming the flag."""
+    from tfvae import sample, storage
+    out = str(tmp_path / "a" / "b" / "grid.png")
+    assert storage.output_file(out, "--out", sample.IMAGE_SUFFIXES) == out
+    assert os.path.isdir(os.path.dirname(out))
+    for bad, says in [(str(tmp_path), "is a folder"), (str(tmp_path / "x.txt"), "write a .png"),
+                      ("/proc/tfvae/x.png", "cannot write into"), ("", "is empty")]:
+        with pytest.raises(ConfigError) as caught:
+            storage.output_file(bad, "--out", sample.IMAGE_SUFFIXES)
+        assert says in _one_line(caught.value) and "--out" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_the_commands_say_a_broken_workdir_in_one_line(tiny_run, tmp_path):
+    """As a user meets it: tfvae-train resuming a workdir whose config.json was cut short, and
+    tfvae-evaluate on one written by a newer tfvae, exit 1 with one line naming the file and
+    the way out; tfvae-evaluate on a workdir whose best checkpoint is truncated falls back to
+    the other and says which epoch."""
+    import glob
+    import json
+    import shutil
+
+    from commands import command, run_together
+    cut, newer, truncated = (str(tmp_path / n) for n in ("cut", "newer", "truncated"))
+    for w in (cut, newer, truncated):
+        shutil.copytree(tiny_run, w)
+    os.remove(os.path.join(cut, "results.json"))
+    text = open(os.path.join(cut, "config.json")).read()
+    open(os.path.join(cut, "config.json"), "w").write(text[: len(text) // 2])
+    stored = json.load(open(os.path.join(newer, "config.json")))
+    stored["tfvae_version"] = "99.0.0"
+    json.dump(stored, open(os.path.join(newer, "config.json"), "w"))
+    best = sorted(glob.glob(os.path.join(truncated, "checkpoints", "best-*.data-*")))
+    assert len(best) == 2, best
+    data = open(best[-1], "rb").read()
+    open(best[-1], "wb").write(data[: len(data) // 3])
+    evaluate = [*command("evaluate"), "--iw_samples=2", "--examples=20"]
+    resumed, newer_run, fallback = run_together(
+        [*command("train"), f"--workdir={cut}"],
+        [*evaluate, f"--workdir={newer}"],
+        [*evaluate, f"--workdir={truncated}", f"--out={tmp_path / 'e.json'}"])
+    for done, says in [(resumed, "config.json"), (newer_run, "99.0.0")]:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("tfvae-")]
+        assert done.returncode == 1 and len(errors) == 1, done.stderr[-2000:]
+        assert says in errors[0] and "Traceback" not in done.stderr, errors
+    assert "--workdir" in resumed.stderr.splitlines()[-1]
+    assert fallback.returncode == 0, fallback.stderr[-2000:]
+    assert "using the best checkpoint of epoch 1" in fallback.stderr, fallback.stderr[-2000:]

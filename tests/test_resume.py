@@ -313,3 +313,74 @@ def test_a_backup_under_a_relative_workdir_is_found(tmp_path, monkeypatch):
     manager.save(checkpoint_number=3)
     assert checkpoints.resume_epoch(backup, warn=pytest.fail) == 3
     assert os.path.exists(checkpoints.latest_backup(backup) + ".index")
+
+
+# ---------------------------------------------------------------------- killed mid-write
+KILLPOINT = os.path.join(os.path.dirname(__file__), "killpoint.py")
+TIMED = ("epoch_time_s", "train_images_per_s")  # the only columns allowed to differ
+
+
+def _killed_at(point, nth, cmd):
+    """Runs ``cmd`` (a tfvae-train argv) until its ``nth`` passage through ``point``
+    (tests/killpoint.py), where it is SIGKILLed."""
+    import sys
+    done = subprocess.run([sys.executable, KILLPOINT, point, str(nth), *cmd],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, (point, nth, done.returncode, done.stderr[-3000:])
+
+
+def _resumes_at(workdir):
+    return checkpoints.resume_epoch(os.path.join(workdir, "backup"),
+                                    warn=lambda m: None)
+
+
+def _comparable(workdir):
+    results = _json(workdir, "results.json")
+    rows = [{k: v for k, v in r.items() if k not in TIMED} for r in _rows(workdir)]
+    return {k: results[k] for k in ("test", "validation", "epochs_trained", "best_epoch",
+                                    "best_val_elbo", "stopped")}, rows
+
+
+@pytest.mark.slow
+def test_killed_in_every_write_path_the_resumed_run_equals_one_stopped_between_epochs(
+        tmp_path, fashion_idx_dir):
+    """SIGKILL inside the writes of metrics.csv, a training backup (files written, state file
+    not), a best checkpoint, the SavedModel and results.json, at points drawn with a fixed
+    seed; resumed each time, the run has every epoch once and ends with exactly the results
+    and metrics of a run stopped only between epochs, at the same epochs (a resumed run
+    restarts its random streams from config.seed, so the reference must resume where it did)."""
+    import random
+    epochs = 6
+    rng = random.Random(int(os.environ.get("TFVAE_BATTERY_SEED", 0)))
+    workdir, reference = str(tmp_path / "killed"), str(tmp_path / "reference")
+
+    def cmd(where):
+        return _cli(where, fashion_idx_dir, "--config.data.train_size=512",
+                    "--config.data.pixels=binary", "--config.model.latent_dims=(4,)",
+                    "--config.model.network.hidden=(32,)", f"--config.train.epochs={epochs}",
+                    "--config.eval.iw_samples=5", "--config.eval.iw_examples=50")
+
+    boundaries = []
+    for point, nth in [("metrics", rng.randint(2, 3)), ("backup_state", rng.randint(1, 3)),
+                       ("best", 1), ("export", 1), ("results", 1)]:
+        _killed_at(point, nth, cmd(workdir))
+        assert not os.path.exists(os.path.join(workdir, "results.json")), point
+        epochs_seen = _epochs(workdir)                      # whole rows only, each epoch once
+        assert epochs_seen == list(range(len(epochs_seen))), (point, epochs_seen)
+        runstate.read_config(os.path.join(workdir, "config.json"))
+        boundaries.append(_resumes_at(workdir))
+    done = subprocess.run(cmd(workdir), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _epochs(workdir) == list(range(epochs))
+    assert boundaries[-1] == epochs and boundaries[0] >= 1, boundaries
+
+    before = 0
+    for b in sorted(set(boundaries) - {epochs}):
+        _killed_at("epoch_end", b - before, cmd(reference))
+        assert _resumes_at(reference) == b
+        before = b
+    done = subprocess.run(cmd(reference), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed, clean = _comparable(workdir), _comparable(reference)
+    assert killed == clean, boundaries
+    assert not glob.glob(os.path.join(workdir, "**", ".tmp-*"), recursive=True)

@@ -130,9 +130,8 @@ def _interruptible(prog, kept):
 
 
 def _run_errors():
-    from tfvae.errors import (CheckpointError, ConfigError, DataError, TrainingDivergedError,
-                              WorkdirError)
-    from tfvae.errors import DiskFullError
+    from tfvae.errors import (CheckpointError, ConfigError, DataError, DiskFullError,
+                              TrainingDivergedError, WorkdirError)
     return (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError,
             DiskFullError)
 

@@ -87,7 +87,7 @@ def read_json(path: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise WorkdirError(f"{path} is not valid JSON ({err.msg} at line {err.lineno} column "
+        raise WorkdirError(f"{path} is not valid JSON ({err.msg}: line {err.lineno}, column "
                            f"{err.colno}; cut short or edited?); {remedy}") from None
 
 
