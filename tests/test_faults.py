@@ -456,3 +456,33 @@ def test_the_commands_say_a_broken_workdir_in_one_line(tiny_run, tmp_path):
     assert "--workdir" in resumed.stderr.splitlines()[-1]
     assert fallback.returncode == 0, fallback.stderr[-2000:]
     assert "using the best checkpoint of epoch 1" in fallback.stderr, fallback.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------- the grid of parts
+def _grid_walk():
+    import importlib.util
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        "grid_walk", os.path.join(REPO, "benchmarks", "grid_walk.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_a_seeded_sample_of_the_grid_of_parts_trains_or_is_refused_in_one_line(
+        fashion_idx_dir):
+    """prior x posterior x likelihood x pixels x network x label role x latent layers
+    (9,216 combinations; `benchmarks/grid_walk.py` walks them all): each of 40 drawn with a
+    fixed seed (TFVAE_BATTERY_SEED draws others) trains a step to a finite loss, evaluates
+    and samples, or is refused before training with one line. Every part value is drawn."""
+    walk = _grid_walk()
+    drawn = walk.sample(40, int(os.environ.get("TFVAE_BATTERY_SEED", 0)))
+    outcomes = {}
+    for combo in drawn:
+        row = walk.walk_one(combo, fashion_idx_dir)
+        assert row["outcome"] != "fault", (walk.name(combo), row["message"])
+        outcomes.setdefault(row["outcome"], []).append(combo)
+    assert len(outcomes.get("trained", [])) >= 5, {k: len(v) for k, v in outcomes.items()}
+    for field, values in walk.GRID.items():
+        assert {c[field] for c in drawn} == set(values), field

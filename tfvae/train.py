@@ -104,7 +104,14 @@ def _epochs_kept(workdir) -> Optional[int]:
 
 def build_model(config, splits, strategy=None):
     """The model of ``config`` for ``splits``, compiled with its optimisers (under ``strategy``'s
-    scope: variables, optimisers and metrics replicated)."""
+    scope: variables, optimisers and metrics replicated). A model that needs labelled images
+    the splits lack raises `ConfigError`."""
+    if ((config.model.semi_supervised or config.model.prior.annotated)
+            and splits.labelled is None):
+        raise ConfigError("model.semi_supervised and model.prior.annotated need labelled "
+                          "training images held in "
+                          "memory: data.labels=N (per class) or 'all' on a source with labels, "
+                          "and data.in_memory_mb above its size")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = builder.build(config, splits.image_shape, splits.steps_per_epoch,
                               train_images=data_lib.first_images(splits, 64),
@@ -135,12 +142,6 @@ def prepare(config, workdir: str, lock: Optional[locks.WorkdirLock] = None) -> R
     epochs_done = checkpoints.resume_epoch(_backup_dir(workdir), warn=_say)
     keras.utils.set_random_seed(config.seed)
     splits = runs.load_data(config, shard=distribute.input_shard(strategy), warn=_say)
-    if ((config.model.semi_supervised or config.model.prior.annotated)
-            and splits.labelled is None):
-        raise ConfigError("model.semi_supervised and model.prior.annotated need labelled "
-                          "training images held in "
-                          "memory: data.labels=N (per class) or 'all' on a source with labels, "
-                          "and data.in_memory_mb above its size")
     model = build_model(config, splits, strategy)
     if (config.model.network.name == "cnn" and config.train.precision == "float32"
             and precision_lib.resolve("auto") == "mixed_bfloat16"):
@@ -273,25 +274,31 @@ def _callbacks(state: Run, best, stopper):
     return out
 
 
+def training_data(model, splits):
+    """``(train, validation)``: the data sets ``model.fit`` takes for ``splits``. A model
+    without labels trains on images alone; a conditional one on (images, labels); a
+    semi-supervised one on a batch of every image beside a batch of the labelled ones. Its
+    validation batches are what its test step reads (`VAE.steps_read_labels`); validation is
+    None without a validation split. ``train`` repeats: a repeated data set keeps one iterator
+    for the whole run (Keras otherwise makes a new one each epoch, which costs seconds per
+    epoch here: measured ~4 s on 2 cores)."""
+    images = (lambda ds: ds) if model.steps_read_labels else (  # noqa: E731
+        lambda ds: ds.map(lambda x, y: x))
+    train = images(splits.train).repeat()
+    if model.labelled_stream:
+        train = tf.data.Dataset.zip((splits.train.map(lambda x, y: x).repeat(),
+                                     splits.labelled))
+    return train, images(splits.validation) if splits.num_validation else None
+
+
 def _fit(state: Run, callbacks, verbose):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    # A model without labels trains on images alone; a conditional one on (images, labels); a
-    # semi-supervised one on a batch of every image beside a batch of the labelled ones. Its
-    # validation batches are what its test step reads (`VAE.steps_read_labels`).
-    images = (lambda ds: ds) if state.model.steps_read_labels else (  # noqa: E731
-        lambda ds: ds.map(lambda x, y: x))
     splits = state.splits
-    train = images(splits.train).repeat()
-    if state.model.labelled_stream:
-        train = tf.data.Dataset.zip((splits.train.map(lambda x, y: x).repeat(),
-                                     splits.labelled))
+    train, validation = training_data(state.model, splits)
     try:
-        # A repeated data set keeps one iterator for the whole run: Keras otherwise makes a new
-        # one each epoch, which costs seconds per epoch here (measured: ~4 s on 2 cores).
         state.model.fit(train, steps_per_epoch=splits.steps_per_epoch,
-                        validation_data=images(splits.validation) if splits.num_validation
-                        else None, epochs=state.config.train.epochs,
+                        validation_data=validation, epochs=state.config.train.epochs,
                         initial_epoch=state.epochs_done, callbacks=callbacks, verbose=verbose)
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
             tf.errors.AbortedError, tf.errors.CancelledError) as err:
