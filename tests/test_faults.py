@@ -486,3 +486,23 @@ def test_a_seeded_sample_of_the_grid_of_parts_trains_or_is_refused_in_one_line(
     assert len(outcomes.get("trained", [])) >= 5, {k: len(v) for k, v in outcomes.items()}
     for field, values in walk.GRID.items():
         assert {c[field] for c in drawn} == set(values), field
+
+
+def test_tfvae_sample_of_an_unfinished_run_writes_nothing_into_its_workdir(tiny_run, tmp_path):
+    """A workdir without a SavedModel (a run in training) is exported to a temporary folder,
+    sampled and the folder removed: the workdir is left as it was."""
+    import glob
+    import shutil
+    import tempfile
+
+    from tfvae import sample
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run, workdir)
+    shutil.rmtree(os.path.join(workdir, "saved_model"))
+    before = sorted(os.listdir(workdir))
+    temporaries = set(glob.glob(os.path.join(tempfile.gettempdir(), "tfvae_sample_*")))
+    out = str(tmp_path / "made" / "grid.png")
+    images = sample.run(out, workdir=workdir, num=4, seed=1, say=lambda m: None)
+    assert os.path.getsize(out) > 0 and np.all(np.isfinite(images))
+    assert sorted(os.listdir(workdir)) == before
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "tfvae_sample_*"))) <= temporaries

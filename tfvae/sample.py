@@ -21,6 +21,7 @@ Images for ``conditional`` and ``interpolate`` come from ``--images`` (a .npy of
 interrupted run) is exported first from its best checkpoint.
 """
 import os
+import shutil
 import tempfile
 import time
 
@@ -109,8 +110,12 @@ def _open(saved_model, workdir, say):
     from tfvae import export, runs
     opened = runs.open_run(workdir)
     say(f"no SavedModel in {workdir} (an unfinished run): exporting its {opened.source}")
-    path = export.export(opened.model, tempfile.mkdtemp(prefix="tfvae_sample_"))
-    return tf.saved_model.load(path), path
+    tmp = tempfile.mkdtemp(prefix="tfvae_sample_")  # never into the workdir: a run may hold it
+    try:
+        path = export.export(opened.model, os.path.join(tmp, "saved_model"))
+        return tf.saved_model.load(path), f"{workdir} ({opened.source})"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # loaded: its variables are in memory
 
 
 def _load_images(images_path, workdir, count):
