@@ -210,3 +210,25 @@ def test_class_names_come_from_tfds(mnist_arrays):
     config.data.source = "idx"
     assert data.class_names(config.data) is None
     assert tf.executing_eagerly()
+
+
+def test_the_scripts_are_the_commands_with_absl_helpfull():
+    """scripts/train.py, evaluate.py and sample.py (the design card's absl scripts) run the
+    console commands' entry points: --helpfull lists their flags, a bad value is one line."""
+    import sys
+
+    from commands import run_together
+    from conftest import REPO
+    script = lambda name: [sys.executable, os.path.join(REPO, "scripts", f"{name}.py")]  # noqa
+    train, evaluate, sample, bad = run_together(
+        [*script("train"), "--helpfull"], [*script("evaluate"), "--helpfull"],
+        [*script("sample"), "--helpfull"],
+        [*script("train"), "--workdir=/tmp/x", "--config.data.pixels=grey"])
+    for done, flags in [(train, ("--config", "--workdir")),
+                        (evaluate, ("--workdir", "--iw_samples", "--out")),
+                        (sample, ("--workdir", "--saved_model", "--out"))]:
+        assert done.returncode == 1, done.stderr[-2000:]  # absl's --helpfull exits with 1
+        listed = {line.split(":")[0].strip() for line in done.stdout.splitlines()}
+        assert set(flags) <= listed, (flags, done.stdout[:2000])
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("tfvae-train")]
+    assert bad.returncode != 0 and len(errors) == 1 and "data.pixels" in errors[0], bad.stderr
