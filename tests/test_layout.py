@@ -70,3 +70,43 @@ def test_no_keras_internals():
         if name.endswith(".py"):
             text = open(os.path.join(PACKAGE, name)).read()
             assert "keras.src" not in text, name
+
+
+# Private attributes of TensorFlow, Keras or TFP that tfvae reads, each because no public API
+# exists, with the test that fails if the library changes them.
+FOREIGN_PRIVATE = {
+    "_index_dict": "optimizers.Adam: tests/test_optimizers.py (same steps as Keras's Adam)",
+    "_var_key": "optimizers.Adam: tests/test_optimizers.py",
+    "_momentums": "optimizers.Adam: tests/test_optimizers.py (Keras checkpoints load)",
+    "_velocities": "optimizers.Adam: tests/test_optimizers.py",
+    "_network": "posteriors: tests/test_flows.py (an IAF starts as the identity)",
+}
+
+
+# Public APIs whose names start with an underscore.
+PUBLIC_WITH_UNDERSCORE = ("_replace", "_asdict", "_fields", "_exit")
+
+
+def test_no_private_attribute_of_a_library_is_read_unless_listed():
+    """``obj._name`` where tfvae defines no ``_name`` of its own reads a library's private
+    state: it must be in FOREIGN_PRIVATE, with the test that pins it."""
+    modules = _modules()
+    own = set()
+    for tree in modules.values():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                own.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif (isinstance(node, ast.Call) and len(node.args) >= 2
+                  and isinstance(node.args[1], ast.Constant)
+                  and isinstance(node.args[1].value, str)):  # setattr(obj, "_name", ...)
+                own.add(node.args[1].value)
+    found = sorted({f"{m}.py:{node.lineno} .{node.attr}" for m, tree in modules.items()
+                    for node in ast.walk(tree)
+                    if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and node.attr not in own
+                    and node.attr not in (*FOREIGN_PRIVATE, *PUBLIC_WITH_UNDERSCORE)})
+    assert not found, found

@@ -165,7 +165,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             if value is None or not np.isfinite(value) or epoch < self.start_from_epoch:
                 continue
             self.wait += 1
-            if self._is_improvement(value, self.best):
+            if self.monitor_op(value - self.min_delta, self.best):  # Keras's improvement test
                 self.best, self.best_epoch, self.wait = value, epoch, 0
         return self
 

@@ -8,8 +8,8 @@ For a model with a proposal q(z|x) and a joint p(x, z), with z_s ~ q(z|x),
 which is tight as k -> infinity and rises with k in expectation [1]. Functions of the model's
 public interface only: ``model.encode(x)`` (the proposal, batch ``[B]``), ``model.log_joint_fn()``
 (``(x, z) -> log p(x, z)`` ``[S, B]``, with whatever can be computed once for all chunks, e.g.
-a VampPrior's pseudo-input pass, computed once) and ``model.output_shape_per_sample`` (the
-decoder outputs per image, for the chunk policy). A model with several latent layers or labels
+a VampPrior's pseudo-input pass, computed once) and ``model.param_shape`` (the decoder's
+outputs per image, for the chunk policy). A model with several latent layers or labels
 gives the same interface, so nothing here changes with its structure.
 
 Samples are drawn ``chunk`` at a time in one traced loop, so k = 5,000 fits in memory (peak ~

@@ -76,7 +76,7 @@ class _Bernoulli(tfd.Bernoulli):
     softplus dominates the importance-sampled evaluation's non-matmul time."""
 
     def _log_prob(self, event):
-        logits = self._logits_parameter_no_checks()
+        logits = self.logits_parameter()
         event = tf.cast(event, logits.dtype)
         return event * logits - tf.nn.softplus(logits)
 
@@ -188,7 +188,7 @@ class DiscretizedLogistic(_LevelDistribution):
         return tf.exp(per_level.log_prob(grid))
 
     def _sample_n(self, n, seed=None):
-        shape = tf.concat([[n], self._batch_shape_tensor()], 0)
+        shape = tf.concat([[n], self.batch_shape_tensor()], 0)
         u = tf.random.stateless_uniform(shape, seed=tfp.random.sanitize_seed(seed),
                                         minval=1e-5, maxval=1.0 - 1e-5, dtype=self.dtype)
         x = self._loc + tf.exp(self._log_scale) * (tf.math.log(u) - tf.math.log1p(-u))

@@ -33,6 +33,9 @@ class Adam(keras.optimizers.Adam):
         if isinstance(gradient, tf.IndexedSlices) or self.amsgrad:
             return super().update_step(gradient, variable)
         dtype = variable.dtype
+        # Keras's slots by its own private index (tf-keras offers no public slot lookup for the
+        # new optimisers; its own update_step reads them the same way). Pinned by
+        # tests/test_optimizers.py: the same steps as Keras's Adam, and its checkpoints load.
         index = self._index_dict[self._var_key(variable)]
         local_step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)

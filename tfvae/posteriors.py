@@ -215,7 +215,9 @@ class IAFPosterior(_FlowPosterior):
 
     @staticmethod
     def output_layer(made):
-        """The MADE's hidden-to-output masked dense layer."""
+        """The MADE's hidden-to-output masked dense layer. TFP offers no public handle on it
+        (``AutoregressiveNetwork`` keeps its layers in ``_network``); tests/test_flows.py pins
+        it: an IAF starts as the identity only if this layer is the one zeroed."""
         return [layer for layer in made._network.layers
                 if isinstance(layer, keras.layers.Dense)][-1]
 
