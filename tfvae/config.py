@@ -308,7 +308,7 @@ def upgrade(stored: dict) -> dict:
     import copy
     out = copy.deepcopy(stored)
     model = out.get("model", {})
-    if "latent_dim" in model:  # tfvae <= 0.2: one latent layer
+    if "latent_dim" in model:  # tfvae 0.1: one latent layer
         model["latent_dims"] = [model.pop("latent_dim")]
     if model.get("semi_supervised") and "classifier_weight_per_labelled" not in model:
         # M2 written before 2026-12-02, when its classification term was classifier_weight x
@@ -317,7 +317,7 @@ def upgrade(stored: dict) -> dict:
         model["classifier_weight_per_labelled"] = True
     train = out.get("train", {})
     if isinstance(train, dict) and isinstance(train.get("jit_compile"), bool):
-        train["jit_compile"] = str(train["jit_compile"]).lower()  # tfvae <= 0.2: a flag
+        train["jit_compile"] = str(train["jit_compile"]).lower()  # tfvae 0.1: a flag
     if not isinstance(model.get("prior", {}), str) and not isinstance(out.get("estimator", {}),
                                                                           str):
         return out  # already nested

@@ -24,28 +24,10 @@ TMP = ".tmp-"  # prefix of every temporary file and folder; left-overs of a kill
 
 
 @contextlib.contextmanager
-def atomic_file(path: str, mode: str = "w", **kwargs):
-    """``with atomic_file(path) as f: f.write(...)``: ``path`` appears whole, or not at all
-    (a failed write leaves the old file and no temporary one)."""
-    directory = os.path.dirname(path) or "."
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP, suffix=suffix)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-@contextlib.contextmanager
 def atomic_path(path: str):
     """``with atomic_path(path) as tmp: write(tmp)`` for writers that take a file name (e.g.
-    matplotlib's ``savefig``): ``tmp`` is renamed to ``path`` once the block succeeds."""
+    matplotlib's ``savefig``): ``tmp`` is renamed to ``path`` once the block succeeds, and
+    removed if it fails (the old file stays)."""
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP, suffix=os.path.splitext(path)[1])
     os.close(fd)
@@ -56,6 +38,17 @@ def atomic_path(path: str):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w", **kwargs):
+    """``with atomic_file(path) as f: f.write(...)``: ``path`` appears whole (flushed to disk),
+    or not at all (a failed write leaves the old file and no temporary one)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
