@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 IDX = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "data",
                    "fashion_mnist_sample")
 
-LABEL_ROLES = ("none", "observed", "semi_supervised", "annotated")  # what a label y is
+LABEL_ROLES = ("none", "observed", "latent", "component")  # what a label y is
 GRID = {
     "prior": ("standard_normal", "mog", "vamp", "gtm", "gtm_vamp", "realnvp"),
     "posterior": ("gaussian", "iaf", "mog", "realnvp"),
@@ -72,15 +72,13 @@ def config_of(combo, idx_dir: str = IDX):
     c.model.network.hidden = (16,)
     c.model.prior.name = combo["prior"]
     # A square (a 2 x 2 GTM grid), or one component per class for an annotated mixture.
-    c.model.prior.components = 10 if combo["labels"] == "annotated" else 4
+    c.model.prior.components = 10 if combo["labels"] == "component" else 4
     c.model.posterior.name = combo["posterior"]
     c.model.likelihood.name = combo["likelihood"]
     role = combo["labels"]
     if role != "none":
         c.data.labels = "all" if role == "observed" else "2"
-    c.model.conditional = role == "observed"
-    c.model.semi_supervised = role == "semi_supervised"
-    c.model.prior.annotated = role == "annotated"
+    c.model.label = role
     c.train.epochs = 1
     c.train.steps_per_execution = 1
     c.train.jit_compile = "false"  # the grid is about what runs, not its speed

@@ -59,7 +59,7 @@ def get_config(arg: str = "mnist,100"):
         m.network.hidden = (600, 600)
         return config
     d.labels = str(int(labels) // 10)
-    m.semi_supervised, m.classifier_weight = True, 0.1
+    m.label, m.classifier_weight = "latent", 0.1
     m.network.hidden = (500,)
     m.label_input = "features"  # the paper's MLPs read [x, y] (and enumeration costs 1/5)
     if m1:

@@ -44,7 +44,7 @@ def gradient_variance(model, images, estimator, repeats):
     @tf.function
     def one(seed):
         with tf.GradientTape() as tape:
-            loss = model.unlabelled_terms(images, seed=seed, estimator=estimator).loss
+            loss = model.label.unlabelled_terms(model, images, seed=seed, estimator=estimator).loss
         return tf.concat([tf.reshape(g, [-1]) for g in tape.gradient(loss, variables)], 0)
     grads = np.stack([one(tf.constant([i, 5])).numpy() for i in range(repeats)])
     return float(np.sum(np.var(grads, axis=0)))

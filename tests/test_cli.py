@@ -32,16 +32,23 @@ BAD_INPUTS = [
      "model.prior.name='foo': unknown prior; valid priors are: gtm, gtm_vamp, mog, realnvp, "
      "standard_normal, vamp"),
     (["--config.model.foo=1"],
-     "--config.model.foo: no field 'foo' in model; model has: classifier_weight, classifier_weight_per_labelled, conditional, "
-     "kl, label_estimator, label_input, label_temperature, labelled_bound_weight, latent_dims, "
-     "likelihood, network, "
-     "num_samples, posterior, prior, semi_supervised"),
+     "--config.model.foo: no field 'foo' in model; model has: classifier_weight, "
+     "classifier_weight_per_labelled, kl, label, label_estimator, label_input, "
+     "label_temperature, labelled_bound_weight, latent_dims, likelihood, network, "
+     "num_samples, posterior, prior"),
+    (["--config.model.conditional=True"],
+     "--config.model.conditional: model.conditional is no longer a field: the label node is "
+     "one choice, model.label='observed' (or 'none', 'observed', 'latent', 'component')"),
+    (["--config.model.prior.annotated=True"],
+     "--config.model.prior.annotated: model.prior.annotated is no longer a field: the label "
+     "node is one choice, model.label='component' (or 'none', 'observed', 'latent', "
+     "'component')"),
     (["--config.nosuch.x=1"],
      "--config.nosuch.x: no block 'nosuch' in the config; the config has: data, estimator, "
      "eval, model, seed, train"),
     (["--config.model.prior=vamp"],
      "--config.model.prior=vamp: model.prior is a block of fields, not a value; set one of them "
-     "(e.g. --config.model.prior.name=vamp); model.prior has: activation, annotated, "
+     "(e.g. --config.model.prior.name=vamp); model.prior has: activation, "
      "components, flow_layers, hidden, init, learn_weights, name, pseudo_inputs"),
     (["--config.model.prior.componets=3"],
      "--config.model.prior.componets: no field 'componets' in the config; did you mean "

@@ -60,11 +60,11 @@ def test_a_conditional_model_refuses_what_it_cannot_do():
             ({}, 0, "needs labelled images of at least 2 classes"),
             ({"model__prior__name": "vamp"}, 10, "would each need a class"),
             ({"data__labels": "10"}, 10, "use data.labels='all'")):
-        config = make_config(model__conditional=True, **overrides)
+        config = make_config(model__label="observed", **overrides)
         with pytest.raises(ConfigError, match=message) as err:
             builder.build(config, (28, 28, 1), num_classes=classes)
         assert "\n" not in str(err.value)
-    annotated = make_config(model__prior__annotated=True, model__prior__name="mog",
+    annotated = make_config(model__label="component", model__prior__name="mog",
                             model__prior__components=10, data__labels="10",
                             model__latent_dims=(4, 2))
     with pytest.raises(ConfigError, match="it has one latent layer"):
@@ -73,7 +73,7 @@ def test_a_conditional_model_refuses_what_it_cannot_do():
 
 @pytest.fixture(scope="module")
 def conditional_mnist(mnist_arrays):
-    config = make_config(data__train_size=20000, data__batch_size=100, model__conditional=True,
+    config = make_config(data__train_size=20000, data__batch_size=100, model__label="observed",
                          model__latent_dims=(8,), model__network__hidden=(256, 256))
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
@@ -109,17 +109,15 @@ def test_the_label_joins_the_encoders_features_with_k_times_hidden_weights(netwo
         return builder.build(config, (28, 28, 1), num_classes=10)
 
     plain = build().encoder.count_params()
-    joined = build(model__conditional=True, model__label_input="features")
-    channels = build(model__conditional=True)
+    joined = build(model__label="observed", model__label_input="features")
+    channels = build(model__label="observed")
     assert joined.encoder.count_params() - plain == 10 * 32
     if network == "mlp":
         assert channels.encoder.count_params() - plain == 10 * 28 * 28 * 32
     x = tf.random.uniform([3, 28, 28, 1])
     for model in (joined, channels):
-        with model.conditioned(tf.constant([0, 1, 2])):
-            a = model.encode(x).mean()
-        with model.conditioned(tf.constant([5, 5, 5])):
-            b = model.encode(x).mean()
+        a = model.given(tf.constant([0, 1, 2])).encode(x).mean()
+        b = model.given(tf.constant([5, 5, 5])).encode(x).mean()
         assert not np.allclose(a.numpy(), b.numpy())
     with pytest.raises(ConfigError, match="model.label_input='pixels'"):
         from tfvae import config as config_lib
@@ -164,7 +162,7 @@ def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir, latent_d
          f"--config.data.idx_dir={fashion_idx_dir}", "--config.data.test_size=300",
          "--config.data.validation_size=300", "--config.data.train_size=1024",
          "--config.eval.iw_samples=20", "--config.eval.iw_examples=100",
-         "--config.model.conditional=True", "--config.model.network.hidden=64,",
+         "--config.model.label=observed", "--config.model.network.hidden=64,",
          f"--config.model.latent_dims={latent_dims}", "--config.train.epochs=2"],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -197,7 +195,7 @@ def test_a_conditional_run_from_the_commands(tmp_path, fashion_idx_dir, latent_d
 
 # ---------------------------------------------------------------------- M2, semi-supervised
 def _m2(image_shape=(28, 28, 1), classes=10, **overrides):
-    settings = dict(model__semi_supervised=True, data__labels="10", model__latent_dims=(4,),
+    settings = dict(model__label="latent", data__labels="10", model__latent_dims=(4,),
                     model__network__hidden=(64,))
     return builder.build(make_config(**(settings | overrides)), image_shape,
                          num_classes=classes, num_labelled=100, num_train=1000)
@@ -230,24 +228,24 @@ def test_the_unlabelled_bound_sums_the_labelled_bounds_over_q_y(latent_dims):
     vae = _m2(model__latent_dims=latent_dims)
     vae.num_samples = 2000
     x = tf.constant((np.random.default_rng(0).random((3, 28, 28, 1)) < 0.3).astype(np.float32))
-    u = vae.unlabelled_terms(x, seed=tf.constant([1, 2]))
+    u = vae.label.unlabelled_terms(vae, x, seed=tf.constant([1, 2]))
     q = tf.nn.softmax(vae.classify(x)).numpy()                                  # [B, K]
     per_class = np.stack([vae.labelled_terms(x, tf.fill([3], k), seed=tf.constant([3, k]))
                           .elbo.numpy() for k in range(10)], -1)                # [B, K]
     entropy = -np.sum(q * np.log(q), -1)
     direct = np.sum(q * per_class, -1) + entropy
-    with vae.conditioned(tf.zeros([3], tf.int32)):
-        if len(latent_dims) == 1:
-            z = vae.encode(x).sample(2000, seed=(4, 5))
-            spread = np.std(vae.likelihood(z).log_prob(x).numpy(), 0) / np.sqrt(2000)
-        else:
-            spread = np.std(np.asarray(vae.log_weights(x, 2000, seed=(4, 5))), 0) / np.sqrt(2000)
+    given = vae.given(tf.zeros([3], tf.int32))
+    if len(latent_dims) == 1:
+        z = given.encode(x).sample(2000, seed=(4, 5))
+        spread = np.std(given.likelihood(z).log_prob(x).numpy(), 0) / np.sqrt(2000)
+    else:
+        spread = np.std(np.asarray(given.log_weights(x, 2000, seed=(4, 5))), 0) / np.sqrt(2000)
     np.testing.assert_array_less(np.abs(u.elbo.numpy() - direct), 4 * np.sqrt(2) * spread + 1e-3)
     np.testing.assert_allclose(u.elbo, -(u.distortion + u.rate), rtol=1e-6)
     # Each layer's share of the rate (y's KL counted with the top layer's), summing to R.
     vae.num_samples = 1
     for estimator in ("enumerate", "score_function", "gumbel_softmax"):
-        t = vae.unlabelled_terms(x, seed=tf.constant([5, 6]), estimator=estimator)
+        t = vae.label.unlabelled_terms(vae, x, seed=tf.constant([5, 6]), estimator=estimator)
         assert len(t.rates) == len(latent_dims)
         np.testing.assert_allclose(tf.add_n(list(t.rates)), t.rate, rtol=1e-5, atol=1e-4)
 
@@ -275,8 +273,7 @@ def test_enumeration_computes_the_x_path_once_and_equals_the_tiled_batch(network
             loss = -tf.reduce_mean(t.elbo)
         grads = tape.gradient(loss, vae.encoder.trainable_variables
                               + vae.decoder.trainable_variables)
-        with vae.conditioned(labels, copies=copies):
-            q = vae.encode(tiled)
+        q = vae.given(labels, copies=copies).encode(tiled)
         return [q.mean(), q.stddev(), t.elbo] + grads
 
     tiled_once = bound(1)
@@ -290,7 +287,7 @@ def test_enumeration_computes_the_x_path_once_and_equals_the_tiled_batch(network
     for a, c in zip(tiled_once, shared):
         np.testing.assert_allclose(c, a, rtol=2e-5, atol=2e-5)
     # Training's unlabelled bound takes the shared path too.
-    vae.unlabelled_terms(x, seed=tf.constant([3, 4]))
+    vae.label.unlabelled_terms(vae, x, seed=tf.constant([3, 4]))
     monkeypatch.setattr(vae.encoder, "call", real_call)
 
 
@@ -308,7 +305,7 @@ def test_the_training_objective_weighs_the_terms_as_the_paper():
     keras.utils.set_random_seed(7)
     t = vae.training_terms((x_u, (x_l, y_l)), beta=1.0)
     keras.utils.set_random_seed(7)                          # the same draws, term by term
-    u = vae.unlabelled_terms(x_u, 1.0, training=True)
+    u = vae.label.unlabelled_terms(vae, x_u, 1.0, training=True)
     lab = vae.labelled_terms(x_l, y_l, 1.0, training=True)
     logits = vae.classify(x_l).numpy().astype(np.float64)
     log_q = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
@@ -327,12 +324,12 @@ def test_the_training_objective_weighs_the_terms_as_the_paper():
         _m2(model__labelled_bound_weight="half")
     # Per labelled image (x N_l), as tfvae read it before; a config stored then reads back so.
     per_labelled = _m2(model__classifier_weight=0.3, model__classifier_weight_per_labelled=True)
-    assert per_labelled.classifier_weight == pytest.approx(0.3 * 100)
-    stored = runstate.config_dict(make_config(model__semi_supervised=True))
+    assert per_labelled.label.classifier_weight == pytest.approx(0.3 * 100)
+    stored = runstate.config_dict(make_config(model__label="latent"))
     del stored["model"]["classifier_weight_per_labelled"]
     assert config_lib.upgrade(stored)["model"]["classifier_weight_per_labelled"] is True
     # A model without M2's term reads back as today's (its resume sees no config change).
-    stored["model"]["semi_supervised"] = False
+    stored["model"]["label"] = "none"
     assert "classifier_weight_per_labelled" not in config_lib.upgrade(stored)["model"]
 
 
@@ -351,15 +348,14 @@ def test_the_bounds_of_a_small_model_against_its_exact_likelihood():
     for image in images:
         per_class = []
         for y in range(3):
-            with vae.conditioned(tf.fill([len(grid)], y)):
-                log_px = vae.likelihood(tf.constant(grid[:, None])).log_prob(
-                    tf.constant(np.repeat(image[None], len(grid), 0))).numpy()
+            log_px = vae.likelihood(tf.constant(grid[:, None]), labels=tf.fill(
+                [len(grid)], y)).log_prob(tf.constant(np.repeat(image[None], len(grid), 0))).numpy()
             f = np.exp(log_px + log_pz)
             per_class.append(np.log(np.trapezoid(f, grid)) + np.log(1 / 3))
         exact.append(np.logaddexp.reduce(per_class))
     exact = np.array(exact)
     vae.num_samples = 5000
-    u = vae.unlabelled_terms(x, seed=tf.constant([0, 1])).elbo.numpy()
+    u = vae.label.unlabelled_terms(vae, x, seed=tf.constant([0, 1])).elbo.numpy()
     assert np.all(u < exact)
     estimate = vae.log_likelihood(x, 5000, seed=(0, 9)).numpy()
     np.testing.assert_allclose(estimate, exact, atol=0.05)
@@ -372,7 +368,7 @@ def test_m2_learns_to_classify_from_100_labels(mnist_arrays):
     the paper's (classifier_weight 10 = 0.1 per labelled image): at the paper's weight 300
     steps leave the classifier near chance; it learns over hundreds of epochs."""
     config = make_config(data__train_size=10000, data__batch_size=100, data__labels="10",
-                         model__semi_supervised=True, model__latent_dims=(16,),
+                         model__label="latent", model__latent_dims=(16,),
                          model__network__hidden=(256,), model__classifier_weight=10.0)
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
@@ -404,7 +400,7 @@ def test_a_semi_supervised_run_from_the_commands(tmp_path, fashion_idx_dir):
          f"--config.data.idx_dir={fashion_idx_dir}", "--config.data.test_size=300",
          "--config.data.validation_size=300", "--config.data.train_size=1024",
          "--config.data.labels=5", "--config.eval.iw_samples=10",
-         "--config.eval.iw_examples=50", "--config.model.semi_supervised=True",
+         "--config.eval.iw_examples=50", "--config.model.label=latent",
          "--config.model.network.hidden=64,", "--config.train.epochs=2",
          # 0.1 per labelled image (50x the paper's weight), so that 2 epochs learn something
          "--config.model.classifier_weight=0.1",
@@ -432,13 +428,13 @@ def test_annotated_mixture_components_generate_their_class(mnist_arrays):
     test images well above chance. Without annotation the components are unordered."""
     config = make_config(data__train_size=10000, data__batch_size=100, data__labels="20",
                          model__prior__name="mog", model__prior__components=10,
-                         model__prior__annotated=True, model__latent_dims=(8,),
+                         model__label="component", model__latent_dims=(8,),
                          model__network__hidden=(256, 256))
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, with_labels=True, arrays=mnist_arrays)
     vae = builder.build(config, splits.image_shape, splits.steps_per_epoch, num_classes=10,
                         num_labelled=splits.num_labelled, num_train=splits.num_train)
-    assert type(vae).__name__ == "AnnotatedMixtureVAE"
+    assert [n.name for n in vae.nodes] == ["y", "z"] and vae.components_are_classes
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=25)
     train = tf.data.Dataset.zip((splits.train.map(lambda x, y: x).repeat(), splits.labelled))
     vae.fit(train, steps_per_epoch=splits.steps_per_epoch, epochs=4, verbose=0)
@@ -457,7 +453,7 @@ def test_annotated_mixture_components_generate_their_class(mnist_arrays):
 # ---------------------------------------------------------------------- estimators for y
 def _classifier_gradient(vae, x, estimator, seed):
     with tf.GradientTape() as tape:
-        terms = vae.unlabelled_terms(x, training=False, seed=seed, estimator=estimator)
+        terms = vae.label.unlabelled_terms(vae, x, training=False, seed=seed, estimator=estimator)
     grads = tape.gradient(terms.loss, vae.classifier.trainable_variables)
     return tf.concat([tf.reshape(g, [-1]) for g in grads], 0), tf.reduce_mean(terms.elbo)
 

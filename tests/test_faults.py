@@ -48,7 +48,7 @@ def test_a_vampprior_of_flow_posteriors_is_the_mixture_of_its_components(posteri
 @pytest.mark.parametrize("overrides", [
     {"model__prior__name": "vamp", "model__prior__components": 5, "model__posterior__name": "iaf"},
     {"model__prior__name": "mog", "model__prior__components": 10,
-     "model__prior__annotated": True, "data__labels": "10"}],
+     "model__label": "component", "data__labels": "10"}],
     ids=["vamp_iaf", "annotated_with_validation"])
 def test_combinations_that_crashed_mid_training_train_and_evaluate(tmp_path, fashion_idx_dir,
                                                                      overrides):

@@ -14,7 +14,7 @@ import tf_keras as keras
 
 from commands import command, run_together
 from conftest import REPO, make_config
-from tfvae import builder, data, estimators, hierarchy, model as model_lib
+from tfvae import builder, data, estimators, hierarchy, model as model_lib, nodes
 from tfvae.errors import ConfigError
 
 
@@ -50,8 +50,9 @@ def test_one_layer_hierarchy_equals_the_vae_with_the_same_weights(network):
     vae = builder.build(config, (28, 28, 1))
     ladder = hierarchy.Ladder(config.model.network, (5,), (28, 28, 1), (28, 28, 1),
                               scale=config.model.posterior.scale)
-    hvae = model_lib.HierarchicalVAE(vae.encoder, ladder, vae.posterior_head, vae.likelihood_head,
-                                     vae.prior, estimators.build(config.estimator), (28, 28, 1))
+    hvae = model_lib.VAE(vae.encoder, ladder, vae.posterior_head, vae.likelihood_head,
+                         vae.prior, estimators.build(config.estimator), (28, 28, 1),
+                         latents=nodes.Chain((5,)))
     ladder_weights = ladder.x_branches[0].get_weights() + ladder.trunk.get_weights()
     decoder_weights = vae.decoder.get_weights()
     assert [w.shape for w in ladder_weights] == [w.shape for w in decoder_weights]
@@ -70,7 +71,7 @@ def test_one_layer_hierarchy_equals_the_vae_with_the_same_weights(network):
 
 def test_log_q_and_log_p_of_two_layers_match_a_direct_computation():
     vae = _hvae(model__prior__name="vamp", model__prior__components=7)
-    ladder, x = vae.ladder, _images()
+    ladder, x = vae.decoder, _images()
     q = vae.encode(x)
     z1, z2 = q.sample(3, seed=(3, 4))                                 # [3, 6, 6], [3, 6, 3]
     assert z1.shape == (3, 6, 6) and z2.shape == (3, 6, 3)
@@ -107,7 +108,7 @@ def test_the_rates_of_the_layers_sum_to_the_rate_and_estimate_the_mc_kl():
     rates = vae.rates(q, z)
     np.testing.assert_allclose(tf.add_n(rates), vae.rate(q, z), rtol=1e-6)
     z1, z2 = z
-    mc_1 = q.conditionals(z)[0].log_prob(z1) - vae.ladder.conditionals(z)[0].log_prob(z1)
+    mc_1 = q.conditionals(z)[0].log_prob(z1) - vae.decoder.conditionals(z)[0].log_prob(z1)
     mc_2 = q.top.log_prob(z2) - vae.prior.log_prob(z2)
     for analytic, mc in ((rates[0], mc_1), (rates[1], mc_2)):
         se = np.std(mc.numpy(), 0) / np.sqrt(4000)
@@ -135,11 +136,11 @@ def test_ancestral_samples_follow_the_conditionals():
     parents, the standardised z_1 is N(0, 1); temperature 0 gives the conditional means."""
     vae = _hvae()
     z1, z2 = vae.split(vae.sample_latents(20000, seed=tf.constant([1, 2])))
-    p = vae.ladder.conditionals((z1, z2))[0]
+    p = vae.decoder.conditionals((z1, z2))[0]
     eps = ((z1 - p.mean()) / p.stddev()).numpy()
     assert abs(eps.mean()) < 0.02 and abs(eps.std() - 1.0) < 0.02
     z1c, z2c = vae.split(vae.sample_latents(5, seed=tf.constant([1, 2]), temperature=1e-6))
-    np.testing.assert_allclose(z1c, vae.ladder.conditionals((z1c, z2c))[0].mean(), atol=1e-4)
+    np.testing.assert_allclose(z1c, vae.decoder.conditionals((z1c, z2c))[0].mean(), atol=1e-4)
 
 
 def test_bad_hierarchy_configs_fail_in_one_line():

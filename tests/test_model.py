@@ -7,6 +7,7 @@ import tf_keras as keras
 
 from conftest import make_config
 from tfvae import builder, data, importance, priors
+from tfvae import model as model_lib
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -232,18 +233,35 @@ def test_eager_likelihood_computes_nothing_it_was_not_asked_for():
         head.pixel_distribution = original
 
 
-@pytest.mark.parametrize("overrides, kind, cls", [
-    ({}, "vae", "VAE"),
-    ({"model__latent_dims": (4, 3)}, "hierarchical", "HierarchicalVAE"),
-    ({"model__conditional": True}, "conditional", "ConditionalVAE"),
-    ({"model__semi_supervised": True, "data__labels": "10"}, "semi_supervised",
-     "SemiSupervisedVAE"),
-    ({"model__prior__annotated": True, "model__prior__name": "mog",
-      "model__prior__components": 10, "data__labels": "10"}, "annotated",
-     "AnnotatedMixtureVAE")])
-def test_the_config_picks_the_kind_of_model(overrides, kind, cls):
+@pytest.mark.parametrize("overrides, names, label_gradient", [
+    ({}, ["z"], None),
+    ({"model__latent_dims": (4, 3)}, ["z2", "z1"], None),
+    ({"model__label": "observed"}, ["y", "z"], "observed"),
+    ({"model__label": "latent", "data__labels": "10"}, ["y", "z"], "enumerated"),
+    ({"model__label": "latent", "data__labels": "10", "model__label_estimator": "gumbel_softmax"},
+     ["y", "z"], "relaxed"),
+    ({"model__label": "component", "model__prior__name": "mog",
+      "model__prior__components": 10, "data__labels": "10"}, ["y", "z"], "enumerated"),
+    ({"model__label": "observed", "model__latent_dims": (4, 3)}, ["y", "z2", "z1"], "observed"),
+    ({"estimator__name": "score_function", "estimator__control_variates": "centered,baseline"},
+     ["z"], None)])
+def test_one_model_class_whose_nodes_the_config_says(overrides, names, label_gradient):
+    """Every config builds the one `VAE`; ``model.label`` and ``model.latent_dims`` say its
+    nodes, each with its parents and how its gradient is made."""
     config = make_config(model__network__hidden=(8,), **overrides)
-    assert builder.kind(config.model) == kind
     vae = builder.build(config, (28, 28, 1), num_classes=10, num_labelled=100, num_train=1000)
-    assert type(vae).__name__ == cls and isinstance(vae, builder.MODELS.get(kind))
+    assert type(vae) is model_lib.VAE
+    nodes = vae.nodes
+    assert [n.name for n in nodes] == names
+    if label_gradient:
+        assert nodes[0].gradient == label_gradient
+    z = [n for n in nodes if n.name.startswith("z")]
+    assert all("x" in n.parents for n in z)
+    assert all(("y" in n.parents) == vae.networks_read_labels for n in z)
+    assert all(n.parents[1:2] == (f"z{int(n.name[1:]) + 1}",) for n in z[1:])
+    if config.estimator.name == "score_function":
+        assert z[0].gradient == "score_function"
+        assert z[0].detail == "baseline: centered then baseline"
+    else:
+        assert all(n.gradient == "reparameterized" and n.reparameterizable for n in z)
     assert len(vae.latent_dims) == len(config.model.latent_dims)

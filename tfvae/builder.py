@@ -1,51 +1,17 @@
 """A model from a config: its parts by name (`networks`, `posteriors`, `likelihoods`,
-`priors`, `estimators`) and its class by kind, from the registry `MODELS`:
-
-| kind | class | when |
-| --- | --- | --- |
-| ``vae`` | `model.VAE` | one latent layer, no labels |
-| ``hierarchical`` | `model.HierarchicalVAE` | ``model.latent_dims`` of several layers |
-| ``conditional`` | `labelled.ConditionalVAE` | ``model.conditional`` |
-| ``semi_supervised`` | `labelled.SemiSupervisedVAE` | ``model.semi_supervised`` |
-| ``annotated`` | `labelled.AnnotatedMixtureVAE` | ``model.prior.annotated`` |
-| ``conditional_hierarchical``, ``semi_supervised_hierarchical`` | their several-layer classes | both |
-
-A kind takes part through class-level members of `model.VAE`: ``check_config`` (refuse in one
-line what it cannot take), ``config_kwargs`` (its own constructor arguments) and
-``conditional`` (its networks take the one-hot label as extra inputs).
+`priors`, `estimators`) and its latent nodes (`tfvae.nodes`): the structure of z from
+``model.latent_dims`` (one `nodes.Layer`, or a `nodes.Chain` of several layers) and the label
+y's role from ``model.label`` (`tfvae.labels.LABELS`: none, observed, latent, component). Every
+model is a `model.VAE` of those nodes; a role refuses in one line what it cannot take.
 """
 import re
 
 import tensorflow as tf
 
 from tfvae import estimators as estimators_lib
-from tfvae import hierarchy, labelled, likelihoods, networks, posteriors, priors
+from tfvae import hierarchy, labels, likelihoods, networks, nodes, posteriors, priors
 from tfvae.errors import ConfigError
-from tfvae.model import VAE, HierarchicalVAE
-from tfvae.registry import Registry
-
-MODELS = Registry("model kind", plural="model kinds")
-for _name, _cls in (("vae", VAE), ("hierarchical", HierarchicalVAE),
-                    ("conditional", labelled.ConditionalVAE),
-                    ("semi_supervised", labelled.SemiSupervisedVAE),
-                    ("annotated", labelled.AnnotatedMixtureVAE),
-                    ("conditional_hierarchical", labelled.ConditionalHierarchicalVAE),
-                    ("semi_supervised_hierarchical", labelled.SemiSupervisedHierarchicalVAE)):
-    MODELS.register(_name)(_cls)
-
-
-def kind(model_config) -> str:
-    """The kind of model ``config.model`` asks for: its labels decide first (they set the
-    objective), then its number of latent layers."""
-    m = model_config
-    layers = "_hierarchical" if len(m.latent_dims) > 1 else ""
-    if m.semi_supervised:
-        return "semi_supervised" + layers
-    if m.conditional:
-        return "conditional" + layers
-    if m.prior.annotated:
-        return "annotated"
-    return "hierarchical" if layers else "vae"
+from tfvae.model import VAE
 
 
 def build(config, image_shape, steps_per_epoch=0, train_images=None,
@@ -86,8 +52,8 @@ def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_
     m = config.model
     networks.validate(m)
     hierarchy.check(config)
-    cls = MODELS.get(kind(m))
-    cls.check_config(config, num_classes)
+    role = labels.check(config, num_classes)
+    reads_y = num_classes if role.conditions_networks else 0
     dims = tuple(int(d) for d in m.latent_dims)
     image_shape = tuple(int(d) for d in image_shape)
     posterior = posteriors.build(m.posterior, dims[-1])
@@ -95,28 +61,29 @@ def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_
     _check_pixels(config, likelihood)
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
                                       likelihood.params_per_pixel, config.train.precision,
-                                      extra_inputs=num_classes if cls.conditional else 0,
+                                      extra_inputs=reads_y,
                                       label_input=m.label_input)
     if len(dims) > 1:  # the ladder takes the decoder's place (`tfvae.hierarchy`)
         decoder = hierarchy.Ladder(
             m.network, dims, image_shape,
             image_shape[:-1] + (image_shape[-1] * int(likelihood.params_per_pixel),),
             scale=m.posterior.scale, precision=config.train.precision,
-            num_classes=num_classes if cls.conditional else 0, name="ladder")
+            num_classes=reads_y, name="ladder")
     context = priors.PriorContext(
         image_shape=image_shape,
         posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
         train_images=train_images)
     prior = priors.build(m.prior, dims[-1], context)
-    model = cls(encoder, decoder, posterior, likelihood, prior,
-                estimators_lib.build(config.estimator), image_shape,
-                num_samples=m.num_samples, beta=config.train.beta,
+    estimator = estimators_lib.build(config.estimator)  # before the role's parts (seeds)
+    label = role.from_config(config, image_shape=image_shape, num_classes=num_classes,
+                             num_labelled=num_labelled, num_train=num_train)
+    model = VAE(encoder, decoder, posterior, likelihood, prior, estimator, image_shape,
+                latents=nodes.latents_for(dims, m.kl), label=label, num_samples=m.num_samples,
+                beta=config.train.beta,
                 kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
-                posterior_name=m.posterior.name, name="vae",
-                **cls.config_kwargs(config, image_shape=image_shape, num_classes=num_classes,
-                                    num_labelled=num_labelled, num_train=num_train))
+                posterior_name=m.posterior.name, name="vae")
     x0 = tf.zeros((1,) + image_shape)
-    model((x0, tf.zeros([1], tf.int32)) if cls.conditional else x0)  # creates every variable
+    model((x0, tf.zeros([1], tf.int32)) if reads_y else x0)  # creates every variable
     return model
 
 

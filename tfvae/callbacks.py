@@ -58,9 +58,7 @@ class ImageSummaries(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.logdir)
         model = self.model
         samples = model.sample(self.num_samples, seed=tf.constant([self.seed, 0]))
-        with model.conditioned(self.labels):
-            recon = model(self.images, training=False) if not model.conditional else model(
-                (self.images, self.labels), training=False)
+        recon = model.reconstruct(self.images, self.labels)
         pairs = tf.concat([self.images, recon], axis=2)  # side by side
         with self._writer.as_default(step=epoch):
             tf.summary.image("samples", samples, max_outputs=self.num_samples)
@@ -84,9 +82,10 @@ class GradientVariance(keras.callbacks.Callback):
     def _one(self):
         model = self.model
         variables = model.parameter_groups()["inference"]
-        with tf.GradientTape() as tape, model.conditioned(self.labels):
-            terms = model.estimator.terms(model, self.images, beta=model.current_beta(),
-                                          training=False, update_state=False)
+        with tf.GradientTape() as tape:
+            terms = model.estimator.terms(model.given(self.labels), self.images,
+                                          beta=model.current_beta(), training=False,
+                                          update_state=False)
             loss = terms.group_losses.get("inference", terms.loss)
         grads = tape.gradient(loss, variables)
         return tf.concat([tf.reshape(g, [-1]) for g in grads if g is not None], 0)

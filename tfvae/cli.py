@@ -190,9 +190,15 @@ def _config_error(err: Exception, argv) -> str:
 def unknown_field(path: str) -> str:
     """``model.foo`` -> one line: the field does not exist, the closest one if any, and the
     fields of the block it names (or the config's blocks)."""
-    from tfvae.config import get_config
+    from tfvae.config import get_config, removed_flag
     config = get_config()
     parts = path.split(".")
+    nested = {}
+    for part in reversed(parts):
+        nested = {part: nested or True}
+    gone = removed_flag(nested)
+    if gone:
+        return f"--config.{path}: {gone}"
     node, where = config, []
     for part in parts[:-1]:
         if part not in node or not hasattr(node[part], "keys"):

@@ -57,23 +57,24 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = model = ml_collections.ConfigDict()
     model.latent_dims = (20,)       # latent sizes, bottom layer z1 (nearest x) to top zL; more
                                     # than one: a hierarchy (tfvae/hierarchy.py)
-    model.conditional = False       # a conditional VAE of images given their labels:
-                                    # q(z|x,y), p(x|z,y) (needs data with labels)
-    model.semi_supervised = False   # M2 (Kingma et al. 2014): y observed where data.labels
-                                    # keeps it, summed out elsewhere; a classifier q(y|x)
-    model.classifier_weight = 0.1   # semi_supervised: alpha / N of the classification term
+    model.label = "none"            # the label node y (tfvae/labels.py): 'none'; 'observed'
+                                    # (a conditional VAE, q(z|x,y), p(x|z,y)); 'latent' (M2,
+                                    # Kingma et al. 2014: observed where data.labels keeps it,
+                                    # summed out elsewhere, a classifier q(y|x)); 'component'
+                                    # (a mog / vamp prior's component c is p(z|y=c))
+    model.classifier_weight = 0.1   # latent: alpha / N of the classification term
                                     # (its weight per image; the paper's alpha = 0.1 N)
     model.classifier_weight_per_labelled = False  # True: the weight is per labelled image, x
                                     # N_l in all (Pyro's aux_loss_multiplier / N; how tfvae
                                     # read classifier_weight before 2026-12-02: `upgrade`)
-    model.labelled_bound_weight = "paper"  # semi_supervised: the labelled images' mean bound
+    model.labelled_bound_weight = "paper"  # latent: the labelled images' mean bound
                                     # weighs N_l / N ('paper': eq. 8 sums over the data set) or
                                     # as much as the unlabelled ones' ('equal', as the public
                                     # re-implementations of M2)
-    model.label_estimator = "enumerate"  # semi_supervised, unlabelled images in training: y
+    model.label_estimator = "enumerate"  # latent, unlabelled images in training: y
                                     # 'enumerate'd, 'score_function' or 'gumbel_softmax'
     model.label_temperature = 0.5   # gumbel_softmax: the relaxation's temperature
-    model.label_input = "channels"  # conditional / semi_supervised: y (one-hot) enters q(z|x,y)
+    model.label_input = "channels"  # observed / latent: y (one-hot) enters q(z|x,y)
                                     # as K constant image channels, or joins the encoder's
                                     # features where it flattens x ('features': M2's way,
                                     # K x hidden weights instead of K x H x W x hidden)
@@ -103,8 +104,6 @@ def get_config() -> ml_collections.ConfigDict:
     prior.init = "data"             # vamp pseudo-inputs: 'data' (training images) or 'noise'
     prior.pseudo_inputs = "sigmoid"  # vamp: u = sigmoid(v), or 'hardtanh': clip(v, 0, 1)
     prior.learn_weights = False     # vamp, gtm_vamp: learn the mixture weights
-    prior.annotated = False         # mog, vamp: component c is p(z|y=c) where a label exists
-                                    # (components = the number of classes)
     prior.hidden = (64, 64)         # gtm / gtm_vamp networks, realnvp coupling networks
     prior.activation = "relu"       # their activation
     prior.flow_layers = 4           # realnvp: number of coupling layers
@@ -226,6 +225,9 @@ def validate(config) -> None:
 
     from tfvae import data, estimators, likelihoods, networks, optimizers, posteriors, priors
     values = json.loads(config.to_json_best_effort())
+    gone = removed_flag(values)
+    if gone:
+        raise ConfigError(gone)
     wrong = kind_mismatch(values, json.loads(get_config().to_json_best_effort()))
     wrong = wrong and f"{wrong} (see tfvae/config.py for what it holds)"
     wrong = wrong or _finite(values)
@@ -236,6 +238,8 @@ def validate(config) -> None:
     networks.validate(config.model)
     posteriors.POSTERIORS.get(config.model.posterior.name)
     priors.PRIORS.get(config.model.prior.name)
+    from tfvae import labels
+    labels.LABELS.get(config.model.label)
     likelihoods.LIKELIHOODS.get(config.model.likelihood.name)
     estimators.ESTIMATORS.get(config.estimator.name)
     t, e = config.train, config.eval
@@ -298,6 +302,36 @@ RENAMED = {
 REMOVED = ("train.checkpoint_every_epoch",)  # fields that did nothing
 
 
+# tfvae <= 0.3's flags for the label node -> ``model.label``, in the precedence its builder gave
+# them (``semi_supervised`` over ``conditional`` over ``prior.annotated``).
+LABEL_FLAGS = (("model.semi_supervised", "latent"), ("model.conditional", "observed"),
+               ("model.prior.annotated", "component"))
+
+
+def _label_from_flags(model: dict) -> None:
+    """A stored config's label flags as the ``model.label`` its run had."""
+    prior = model.get("prior") if isinstance(model.get("prior"), dict) else {}
+    flags = {"model.semi_supervised": model.pop("semi_supervised", False),
+             "model.conditional": model.pop("conditional", False),
+             "model.prior.annotated": prior.pop("annotated", False)}
+    if "label" not in model:
+        model["label"] = next((role for flag, role in LABEL_FLAGS if flags[flag]), "none")
+
+
+def removed_flag(values: dict):
+    """The one line for a config that sets a label flag tfvae no longer has, else None."""
+    model = values.get("model", {})
+    for flag, role in LABEL_FLAGS:
+        *path, leaf = flag.split(".")[1:]
+        node = model
+        for part in path:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and leaf in node:
+            return (f"{flag} is no longer a field: the label node is one choice, "
+                    f"model.label={role!r} (or 'none', 'observed', 'latent', 'component')")
+    return None
+
+
 def upgrade(stored: dict) -> dict:
     """A config as stored by any tfvae version (plain JSON data) in today's layout: tfvae 0.1's
     flat fields move into their part's block (`RENAMED`; its ``model.activation`` also became the
@@ -310,7 +344,8 @@ def upgrade(stored: dict) -> dict:
     model = out.get("model", {})
     if "latent_dim" in model:  # tfvae 0.1: one latent layer
         model["latent_dims"] = [model.pop("latent_dim")]
-    if model.get("semi_supervised") and "classifier_weight_per_labelled" not in model:
+    _label_from_flags(model)
+    if model.get("label") == "latent" and "classifier_weight_per_labelled" not in model:
         # M2 written before 2026-12-02, when its classification term was classifier_weight x
         # N_l x its mean over the labelled images: the same objective under today's reading.
         # (Other models do not read the field: they take its default, as a run started today.)

@@ -182,7 +182,7 @@ def collapsed_dimensions(model, images, threshold=0.01, num_samples=16, seed=0):
         return None
     loc, scale = params
     scale = tf.broadcast_to(scale, tf.shape(loc))
-    if type(model.prior).__name__ == "StandardNormal":
+    if isinstance(model.prior, priors.StandardNormal):
         kl = 0.5 * (tf.square(loc) + tf.square(scale) - 1.0) - tf.math.log(scale)  # [N, L]
     else:
         mixture = model.prior.mixture_parameters()

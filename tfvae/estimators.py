@@ -67,6 +67,8 @@ class Estimator(keras.layers.Layer):
     ``metric_names`` lists the ``extras`` it reports (the model tracks them)."""
 
     metric_names: Sequence[str] = ()
+    # How it takes the latent nodes' gradients (`tfvae.nodes.Node.gradient`), and in words.
+    gradient = ("reparameterized", "path-wise")
 
     @classmethod
     def from_config(cls, block) -> "Estimator":
@@ -88,7 +90,8 @@ class Estimator(keras.layers.Layer):
 
 
 def _needs_reparameterization(name, model):
-    if model.posterior_example().reparameterization_type != tfd.FULLY_REPARAMETERIZED:
+    """Every latent node z must be reparameterisable (`tfvae.nodes`)."""
+    if not all(node.reparameterizable for node in model.nodes if node.name.startswith("z")):
         raise ConfigError(
             f"estimator {name!r} needs a reparameterisable posterior, but model.posterior.name="
             f"{model.posterior_name!r} is not (for 'mog', set model.posterior.reparameterize="
@@ -273,6 +276,11 @@ class _ScoreFunctionBase(Estimator):
         super().__init__(**kwargs)
         self.control_variates = build_control_variates(control_variates)
 
+    @property
+    def gradient(self):
+        names = [cv.name.split("_", 2)[-1] for cv in self.control_variates]
+        return ("score_function", "baseline: " + (" then ".join(names) or "none"))
+
     @classmethod
     def from_config(cls, block) -> "Estimator":
         return cls(control_variates=control_variates(block, allowed=True), name="estimator")
@@ -344,6 +352,12 @@ class Hybrid(_ScoreFunctionBase):
     where f keeps its path-wise dependence on the encoder through z and log q.
     """
 
+    @property
+    def gradient(self):
+        return ("score_function", "the component by the score function (baseline: "
+                + (" then ".join(cv.name.split("_", 2)[-1] for cv in self.control_variates)
+                   or "none") + "), path-wise within it")
+
     def check(self, model) -> None:
         q = model.posterior_example()
         if not isinstance(q, tfd.MixtureSameFamily):
@@ -387,6 +401,7 @@ class IWAE(Estimator):
     """
 
     metric_names = ("iwae",)
+    gradient = ("reparameterized", "importance-weighted bound")
 
     def check(self, model) -> None:
         _needs_reparameterization(self.name_in_config, model)
@@ -428,6 +443,7 @@ class DReG(IWAE):
     """
 
     name_in_config = "dreg"
+    gradient = ("reparameterized", "doubly reparameterised inference gradient")
 
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         q = model.encode(x, training=training)

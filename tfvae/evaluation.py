@@ -59,17 +59,17 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
                           f"and iw_batch_size={iw_batch_size} >= 1")
     keep_all = with_diagnostics or (iw_samples and not iw_examples)
     limit = max(iw_examples if iw_samples else 0, 1000)  # images kept for what follows
-    if model.conditional and not isinstance(dataset.element_spec, tuple):
-        raise ConfigError("a conditional model is measured on (images, labels) batches; this "
+    if model.networks_read_labels and not isinstance(dataset.element_spec, tuple):
+        raise ConfigError("a model whose networks read the label is measured on (images, labels) batches; this "
                           "data set has images only (data.load(..., with_labels=True))")
     terms = {"elbo": [], "distortion": [], "rate": []}
     layer_rates, codes, kept, kept_labels, n_kept = [], [], [], [], 0
     errors, labelled = [], []
     for i, batch in enumerate(dataset):
         x = images_of(batch)
-        y = batch[1] if model.conditional else None
+        y = batch[1] if model.networks_read_labels else None
         t = _elbo_terms(model, x, tf.constant([seed, i]), y)
-        if hasattr(model, "classify") and isinstance(batch, (tuple, list)):
+        if model.can_classify and isinstance(batch, (tuple, list)):
             # the classifier, and the bound with the true labels
             truth = batch[1]
             logits = model.classify(x, training=False)
@@ -80,8 +80,7 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
         for key in terms:
             terms[key].append(getattr(t, key).numpy())
         layer_rates.append(np.stack([r.numpy() for r in t.rates], -1))
-        with model.conditioned(y):
-            codes.append(posteriors.code(model.encode(x, training=False)).numpy())
+        codes.append(posteriors.code(model.encode(x, training=False, labels=y)).numpy())
         if keep_all or n_kept < limit:
             kept.append(x.numpy())
             if y is not None:
@@ -107,16 +106,16 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
                                          for a, b in zip(bounds[:-1], bounds[1:])]
     images = np.concatenate(kept)
     labels = np.concatenate(kept_labels) if kept_labels else None
-    with model.conditioned(None if labels is None else labels[:1000]):
-        out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
-            model, tf.constant(images[:1000]), seed=seed)
+    out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
+        model.given(None if labels is None else labels[:1000]), tf.constant(images[:1000]),
+        seed=seed)
     if iw_samples:
         subset = images[:iw_examples] if iw_examples else images
-        given = labels is not None and not model.semi_supervised
+        given = labels is not None and model.bound_given_labels
         out |= log_likelihood(model, subset, iw_samples, iw_batch_size, seed,
-                              with_diagnostics and not model.semi_supervised, progress,
+                              with_diagnostics and not model.enumerates_labels, progress,
                               labels=labels[:len(subset)] if given else None)
-        if model.semi_supervised and with_diagnostics:
+        if model.enumerates_labels and with_diagnostics:
             out["importance_weights"] = {"skipped": "y is summed out by enumeration: each "
                                                     "class has its own weights over z"}
         if given:
@@ -124,9 +123,9 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
         out["bits_per_dim"] = _bits(out["log_likelihood"], to_bits)
     if with_diagnostics:
         try:
-            if model.conditional:
+            if model.networks_read_labels:
                 raise ValueError("ELBO surgery splits the rate against p(z) over the data's "
-                                 "aggregate posterior; for a conditional model it would be "
+                                 "aggregate posterior; for a model of x given y it would be "
                                  "one per class (not computed)")
             out["elbo_surgery"] = diagnostics.elbo_surgery(model, images, seed=seed)
         except ValueError as err:
@@ -140,8 +139,7 @@ def _bits(entry, to_bits):
 
 @tf.function(reduce_retracing=True)
 def _elbo_terms(model, x, seed, labels=None):
-    with model.conditioned(labels):
-        return model.elbo_terms(x, seed=seed)
+    return model.elbo_terms(x, seed=seed, labels=labels)
 
 
 def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
@@ -153,7 +151,7 @@ def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
     if isinstance(images, tf.data.Dataset):
         batches = list(images)
         images = np.concatenate([images_of(b).numpy() for b in batches])
-        if model.conditional and not model.semi_supervised:
+        if model.bound_given_labels:
             labels = np.concatenate([np.asarray(b[1]) for b in batches])
     bar = Progress(len(images), f"log p(x), k={k}", stream=progress)
     per_image = {}
@@ -278,9 +276,9 @@ def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
     posterior q(z)), ``[N, L]``; and labels ``[N]`` where the data set has them, else None."""
     codes, labels, n = [], [], 0
     for batch in dataset:
-        with model.conditioned(batch[1] if model.conditional else None):
-            q = model.encode(images_of(batch), training=False)
-            codes.append((model.join(q.sample()) if sample else posteriors.code(q)).numpy())
+        q = model.encode(images_of(batch), training=False,
+                         labels=batch[1] if model.networks_read_labels else None)
+        codes.append((model.join(q.sample()) if sample else posteriors.code(q)).numpy())
         if isinstance(batch, (tuple, list)):
             labels.append(np.asarray(batch[1]))
         n += len(codes[-1])

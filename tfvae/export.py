@@ -125,6 +125,21 @@ class _Exported(tf.Module):
         self.encode_sample = encode_sample
         self.signature_functions = {"sample": sample_unseeded, "sample_seeded": sample_seeded}
         self.reconstruct, self.log_likelihood = reconstruct, log_likelihood
+        _add_classify(self, model, image_spec)
+
+
+def _add_classify(module, model, image_spec) -> None:
+    """``classify(images)`` where the model can classify (q(y|x), or a mixture prior's
+    responsibilities): probabilities and the most probable label."""
+    if not model.can_classify:
+        return
+
+    @tf.function(input_signature=[image_spec])
+    def classify(images):
+        logits = model.classify(images, training=False)
+        return {"probabilities": tf.nn.softmax(logits),
+                "labels": tf.argmax(logits, -1, output_type=tf.int32)}
+    module.classify = classify
 
 
 class _ConditionalExported(tf.Module):
@@ -185,20 +200,19 @@ class _ConditionalExported(tf.Module):
 
         @tf.function(input_signature=[latent_spec, label_spec])
         def decode(z, labels):
-            with vae.conditioned(checked(labels)):
-                return {"mean": vae.likelihood(z, training=False).mean(),
-                        "logits": vae.decode(z, training=False)}
+            given = vae.given(checked(labels))
+            return {"mean": given.likelihood(z, training=False).mean(),
+                    "logits": given.decode(z, training=False)}
 
         @tf.function(input_signature=[latent_spec, label_spec, seed_spec])
         def decode_sample(z, labels, seed):
-            with vae.conditioned(checked(labels)):
-                return {"images": tf.cast(vae.likelihood(z, training=False).sample(
-                    seed=pair(seed, 1)), tf.float32)}
+            return {"images": tf.cast(vae.given(checked(labels)).likelihood(
+                z, training=False).sample(seed=pair(seed, 1)), tf.float32)}
 
         @tf.function(input_signature=[image_spec, label_spec])
         def encode(images, labels):
-            with vae.conditioned(checked(labels)):
-                loc, scale = posteriors.code_statistics(vae.encode(images, training=False))
+            loc, scale = posteriors.code_statistics(
+                vae.encode(images, training=False, labels=checked(labels)))
             return {"loc": loc, "scale": scale}
 
         @tf.function(input_signature=[image_spec, label_spec])
@@ -213,13 +227,7 @@ class _ConditionalExported(tf.Module):
             return {"log_likelihood": importance.bound(vae, images, num_samples, 100,
                                                        pair(None, 0), checked(labels))}
 
-        if model.semi_supervised:
-            @tf.function(input_signature=[image_spec])
-            def classify(images):
-                logits = vae.classify(images, training=False)
-                return {"probabilities": tf.nn.softmax(logits),
-                        "labels": tf.argmax(logits, -1, output_type=tf.int32)}
-            self.classify = classify
+        _add_classify(self, model, image_spec)
 
         self.sample, self.sample_conditional, self.sample_latents = (
             sample, sample_conditional, sample_latents)
@@ -229,7 +237,7 @@ class _ConditionalExported(tf.Module):
 
 def export(model, path: str, config=None) -> str:
     """Writes a SavedModel of ``model`` to ``path`` (and the training config beside it)."""
-    if model.conditional:
+    if model.networks_read_labels:
         module = _ConditionalExported(model)
         signatures = {"serving_default": module.signature_functions["sample"],
                       **module.signature_functions,
@@ -238,7 +246,7 @@ def export(model, path: str, config=None) -> str:
                       "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood,
                       "sample_latents": module.sample_latents,
                       "decode_sample": module.decode_sample}
-        if model.semi_supervised:
+        if model.can_classify:
             signatures["classify"] = module.classify
         return _write(module, path, signatures, model, config)
     module = _Exported(model)
@@ -248,6 +256,8 @@ def export(model, path: str, config=None) -> str:
                   "reconstruct": module.reconstruct, "log_likelihood": module.log_likelihood,
                   "sample_latents": module.sample_latents, "decode_sample": module.decode_sample,
                   "encode_sample": module.encode_sample}
+    if model.can_classify:
+        signatures["classify"] = module.classify
     return _write(module, path, signatures, model, config)
 
 
@@ -264,6 +274,6 @@ def _write_card(path, model, config) -> None:
     with open(os.path.join(path, "tfvae.json"), "w") as f:
         json.dump({"image_shape": list(model.image_shape), "latent_dim": model.latent_dim,
                    "latent_dims": list(model.latent_dims),
-                   "num_classes": getattr(model, "num_classes", 0),
+                   "num_classes": model.num_classes,
                    "config": json.loads(config.to_json()) if config is not None else None}, f,
                   indent=2)

@@ -23,10 +23,10 @@ def save(model, splits, workdir, history):
                                   title="Samples: mean of p(x|z), z ~ p(z)"))
     x, labels = next(iter(splits.test))
     x, labels = x[:16], labels[:16]
-    recon = model.reconstruct(x, labels) if model.conditional else model.reconstruct(x)
+    recon = model.reconstruct(x, labels)
     paths.append(plots.reconstructions(x.numpy(), recon.numpy(),
                                        os.path.join(workdir, "reconstructions.png")))
-    if model.conditional:
+    if model.samples_by_class:
         paths.append(plots.labelled_grid(
             class_grid(model), os.path.join(workdir, "classes.png"),
             title="p(x | z, y): one z per row (its style), one class y per column",
@@ -41,14 +41,15 @@ def save(model, splits, workdir, history):
     base = np.tile(z[:1], (len(dims), values.shape[1], 1)).astype(np.float32)
     for i, d in enumerate(dims):
         base[i, :, d] = values[i]
-    with model.conditioned(None if y is None or not model.conditional else
-                           np.full(base.shape[:2], y[0]).reshape(-1)):
-        images = model.likelihood(tf.constant(base.reshape(-1, base.shape[-1]))).mean().numpy()
+    along = (None if y is None or not model.networks_read_labels else
+             np.full(base.shape[:2], y[0]).reshape(-1))
+    images = model.likelihood(tf.constant(base.reshape(-1, base.shape[-1])),
+                              labels=along).mean().numpy()
     images = images.reshape(base.shape[:2] + images.shape[1:])
     paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
     if len(model.latent_dims) > 1:
-        with model.conditioned(tf.range(4) % model.num_classes if model.conditional else None):
-            resampled = layer_resamples(model, rows=4)
+        resampled = layer_resamples(model.given(
+            tf.range(4) % model.num_classes if model.networks_read_labels else None), rows=4)
         paths.append(plots.labelled_grid(
             resampled, os.path.join(workdir, "layers.png"),
             title="What each layer controls: each row resamples one layer, the others fixed",
@@ -57,7 +58,7 @@ def save(model, splits, workdir, history):
     mixture = model.prior.mixture_parameters()
     if mixture is not None and int(mixture[1].shape[0]) <= 20:
         names = list(splits.class_names or range(int(mixture[1].shape[0])))
-        annotated = type(model).__name__ == "AnnotatedMixtureVAE"
+        annotated = model.components_are_classes
         paths.append(plots.labelled_grid(
             component_samples(model), os.path.join(workdir, "components.png"),
             title="What each prior component generates: z from component c (a row)"
@@ -91,7 +92,7 @@ def layer_resamples(model, rows: int = 4, cols: int = 8, seed: int = 0) -> np.nd
             if l == len(model.latent_dims) - 1:
                 fresh = model.prior.sample(rows, seed=draw_seed)
             else:
-                fresh = model.ladder.conditionals(base)[l].sample(seed=draw_seed)
+                fresh = model.conditional_priors(base)[l].sample(seed=draw_seed)
             z = tuple(fresh if i == l else t for i, t in enumerate(base))
             row_images.append(model.likelihood(z).mean().numpy())
         out.append(np.stack(row_images, 1))                      # [rows, cols, H, W, C]
@@ -104,8 +105,7 @@ def class_grid(model, rows: int = 8, seed: int = 0) -> np.ndarray:
     z = model.sample_latents(rows, seed=tf.constant([seed, 0]))                  # [R, L]
     k = model.num_classes
     z_all = tf.repeat(z, k, axis=0)                                              # [R * K, L]
-    with model.conditioned(tf.tile(tf.range(k), [rows])):
-        images = model.likelihood(z_all).mean().numpy()
+    images = model.likelihood(z_all, labels=tf.tile(tf.range(k), [rows])).mean().numpy()
     return images.reshape((rows, k) + images.shape[1:])
 
 

@@ -9,8 +9,10 @@ which is tight as k -> infinity and rises with k in expectation [1]. Functions o
 public interface only: ``model.encode(x)`` (the proposal, batch ``[B]``), ``model.log_joint_fn()``
 (``(x, z) -> log p(x, z)`` ``[S, B]``, with whatever can be computed once for all chunks, e.g.
 a VampPrior's pseudo-input pass, computed once) and ``model.param_shape`` (the decoder's
-outputs per image, for the chunk policy). A model with several latent layers or labels
-gives the same interface, so nothing here changes with its structure.
+outputs per image, for the chunk policy). A model with several latent layers gives the
+same interface, and one with observed labels gives it through ``model.given(labels)``, so
+nothing here changes with its nodes (a latent label that is enumerated sums this bound over
+its classes: `tfvae.labels`).
 
 Samples are drawn ``chunk`` at a time in one traced loop, so k = 5,000 fits in memory (peak ~
 chunk x B decoder outputs). The loop runs as a TensorFlow graph, not under XLA: on CPU,
@@ -86,8 +88,7 @@ def bound(model, x, num_samples, chunk: int, seed, labels=None):
     """`log_likelihood` as a graph (callable inside other `tf.function`s, e.g. the SavedModel's
     signature): ``num_samples`` a scalar tensor, ``chunk`` a Python int; samples past k in the
     last chunk are masked out of a running log-sum-exp."""
-    with model.conditioned(labels):
-        return _bound(model, x, num_samples, chunk, seed)
+    return _bound(model.given(labels), x, num_samples, chunk, seed)
 
 
 def _bound(model, x, num_samples, chunk, seed):
@@ -106,8 +107,7 @@ def _bound(model, x, num_samples, chunk, seed):
 
 @tf.function(reduce_retracing=True)
 def _log_weights(model, x, num_samples, chunk: int, seed, labels=None):
-    with model.conditioned(labels):
-        return _all_log_weights(model, x, num_samples, chunk, seed)
+    return _all_log_weights(model.given(labels), x, num_samples, chunk, seed)
 
 
 def _all_log_weights(model, x, num_samples, chunk, seed):

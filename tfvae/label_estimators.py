@@ -1,4 +1,5 @@
-"""How a semi-supervised model (`labelled.SemiSupervisedVAE`, M2) trains on an unlabelled image:
+"""How a model whose label y is latent (``model.label='latent'``, M2, `tfvae.labels`) trains
+on an unlabelled image:
 the bound
 
     U(x) = E_q(y|x)[L(x, y) - log q(y|x)],   L(x, y) = E_q(z|x,y)[log p(x, y, z) - log q(z|x, y)],
@@ -36,9 +37,8 @@ LABEL_ESTIMATORS = Registry("label estimator", field="model.label_estimator")
 
 def _bound_given(model, x, labels, beta, training, seed=None, copies=1):
     """L(x, y) terms (without log p(y)) for labels ``[B]`` or relaxed one-hot ``[B, K]``
-    (``copies``: `LabelContext.conditioned`'s)."""
-    with model.conditioned(labels, copies=copies):
-        return estimators_lib.elbo_decomposition(model, x, beta, training, seed)
+    (``copies``: `VAE.given`'s)."""
+    return estimators_lib.elbo_decomposition(model.given(labels, copies), x, beta, training, seed)
 
 
 def _layer_rates(rates_z, kl_y):
@@ -63,7 +63,7 @@ def enumerate_labels(model, x, logits, beta=1.0, training=False, seed=None, temp
         return tf.transpose(tf.reshape(v, [k, b]))
     distortion = tf.reduce_sum(q_y * per_class(t.distortion), -1)
     rate_z = tf.reduce_sum(q_y * per_class(t.rate), -1)
-    kl_y = tf.reduce_sum(q_y * (log_q_y - model.log_prior_of_labels()), -1)
+    kl_y = tf.reduce_sum(q_y * (log_q_y - model.label.log_prior_of_labels()), -1)
     rate = rate_z + kl_y
     rates_z = [tf.reduce_sum(q_y * per_class(r), -1) for r in t.rates or (t.rate,)]
     return estimators_lib.Terms(loss=tf.reduce_mean(distortion + beta * rate_z + kl_y),
@@ -80,7 +80,7 @@ def score_function(model, x, logits, beta=1.0, training=False, seed=None, temper
     ys = tf.stop_gradient(q.sample(2, seed=seed))                               # [2, B]
     terms = [_bound_given(model, x, ys[i], beta, training) for i in range(2)]
     log_q = [q.log_prob(ys[i]) for i in range(2)]                              # [B] each
-    log_p_y = model.log_prior_of_labels()
+    log_p_y = model.label.log_prior_of_labels()
     rewards = [tf.stop_gradient(-(t.distortion + t.rate) + log_p_y - lq)
                for t, lq in zip(terms, log_q)]
     surrogate = 0.0
@@ -107,7 +107,7 @@ def gumbel_softmax(model, x, logits, beta=1.0, training=False, seed=None, temper
     y = relaxed.sample(seed=seed)                                                # [B, K]
     t = _bound_given(model, x, y, beta, training)
     q_y, log_q_y = tf.nn.softmax(logits), tf.nn.log_softmax(logits)
-    kl_y = tf.reduce_sum(q_y * (log_q_y - model.log_prior_of_labels()), -1)
+    kl_y = tf.reduce_sum(q_y * (log_q_y - model.label.log_prior_of_labels()), -1)
     rate = t.rate + kl_y
     return estimators_lib.Terms(loss=tf.reduce_mean(t.distortion + beta * t.rate + kl_y),
                                 elbo=-(t.distortion + rate), distortion=t.distortion,

@@ -89,7 +89,7 @@ def load_data(config, shard=None, warn=_say) -> data_lib.Splits:
                            "best weights, and these features, could still change; finish it "
                            "first")
     m1 = open_run(config.data.features, warn=warn)
-    if m1.model.conditional or len(m1.model.latent_dims) > 1:
+    if len(m1.model.nodes) > 1:
         raise ConfigError(f"{where}: its model has labels or several latent layers; give the "
                           "workdir of a one-layer VAE without labels (M1)")
     if tuple(m1.splits.image_shape) != tuple(splits.image_shape):

@@ -163,8 +163,8 @@ def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temper
                           "nothing to draw; load it with tf.saved_model.load to sample them")
     conditional = hasattr(model, "sample_conditional")
     if labels and not conditional:
-        raise ConfigError(f"--labels: {where} is a model without labels (model.conditional="
-                          "False); drop --labels")
+        raise ConfigError(f"--labels: {where} draws no class (its networks do not read a "
+                          "label: model.label is 'none' or 'component'); drop --labels")
     if conditional and mode != "prior":
         raise ConfigError(f"--mode={mode} is not offered for a conditional model yet; use "
                           "--mode=prior (with --labels=...)")

@@ -31,6 +31,7 @@ from tfvae import locks, runstate, storage
 from tfvae import config as config_lib
 from tfvae import data as data_lib
 from tfvae import builder, model as model_lib, runs
+from tfvae import labels as labels_lib
 from tfvae import precision as precision_lib
 from tfvae.errors import ConfigError, TrainingDivergedError, WorkerLostError
 
@@ -106,9 +107,8 @@ def build_model(config, splits, strategy=None):
     """The model of ``config`` for ``splits``, compiled with its optimisers (under ``strategy``'s
     scope: variables, optimisers and metrics replicated). A model that needs labelled images
     the splits lack raises `ConfigError`."""
-    if ((config.model.semi_supervised or config.model.prior.annotated)
-            and splits.labelled is None):
-        raise ConfigError("model.semi_supervised and model.prior.annotated need labelled "
+    if labels_lib.LABELS.get(config.model.label).labelled_stream and splits.labelled is None:
+        raise ConfigError(f"model.label={config.model.label!r} needs labelled "
                           "training images held in "
                           "memory: data.labels=N (per class) or 'all' on a source with labels, "
                           "and data.in_memory_mb above its size")
