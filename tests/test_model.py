@@ -7,7 +7,7 @@ import tf_keras as keras
 
 from conftest import make_config
 from tfvae import builder, data, importance, priors
-from tfvae import model as model_lib
+from tfvae import model as model_lib, nodes as nodes_lib
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions
@@ -262,6 +262,8 @@ def test_one_model_class_whose_nodes_the_config_says(overrides, names, label_gra
     if config.estimator.name == "score_function":
         assert z[0].gradient == "score_function"
         assert z[0].detail == "baseline: centered then baseline"
+        assert nodes_lib.describe(z[0]) == ("z ~ gaussian | x: score_function "
+                                            "(baseline: centered then baseline)")
     else:
         assert all(n.gradient == "reparameterized" and n.reparameterizable for n in z)
     assert len(vae.latent_dims) == len(config.model.latent_dims)

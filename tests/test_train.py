@@ -44,6 +44,8 @@ def test_script_trains_fashion_mnist_and_exports(tmp_path, fashion_idx_dir):
     results = json.load(open(os.path.join(workdir, "results.json")))
     test = results["test"]
     assert test["num_examples"] == 500 and test["iw_examples"] == 100
+    assert test["nodes"] == ["z ~ gaussian | x: reparameterized (path-wise)"]
+    assert "nodes: z ~ gaussian | x: reparameterized (path-wise)" in out.stdout
     v = {key: test[key]["mean"] for key in ("elbo", "log_likelihood", "distortion", "rate")}
     assert v["elbo"] < v["log_likelihood"] < 0
     assert v["elbo"] == pytest.approx(-(v["distortion"] + v["rate"]), abs=1e-3)
@@ -158,5 +160,5 @@ def test_bad_config_is_rejected_before_anything_runs(tmp_path):
                           "--workdir", str(tmp_path / "w"), "--config.data.pixels=grey"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
-    assert "error: data.pixels='grey'; valid modes are: binary, dynamic, continuous" in out.stderr
+    assert "error: data.pixels='grey': unknown pixel mode; valid pixel modes are: binary, continuous, dynamic" in out.stderr
     assert "Traceback" not in out.stderr

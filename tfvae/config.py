@@ -16,8 +16,50 @@ def get_config() -> ml_collections.ConfigDict:
     """FashionMNIST binarised at 0.5, MLP 512-512, latent 20, Bernoulli likelihood, Adam."""
     config = ml_collections.ConfigDict()
     config.seed = 0
+    config.data = _data_block()
+    config.model = _model_block()
 
-    config.data = data = ml_collections.ConfigDict()
+    # Gradient estimator (tfvae/estimators.py): reparameterized, score_function, hybrid, iwae, dreg;
+    # score-function control variates, a comma-separated chain applied in order, e.g.
+    # "centered,scaled,baseline"; from: centered, scaled, self_critic, baseline.
+    config.estimator = est = ml_collections.ConfigDict()
+    est.name = "reparameterized"
+    est.control_variates = ""
+
+    config.train = train = ml_collections.ConfigDict()
+    train.epochs = 30
+    train.optimizer = "adam"      # adam, adam_normgrad, rmsprop, sgd, adamax (tfvae/optimizers.py)
+    train.learning_rate = 1e-3
+    # Per parameter group ('' / 0 = use train.optimizer / train.learning_rate): generative (decoder
+    # and prior), inference (encoder), baseline (learned control variate).
+    train.groups = ml_collections.ConfigDict({
+        group: {"optimizer": "", "learning_rate": 0.0}
+        for group in ("generative", "inference", "baseline")})
+    train.beta = 1.0                # weight of the rate term
+    train.kl_warmup_epochs = 0.0    # linear warm-up of beta from 0 over this many epochs
+    train.early_stopping_patience = 0  # epochs without val ELBO gain before stopping; 0 = off
+    train.steps_per_execution = 32    # train steps per tf.function call (less Python overhead)
+    train.jit_compile = "auto"        # XLA-compile the train step: "auto" (where measured faster:
+                                      # dense networks on CPU, every network on GPU), "true", "false"
+    train.strategy = "auto"           # auto, default, mirrored, multi_worker, tpu (distribute.py)
+    train.devices = ""                # mirrored: comma-separated devices ('' = all local GPUs)
+    train.tpu = ""                    # tpu: the TPU resolver address ('' = local)
+    # float32, mixed_float16 (networks in float16, dynamic loss scaling) or mixed_bfloat16:
+    # the networks' compute dtype; distributions, log-probs and the loss stay float32.
+    train.precision = "float32"       # or "auto": mixed_bfloat16 on a CPU with native bfloat16
+
+    config.eval = ev = ml_collections.ConfigDict()
+    ev.iw_samples = 1000          # k of the importance-sampled log-likelihood on the test set
+    ev.iw_examples = 0            # test images for it; 0 = all
+    ev.iw_batch_size = 100
+    ev.plots = True
+    ev.grad_variance_repeats = 0  # >0: log the inference-gradient variance each epoch (repeats)
+    return config
+
+
+def _data_block() -> ml_collections.ConfigDict:
+    """``config.data``: where the images come from and how they are read."""
+    data = ml_collections.ConfigDict()
     data.source = "tfds"          # 'tfds' (by name), 'idx' (official IDX files), 'folder', 'arrays'
     data.name = "fashion_mnist"   # TFDS name: 'fashion_mnist', 'mnist', ...
     data.data_dir = ""            # TFDS data_dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
@@ -52,9 +94,13 @@ def get_config() -> ml_collections.ConfigDict:
     data.batch_size = 128
     data.eval_batch_size = 500
 
-    # The model: one nested block per part, each built by its registry from that block
-    # (``REGISTRY.create(block, ...)``: the block's ``name`` picks the part).
-    config.model = model = ml_collections.ConfigDict()
+    return data
+
+
+def _model_block() -> ml_collections.ConfigDict:
+    """``config.model``: its nodes and parts, one nested block per part, each built by its
+    registry from that block (``REGISTRY.create(block, ...)``: the block's ``name`` picks it)."""
+    model = ml_collections.ConfigDict()
     model.latent_dims = (20,)       # latent sizes, bottom layer z1 (nearest x) to top zL; more
                                     # than one: a hierarchy (tfvae/hierarchy.py)
     model.label = "none"            # the label node y (tfvae/labels.py): 'none'; 'observed'
@@ -112,43 +158,7 @@ def get_config() -> ml_collections.ConfigDict:
     lik.name = "bernoulli"          # 'bernoulli' (binary pixels), 'continuous_bernoulli'; 8-bit
     # grey levels: 'discretized_logistic', 'discretized_logistic_mixture', 'categorical'
     lik.components = 5              # discretized_logistic_mixture: M logistics per pixel
-
-    # Gradient estimator (tfvae/estimators.py): reparameterized, score_function, hybrid, iwae, dreg;
-    # score-function control variates, a comma-separated chain applied in order, e.g.
-    # "centered,scaled,baseline"; from: centered, scaled, self_critic, baseline.
-    config.estimator = est = ml_collections.ConfigDict()
-    est.name = "reparameterized"
-    est.control_variates = ""
-
-    config.train = train = ml_collections.ConfigDict()
-    train.epochs = 30
-    train.optimizer = "adam"      # adam, adam_normgrad, rmsprop, sgd, adamax (tfvae/optimizers.py)
-    train.learning_rate = 1e-3
-    # Per parameter group ('' / 0 = use train.optimizer / train.learning_rate): generative (decoder
-    # and prior), inference (encoder), baseline (learned control variate).
-    train.groups = ml_collections.ConfigDict({
-        group: {"optimizer": "", "learning_rate": 0.0}
-        for group in ("generative", "inference", "baseline")})
-    train.beta = 1.0                # weight of the rate term
-    train.kl_warmup_epochs = 0.0    # linear warm-up of beta from 0 over this many epochs
-    train.early_stopping_patience = 0  # epochs without val ELBO gain before stopping; 0 = off
-    train.steps_per_execution = 32    # train steps per tf.function call (less Python overhead)
-    train.jit_compile = "auto"        # XLA-compile the train step: "auto" (where measured faster:
-                                      # dense networks on CPU, every network on GPU), "true", "false"
-    train.strategy = "auto"           # auto, default, mirrored, multi_worker, tpu (distribute.py)
-    train.devices = ""                # mirrored: comma-separated devices ('' = all local GPUs)
-    train.tpu = ""                    # tpu: the TPU resolver address ('' = local)
-    # float32, mixed_float16 (networks in float16, dynamic loss scaling) or mixed_bfloat16:
-    # the networks' compute dtype; distributions, log-probs and the loss stay float32.
-    train.precision = "float32"       # or "auto": mixed_bfloat16 on a CPU with native bfloat16
-
-    config.eval = ev = ml_collections.ConfigDict()
-    ev.iw_samples = 1000          # k of the importance-sampled log-likelihood on the test set
-    ev.iw_examples = 0            # test images for it; 0 = all
-    ev.iw_batch_size = 100
-    ev.plots = True
-    ev.grad_variance_repeats = 0  # >0: log the inference-gradient variance each epoch (repeats)
-    return config
+    return model
 
 
 def from_file(path: str, arg: str = None) -> ml_collections.ConfigDict:

@@ -6,11 +6,12 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | key | what |
 | --- | --- |
 | ``num_examples`` | images measured |
+| ``nodes`` | the model's latent nodes, one line each: family, parents, gradient (`tfvae.nodes`) |
 | ``elbo``, ``distortion``, ``rate`` | ELBO = -(D + R) at beta = 1, one z ~ q(z|x) per image |
 | ``elbo_bits_per_dim`` | -ELBO / (D ln 2), D = pixels x channels |
 | ``active_units`` | latent dimensions with Cov_x(E_q[z_d]) > 0.01 [1] |
-| ``given_labels`` | a conditional model: ELBO and ``log_likelihood`` are of log p(x \| y) |
-| ``classification_error``, ``elbo_labelled`` | a semi-supervised model: its classifier's error rate on the split, and the bound L(x, y) with the true labels; its ``elbo`` is U(x) and ``log_likelihood`` sums y out exactly |
+| ``given_labels`` | y observed (``model.label='observed'``): ELBO and ``log_likelihood`` are of log p(x \| y) |
+| ``classification_error``, ``elbo_labelled`` | a model that can classify (``latent``, ``component``): its error rate on the split, and the bound with the true labels; for M2 its ``elbo`` is U(x) and ``log_likelihood`` sums y out exactly |
 | ``rates``, ``active_units_per_layer`` | several latent layers only: each layer's rate R_l (they sum to R) and active units, bottom first |
 | ``collapsed_dimensions`` | dimensions (of the top layer) whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
 | ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.importance`) [1] |
@@ -31,7 +32,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfvae import diagnostics, posteriors
+from tfvae import diagnostics, nodes, posteriors
 from tfvae.data import images_of
 from tfvae.errors import ConfigError
 from tfvae.progress import Progress
@@ -57,55 +58,16 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
     if iw_samples < 0 or iw_examples < 0 or iw_batch_size < 1:
         raise ConfigError(f"iw_samples={iw_samples}, iw_examples={iw_examples} must be >= 0 "
                           f"and iw_batch_size={iw_batch_size} >= 1")
+    if model.networks_read_labels and not isinstance(dataset.element_spec, tuple):
+        raise ConfigError("a model whose networks read the label is measured on (images, "
+                          "labels) batches; this data set has images only "
+                          "(data.load(..., with_labels=True))")
     keep_all = with_diagnostics or (iw_samples and not iw_examples)
     limit = max(iw_examples if iw_samples else 0, 1000)  # images kept for what follows
-    if model.networks_read_labels and not isinstance(dataset.element_spec, tuple):
-        raise ConfigError("a model whose networks read the label is measured on (images, labels) batches; this "
-                          "data set has images only (data.load(..., with_labels=True))")
-    terms = {"elbo": [], "distortion": [], "rate": []}
-    layer_rates, codes, kept, kept_labels, n_kept = [], [], [], [], 0
-    errors, labelled = [], []
-    for i, batch in enumerate(dataset):
-        x = images_of(batch)
-        y = batch[1] if model.networks_read_labels else None
-        t = _elbo_terms(model, x, tf.constant([seed, i]), y)
-        if model.can_classify and isinstance(batch, (tuple, list)):
-            # the classifier, and the bound with the true labels
-            truth = batch[1]
-            logits = model.classify(x, training=False)
-            errors.append(np.asarray(tf.argmax(logits, -1, output_type=tf.int32)
-                                     != tf.cast(truth, tf.int32)))
-            labelled.append(model.labelled_terms(x, truth,
-                                                 seed=tf.constant([seed, i])).elbo.numpy())
-        for key in terms:
-            terms[key].append(getattr(t, key).numpy())
-        layer_rates.append(np.stack([r.numpy() for r in t.rates], -1))
-        codes.append(posteriors.code(model.encode(x, training=False, labels=y)).numpy())
-        if keep_all or n_kept < limit:
-            kept.append(x.numpy())
-            if y is not None:
-                kept_labels.append(np.asarray(y))
-            n_kept += len(kept[-1])
-    if not codes:
-        raise ConfigError("nothing to evaluate: the data set is empty")
-    out = {key: diagnostics.mean_and_se(np.concatenate(v)) for key, v in terms.items()}
-    out["num_examples"] = int(sum(len(v) for v in terms["elbo"]))
+    found = _per_batch(model, dataset, seed, keep_all, limit)
+    out = _summarise(model, found)
+    images, labels = found["kept"], found["kept_labels"]
     to_bits = 1.0 / (np.prod(model.image_shape) * np.log(2.0))  # nats of -log p -> bits/dim
-    out["elbo_bits_per_dim"] = _bits(out["elbo"], to_bits)
-    if errors:
-        out["classification_error"] = diagnostics.mean_and_se(
-            np.concatenate(errors).astype(np.float64))
-        out["elbo_labelled"] = diagnostics.mean_and_se(np.concatenate(labelled))
-    active = np.var(np.concatenate(codes), axis=0) > 0.01
-    out["active_units"] = int(np.sum(active))
-    if len(model.latent_dims) > 1:  # per layer, bottom first
-        per_layer = np.concatenate(layer_rates)
-        out["rates"] = [diagnostics.mean_and_se(per_layer[:, l]) for l in range(per_layer.shape[1])]
-        bounds = np.cumsum((0,) + tuple(model.latent_dims))
-        out["active_units_per_layer"] = [int(np.sum(active[a:b]))
-                                         for a, b in zip(bounds[:-1], bounds[1:])]
-    images = np.concatenate(kept)
-    labels = np.concatenate(kept_labels) if kept_labels else None
     out["collapsed_dimensions"] = diagnostics.collapsed_dimensions(
         model.given(None if labels is None else labels[:1000]), tf.constant(images[:1000]),
         seed=seed)
@@ -119,18 +81,80 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
             out["importance_weights"] = {"skipped": "y is summed out by enumeration: each "
                                                     "class has its own weights over z"}
         if given:
-            out["given_labels"] = True  # a conditional model: the bound is on log p(x | y)
+            out["given_labels"] = True  # y observed: the bound is on log p(x | y)
         out["bits_per_dim"] = _bits(out["log_likelihood"], to_bits)
     if with_diagnostics:
-        try:
-            if model.networks_read_labels:
-                raise ValueError("ELBO surgery splits the rate against p(z) over the data's "
-                                 "aggregate posterior; for a model of x given y it would be "
-                                 "one per class (not computed)")
-            out["elbo_surgery"] = diagnostics.elbo_surgery(model, images, seed=seed)
-        except ValueError as err:
-            out["elbo_surgery"] = {"skipped": str(err)}
+        out["elbo_surgery"] = _surgery(model, images, seed)
     return out
+
+
+def _per_batch(model, dataset, seed, keep_all, limit) -> Dict:
+    """Each batch's ELBO terms, layer rates, codes (and classification), and the first
+    ``limit`` images (all with ``keep_all``) with their labels where the networks read them."""
+    found = {key: [] for key in ("elbo", "distortion", "rate", "layer_rates", "codes", "kept",
+                                 "kept_labels", "errors", "labelled")}
+    n_kept = 0
+    for i, batch in enumerate(dataset):
+        x = images_of(batch)
+        y = batch[1] if model.networks_read_labels else None
+        t = _elbo_terms(model, x, tf.constant([seed, i]), y)
+        if model.can_classify and isinstance(batch, (tuple, list)):
+            # the classifier, and the bound with the true labels
+            logits = model.classify(x, training=False)
+            found["errors"].append(np.asarray(tf.argmax(logits, -1, output_type=tf.int32)
+                                              != tf.cast(batch[1], tf.int32)))
+            found["labelled"].append(model.labelled_terms(
+                x, batch[1], seed=tf.constant([seed, i])).elbo.numpy())
+        for key in ("elbo", "distortion", "rate"):
+            found[key].append(getattr(t, key).numpy())
+        found["layer_rates"].append(np.stack([r.numpy() for r in t.rates], -1))
+        found["codes"].append(posteriors.code(model.encode(x, training=False, labels=y)).numpy())
+        if keep_all or n_kept < limit:
+            found["kept"].append(x.numpy())
+            if y is not None:
+                found["kept_labels"].append(np.asarray(y))
+            n_kept += len(found["kept"][-1])
+    if not found["codes"]:
+        raise ConfigError("nothing to evaluate: the data set is empty")
+    found["kept"] = np.concatenate(found["kept"])
+    found["kept_labels"] = (np.concatenate(found["kept_labels"]) if found["kept_labels"]
+                            else None)
+    return found
+
+
+def _summarise(model, found) -> Dict:
+    """The schema's means (with standard errors), counts and active units of `_per_batch`'s."""
+    out = {key: diagnostics.mean_and_se(np.concatenate(found[key]))
+           for key in ("elbo", "distortion", "rate")}
+    out["nodes"] = [nodes.describe(node) for node in model.nodes]
+    out["num_examples"] = int(sum(len(v) for v in found["elbo"]))
+    to_bits = 1.0 / (np.prod(model.image_shape) * np.log(2.0))
+    out["elbo_bits_per_dim"] = _bits(out["elbo"], to_bits)
+    if found["errors"]:
+        out["classification_error"] = diagnostics.mean_and_se(
+            np.concatenate(found["errors"]).astype(np.float64))
+        out["elbo_labelled"] = diagnostics.mean_and_se(np.concatenate(found["labelled"]))
+    active = np.var(np.concatenate(found["codes"]), axis=0) > 0.01
+    out["active_units"] = int(np.sum(active))
+    if len(model.latent_dims) > 1:  # per layer, bottom first
+        per_layer = np.concatenate(found["layer_rates"])
+        out["rates"] = [diagnostics.mean_and_se(per_layer[:, l])
+                        for l in range(per_layer.shape[1])]
+        bounds = np.cumsum((0,) + tuple(model.latent_dims))
+        out["active_units_per_layer"] = [int(np.sum(active[a:b]))
+                                         for a, b in zip(bounds[:-1], bounds[1:])]
+    return out
+
+
+def _surgery(model, images, seed) -> Dict:
+    if model.networks_read_labels:
+        return {"skipped": "ELBO surgery splits the rate against p(z) over the data's "
+                           "aggregate posterior; for a model of x given y it would be one per "
+                           "class (not computed)"}
+    try:
+        return diagnostics.elbo_surgery(model, images, seed=seed)
+    except ValueError as err:
+        return {"skipped": str(err)}
 
 
 def _bits(entry, to_bits):
@@ -233,7 +257,8 @@ def summary(result: Dict, split: str = "") -> str:
     head = f"{split + ' split, ' if split else ''}{result['num_examples']} images"
     if "weights" in result:
         head += f", weights: {result['weights']}"
-    lines = [head, row("ELBO", result["elbo"]), row("distortion D", result["distortion"]),
+    lines = [head] + ([f"  nodes: {'; '.join(result['nodes'])}"] if result.get("nodes") else [])
+    lines += [row("ELBO", result["elbo"]), row("distortion D", result["distortion"]),
              row("rate R", result["rate"])]
     if "classification_error" in result:
         lines += [row("classification error", result["classification_error"], ""),

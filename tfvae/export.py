@@ -42,38 +42,59 @@ def _hold_model(module, model):
     module.latent_dims = tf.Variable(model.latent_dims, trainable=False, dtype=tf.int32)
 
 
+def _fresh_pair(calls):
+    """Fresh randomness per call and per process when no seed is given: a stateless seed from
+    the clock and a call counter (a stateful op's seed would be frozen into the graph, and every
+    process loading the model would then draw the same "random" images)."""
+    calls.assign_add(1)
+    micros = tf.cast(tf.timestamp() * 1e6, tf.int64)
+    return tf.cast(tf.stack([micros, calls.read_value()]) % (2 ** 31 - 1), tf.int32)
+
+
+def _seed_pair(seed, salt: int):
+    return tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(salt, tf.int64)]), tf.int32)
+
+
 class _Exported(tf.Module):
     def __init__(self, model):
         super().__init__(name="tfvae_export")
         _hold_model(self, model)
         image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
-        latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
         vae = model
-
-        # Fresh randomness per call and per process when no seed is given: a stateless seed from
-        # the clock and a call counter (a stateful op's seed would be frozen into the graph, and
-        # every process loading the model would then draw the same "random" images).
         self.calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_calls")
         calls = self.calls
-
-        def fresh_pair():
-            calls.assign_add(1)
-            micros = tf.cast(tf.timestamp() * 1e6, tf.int64)
-            return tf.cast(tf.stack([micros, calls.read_value()]) % (2 ** 31 - 1), tf.int32)
 
         def _sample(num_images, seed=None):
             tf.debugging.assert_non_negative(
                 num_images, message="sample: num_images must be >= 0")
-            if seed is None:
-                pair = fresh_pair()
-            else:
-                pair = tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(0, tf.int64)]), tf.int32)
+            pair = _fresh_pair(calls) if seed is None else _seed_pair(seed, 0)
             return {"images": vae.sample(num_images, seed=pair)}
 
         num_spec = tf.TensorSpec([], tf.int32, name="num_images")
         sample = tf.function(_sample)
         sample_unseeded = sample.get_concrete_function(num_spec)
         sample_seeded = sample.get_concrete_function(num_spec, tf.TensorSpec([], tf.int64, "seed"))
+
+        @tf.function(input_signature=[num_spec, tf.TensorSpec([], tf.int64, name="seed"),
+                                      tf.TensorSpec([], tf.float32, name="temperature")])
+        def sample_latents(num_images, seed, temperature):
+            tf.debugging.assert_non_negative(
+                num_images, message="sample_latents: num_images must be >= 0")
+            tf.debugging.assert_positive(
+                temperature, message="sample_latents: temperature must be > 0")
+            return {"z": vae.sample_latents(num_images, seed=_seed_pair(seed, 1),
+                                            temperature=temperature)}
+
+        self.sample, self.sample_latents = sample, sample_latents
+        self.signature_functions = {"sample": sample_unseeded, "sample_seeded": sample_seeded}
+        self._add_coding(vae, image_spec)
+        _add_classify(self, model, image_spec)
+
+    def _add_coding(self, vae, image_spec):
+        """encode, decode (and their seeded draws), reconstruct and the IS bound."""
+        latent_spec = tf.TensorSpec([None, vae.latent_dim], tf.float32, name="z")
+        seed_spec = tf.TensorSpec([], tf.int64, name="seed")
+        calls = self.calls
 
         @tf.function(input_signature=[image_spec])
         def encode(images):
@@ -85,29 +106,15 @@ class _Exported(tf.Module):
             px = vae.likelihood(z, training=False)
             return {"mean": px.mean(), "logits": vae.decode(z, training=False)}
 
-        seed_spec = tf.TensorSpec([], tf.int64, name="seed")
-
-        def _pair(seed):
-            return tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(1, tf.int64)]), tf.int32)
-
-        @tf.function(input_signature=[num_spec, seed_spec,
-                                      tf.TensorSpec([], tf.float32, name="temperature")])
-        def sample_latents(num_images, seed, temperature):
-            tf.debugging.assert_non_negative(
-                num_images, message="sample_latents: num_images must be >= 0")
-            tf.debugging.assert_positive(
-                temperature, message="sample_latents: temperature must be > 0")
-            return {"z": vae.sample_latents(num_images, seed=_pair(seed),
-                                            temperature=temperature)}
-
         @tf.function(input_signature=[latent_spec, seed_spec])
         def decode_sample(z, seed):
-            return {"images": tf.cast(vae.likelihood(z, training=False).sample(seed=_pair(seed)),
-                                      tf.float32)}
+            return {"images": tf.cast(vae.likelihood(z, training=False).sample(
+                seed=_seed_pair(seed, 1)), tf.float32)}
 
         @tf.function(input_signature=[image_spec, seed_spec])
         def encode_sample(images, seed):
-            return {"z": vae.join(vae.encode(images, training=False).sample(seed=_pair(seed)))}
+            return {"z": vae.join(vae.encode(images, training=False).sample(
+                seed=_seed_pair(seed, 1)))}
 
         @tf.function(input_signature=[image_spec])
         def reconstruct(images):
@@ -118,14 +125,11 @@ class _Exported(tf.Module):
             tf.debugging.assert_positive(
                 num_samples, message="log_likelihood: num_samples (k) must be >= 1")
             return {"log_likelihood": importance.bound(vae, images, num_samples, 100,
-                                                       fresh_pair())}
+                                                       _fresh_pair(calls))}
 
-        self.sample, self.encode, self.decode = sample, encode, decode
-        self.sample_latents, self.decode_sample = sample_latents, decode_sample
-        self.encode_sample = encode_sample
-        self.signature_functions = {"sample": sample_unseeded, "sample_seeded": sample_seeded}
+        self.encode, self.decode = encode, decode
+        self.decode_sample, self.encode_sample = decode_sample, encode_sample
         self.reconstruct, self.log_likelihood = reconstruct, log_likelihood
-        _add_classify(self, model, image_spec)
 
 
 def _add_classify(module, model, image_spec) -> None:
@@ -143,37 +147,22 @@ def _add_classify(module, model, image_spec) -> None:
 
 
 class _ConditionalExported(tf.Module):
-    """A conditional model's SavedModel: every function takes the images' labels ``[N]``
-    (int32, 0..K-1), and ``sample_conditional(labels, seed)`` draws images of given classes;
-    ``sample(n)`` draws the classes uniformly. A semi-supervised model adds
-    ``classify(images)`` (q(y|x): probabilities and the most probable label); its
+    """The SavedModel of a model whose networks read the label y: every function takes the
+    images' labels ``[N]`` (int32, 0..K-1), and ``sample_conditional(labels, seed)`` draws
+    images of given classes; ``sample(n)`` draws the classes uniformly. A model that can
+    classify adds ``classify(images)`` (probabilities and the most probable label); its
     ``log_likelihood`` is log p(x|y) of the labels given."""
 
     def __init__(self, model):
         super().__init__(name="tfvae_export")
         _hold_model(self, model)
         self.num_classes = tf.Variable(model.num_classes, trainable=False, dtype=tf.int32)
-        image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
-        latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
         label_spec = tf.TensorSpec([None], tf.int32, name="labels")
         seed_spec = tf.TensorSpec([], tf.int64, name="seed")
         num_spec = tf.TensorSpec([], tf.int32, name="num_images")
         vae, k = model, model.num_classes
         self.calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_calls")
-        calls = self.calls
-
-        def pair(seed, salt):
-            if seed is None:
-                calls.assign_add(1)
-                micros = tf.cast(tf.timestamp() * 1e6, tf.int64)
-                return tf.cast(tf.stack([micros, calls.read_value()]) % (2 ** 31 - 1), tf.int32)
-            return tf.cast(tf.stack([seed % (2 ** 31 - 1), tf.constant(salt, tf.int64)]),
-                           tf.int32)
-
-        def checked(labels):
-            tf.debugging.assert_non_negative(labels, message="labels must be in 0..K-1")
-            tf.debugging.assert_less(labels, k, message="labels must be in 0..K-1")
-            return labels
+        pair, checked = self._pair, self._checked
 
         def _sample(num_images, seed=None):
             tf.debugging.assert_non_negative(num_images, message="sample: num_images must be >= 0")
@@ -197,6 +186,26 @@ class _ConditionalExported(tf.Module):
         def sample_latents(num_images, seed, temperature):
             return {"z": vae.sample_latents(num_images, seed=pair(seed, 1),
                                             temperature=temperature)}
+
+        self.sample, self.sample_conditional, self.sample_latents = (
+            sample, sample_conditional, sample_latents)
+        image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
+        self._add_coding(vae, image_spec, label_spec, seed_spec)
+        _add_classify(self, model, image_spec)
+
+    def _pair(self, seed, salt):
+        return _fresh_pair(self.calls) if seed is None else _seed_pair(seed, salt)
+
+    def _checked(self, labels):
+        k = self.num_classes
+        tf.debugging.assert_non_negative(labels, message="labels must be in 0..K-1")
+        tf.debugging.assert_less(labels, k, message="labels must be in 0..K-1")
+        return labels
+
+    def _add_coding(self, vae, image_spec, label_spec, seed_spec):
+        """encode, decode, decode_sample, reconstruct and the IS bound, each given labels."""
+        latent_spec = tf.TensorSpec([None, vae.latent_dim], tf.float32, name="z")
+        pair, checked = self._pair, self._checked
 
         @tf.function(input_signature=[latent_spec, label_spec])
         def decode(z, labels):
@@ -227,10 +236,6 @@ class _ConditionalExported(tf.Module):
             return {"log_likelihood": importance.bound(vae, images, num_samples, 100,
                                                        pair(None, 0), checked(labels))}
 
-        _add_classify(self, model, image_spec)
-
-        self.sample, self.sample_conditional, self.sample_latents = (
-            sample, sample_conditional, sample_latents)
         self.decode, self.decode_sample, self.encode = decode, decode_sample, encode
         self.reconstruct, self.log_likelihood = reconstruct, log_likelihood
 

@@ -70,12 +70,7 @@ class VAE(TrainingSteps):
                  latents=None, label=None, num_samples=1, beta=1.0, kl_warmup_steps=0,
                  kl="auto", posterior_name="", **kwargs):
         super().__init__(**kwargs)
-        if kl not in KL_MODES:
-            raise ConfigError(f"model.kl={kl!r}; valid modes are: {', '.join(KL_MODES)}")
-        if num_samples < 1:
-            raise ConfigError(f"model.num_samples={num_samples} must be >= 1")
-        if beta < 0:
-            raise ConfigError(f"train.beta={beta} must be >= 0")
+        _check_settings(kl, num_samples, beta)
         # Attribute names are the checkpoints' object paths: renaming one orphans old weights.
         self.encoder, self.decoder = encoder, decoder
         self.posterior_head, self.likelihood_head = posterior, likelihood
@@ -92,9 +87,8 @@ class VAE(TrainingSteps):
         self.latent_dims = self.latents.latent_dims
         self.latent_dim = sum(self.latent_dims)  # of the flat view (`join`)
         self.num_samples, self.beta = int(num_samples), float(beta)
-        self.kl_warmup_steps = int(kl_warmup_steps)
-        self.posterior_name = posterior_name
-        self.analytic_kl = self._choose_kl(kl)
+        self.kl_warmup_steps, self.posterior_name = int(kl_warmup_steps), posterior_name
+        self.analytic_kl = analytic_kl(posterior, prior, kl)
         estimator.check(self)
         estimator.prepare(self)
         names = ("loss", "elbo", "distortion", "rate", "beta") + tuple(estimator.metric_names)
@@ -144,12 +138,11 @@ class VAE(TrainingSteps):
         return self.latents.encode(self, x, training, self._y(labels), copies)
 
     def encode_top(self, x, training=None, labels=None, copies=1) -> tfd.Distribution:
-        """q(z_L | x) of the top layer: the layer the prior p(z_L) scores."""
+        """q(z_L | x): the layer the prior p(z_L) scores."""
         return self.latents.encode_top(self, x, training, self._y(labels), copies)
 
     def decode(self, z, training=None, labels=None):
-        """Likelihood parameters ``[..., H, W, C * P]`` (logits for P = 1) for latents
-        ``[..., L]`` (any leading axes) or a structure of layers."""
+        """Likelihood parameters ``[..., H, W, C * P]`` for latents ``[..., L]`` (or layers)."""
         return self.latents.decode(self, z, training, self._y(labels))
 
     def likelihood(self, z, training=None, labels=None) -> tfd.Distribution:
@@ -164,7 +157,7 @@ class VAE(TrainingSteps):
         """``z -> log p(z)`` with the prior's parameters computed once."""
         return self.latents.log_prior_fn(self, self.top_log_prior_fn(labels), training)
 
-    def log_prior(self, z, labels=None):
+    def log_prior(self, z, labels=None):  # log p(z), shape z.shape[:-1]
         return self.log_prior_fn(labels)(z)
 
     def top_rate(self, q_top, z_top, labels=None):
@@ -180,29 +173,25 @@ class VAE(TrainingSteps):
     def rate(self, q, z, labels=None):
         return tf.add_n(self.rates(q, z, labels))
 
-    def rate_names(self):
-        """Metric names of the per-layer rates (none for one layer)."""
+    def rate_names(self):  # of the per-layer rates (none for one layer)
         return self.latents.rate_names()
 
     def log_joint_fn(self, training=False, labels=None):
-        """``(x, z) -> log p(x, z)`` with the prior's parameters computed once (one encoder
-        pass over a VampPrior's pseudo-inputs for many calls)."""
+        """``(x, z) -> log p(x, z)``, the prior's parameters (a VampPrior's pass) computed once."""
         log_prior = self.log_prior_fn(labels, training)
         return lambda x, z: (self.likelihood(z, training, labels).log_prob(x) + log_prior(z))
 
-    def log_prob(self, z, x, labels=None):
-        """Joint log p(x, z), shape ``z.shape[:-1]``."""
+    def log_prob(self, z, x, labels=None):  # log p(x, z), shape z.shape[:-1]
         return self.log_joint_fn(labels=labels)(x, z)
 
     def conditional_priors(self, z):
-        """p(z_l | z_{l+1}) for each layer l < L at the parents in the structure ``z``, bottom
-        first (none for one layer)."""
+        """p(z_l | z_{l+1}), l < L, at the parents in ``z``, bottom first (none for one)."""
         return self.latents.conditional_priors(self, z)
 
     def posterior_example(self) -> tfd.Distribution:
         return self.latents.posterior_example(self)
 
-    def join(self, z):
+    def join(self, z):  # the latents as one tensor [..., sum d_l]; `split` undoes it
         return self.latents.join(z)
 
     def split(self, flat):
@@ -218,20 +207,6 @@ class VAE(TrainingSteps):
         z = posteriors.code(self.encode(x, training, labels))
         return self.likelihood(z, training, labels).mean()
 
-    def _choose_kl(self, mode):
-        if mode == "mc":
-            return False
-        try:
-            top = self.posterior_head.distribution(tf.zeros([1, self.posterior_head.params_size]))
-            tfd.kl_divergence(top, self.prior.distribution())
-            return True
-        except NotImplementedError:
-            if mode == "analytic":
-                raise ConfigError(
-                    f"model.kl='analytic' but TFP registers no KL between the posterior and the "
-                    f"prior {type(self.prior).__name__}; use model.kl='auto' or 'mc'") from None
-            return False
-
     # ------------------------------------------------------------------ measuring and using
     def elbo_terms(self, x, seed=None, labels=None) -> estimators_lib.Terms:
         """The ELBO decomposition at beta = 1 (evaluation mode), per example, whatever the
@@ -240,7 +215,7 @@ class VAE(TrainingSteps):
         return self.label.elbo_terms(self, x, seed, labels)
 
     def labelled_terms(self, x, labels, beta=1.0, training=False, seed=None):
-        """The bound of images with their labels (with log p(y), for M2)."""
+        """The bound of images with their labels (with log p(y) for M2), as `Terms`."""
         return self.label.labelled_terms(self, x, labels, beta, training, seed)
 
     def classify(self, x, training=None):
@@ -248,9 +223,8 @@ class VAE(TrainingSteps):
         return self.label.classify(self, x, training)
 
     def log_likelihood(self, x, num_samples=1000, chunk_size=None, seed=None, labels=None):
-        """Importance-sampled bound on log p(x) (log p(x|y) given ``labels``) per example
-        ``[B]`` (`tfvae.importance.log_likelihood`; y enumerated where the label is latent);
-        ``seed``: a pair of ints, reproducible draws."""
+        """IS bound on log p(x) (log p(x|y) given ``labels``; y enumerated where it is latent)
+        per example ``[B]``, `tfvae.importance`; ``seed``: a pair of ints."""
         return self.label.log_likelihood(self, x, num_samples, chunk_size or 0, seed, labels)
 
     def log_weights(self, x, num_samples: int, chunk_size=None, seed=None,
@@ -259,9 +233,8 @@ class VAE(TrainingSteps):
         return importance.log_weights(self, x, num_samples, chunk_size or 0, seed, labels)
 
     def sample(self, n, mean=True, seed=None, temperature=1.0, labels=None):
-        """``n`` images: z ~ p(z) (at ``temperature``, see `Prior.sample`), then the mean (or a
-        sample) of p(x|z); of the given ``labels`` ``[n]`` where ``samples_by_class`` (default:
-        classes 0, 1, ... in turn)."""
+        """``n`` images: z ~ p(z) (at ``temperature``), then the mean (or a sample) of p(x|z);
+        of ``labels`` ``[n]`` where ``samples_by_class`` (default: classes 0, 1, ...)."""
         if labels is None and self.label.samples_by_class:
             labels = tf.range(n) % self.num_classes
         z = self.sample_latents(n, seed=seed, temperature=temperature)
@@ -273,6 +246,32 @@ class VAE(TrainingSteps):
         if self.label.conditions_networks:
             return self((x, labels), training=False)
         return self(x, training=False)
+
+
+def _check_settings(kl, num_samples, beta) -> None:
+    if kl not in KL_MODES:
+        raise ConfigError(f"model.kl={kl!r}; valid modes are: {', '.join(KL_MODES)}")
+    if num_samples < 1:
+        raise ConfigError(f"model.num_samples={num_samples} must be >= 1")
+    if beta < 0:
+        raise ConfigError(f"train.beta={beta} must be >= 0")
+
+
+def analytic_kl(posterior, prior, mode: str) -> bool:
+    """Whether the top layer's rate is TFP's analytic KL(q || p): for ``mode`` 'auto' where
+    TFP registers one, 'analytic' (refused in one line where it does not), 'mc' never."""
+    if mode == "mc":
+        return False
+    try:
+        tfd.kl_divergence(posterior.distribution(tf.zeros([1, posterior.params_size])),
+                          prior.distribution())
+        return True
+    except NotImplementedError:
+        if mode == "analytic":
+            raise ConfigError(
+                f"model.kl='analytic' but TFP registers no KL between the posterior and the "
+                f"prior {type(prior).__name__}; use model.kl='auto' or 'mc'") from None
+        return False
 
 
 class Given:

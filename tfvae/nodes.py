@@ -48,6 +48,13 @@ class Node(NamedTuple):
     reparameterizable: bool = True
 
 
+def describe(node: Node) -> str:
+    """One line for a person: ``z2 ~ gaussian | x, y: reparameterized (path-wise)``."""
+    parents = f" | {', '.join(node.parents)}" if node.parents else ""
+    detail = f" ({node.detail})" if node.detail else ""
+    return f"{node.name} ~ {node.family}{parents}: {node.gradient}{detail}"
+
+
 class Layer:
     """One latent z with any posterior head: q(z|x) is the encoder then the head, p(z) the
     prior, p(x|z) the decoder then the likelihood head (with one-hot y joined to the networks'
