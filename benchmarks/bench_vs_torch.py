@@ -21,7 +21,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from tfvae import builder, callbacks, config as config_lib, data, evaluation  # noqa: E402
+from tfvae import config as config_lib, data  # noqa: E402
+from tfvae.results import evaluation  # noqa: E402
+from tfvae.models import builder
+from tfvae.training import callbacks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -30,7 +30,8 @@ def one(args):
     import numpy as np
     import tf_keras as keras
 
-    from tfvae import callbacks, config, data, train
+    from tfvae import config, data
+    from tfvae.training import callbacks, train
     c = config.from_file(os.path.join(HERE, "..", "configs", "fashion_mnist_conv64.py"))
     c.data.source, c.data.idx_dir = "idx", os.path.join(SHARED, "data", "fashion_mnist_sample")
     c.data.test_size, c.data.validation_size, c.data.image_size = 500, 100, args.size
@@ -49,7 +50,7 @@ def one(args):
     if args.iw:
         import time
 
-        from tfvae import evaluation
+        from tfvae.results import evaluation
         c.data.image_size = 28
         splits = data.load(c.data, seed=0)
         model = train.build_model(c, splits)

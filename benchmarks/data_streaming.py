@@ -57,7 +57,8 @@ def measure(args):
     import numpy as np
     import tf_keras as keras
 
-    from tfvae import callbacks, config, data, train
+    from tfvae import config, data
+    from tfvae.training import callbacks, train
     c = config.from_file(os.path.join(HERE, "..", "configs", "fashion_mnist_conv64.py"))
     c.data.source, c.data.path, c.data.pixels = "folder", args.folder, "dynamic"
     c.data.test_size, c.data.validation_size = 1000, 1000

@@ -91,14 +91,16 @@ def walk_one(combo, idx_dir: str = IDX, export: bool = False) -> dict:
     import numpy as np
     import tf_keras as keras
 
-    from tfvae import config as config_lib, evaluation, runs, train
+    from tfvae.training import validation
+    from tfvae.results import evaluation
+    from tfvae.training import runs, train
     from tfvae.errors import ConfigError, DataError
     start = time.time()
     config = config_of(combo, idx_dir)
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     try:
-        config_lib.validate(config)
+        validation.validate(config)
         splits = runs.load_data(config, warn=lambda m: None)
         model = train.build_model(config, splits)
     except (ConfigError, DataError) as err:
@@ -134,7 +136,7 @@ def _export_and_sample(model, config):
     import numpy as np
     import tensorflow as tf
 
-    from tfvae import export
+    from tfvae.results import export
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "saved_model")
         export.export(model, path, config)

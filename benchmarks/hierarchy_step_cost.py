@@ -17,7 +17,10 @@ import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import builder, config as config_lib, data, distribute, optimizers  # noqa: E402
+from tfvae import config as config_lib, data  # noqa: E402
+from tfvae.training import optimizers  # noqa: E402
+from tfvae.models import builder
+from tfvae.training import distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_list("models", ["standard", "hvae_standard", "vamp", "hvae_vamp"],

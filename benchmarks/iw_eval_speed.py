@@ -19,7 +19,9 @@ quiet_tensorflow()
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import builder, config as config_lib, data, evaluation  # noqa: E402
+from tfvae import config as config_lib, data  # noqa: E402
+from tfvae.results import evaluation  # noqa: E402
+from tfvae.models import builder
 
 flags.DEFINE_list("k", ["5000", "1000"], "Numbers of importance samples to time.")
 flags.DEFINE_integer("examples", 300, "Test images timed (after a warm-up batch).")

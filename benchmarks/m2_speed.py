@@ -18,7 +18,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from tfvae import callbacks, config, data, train  # noqa: E402
+from tfvae import config, data  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.training import callbacks
 
 SHARED = os.environ.get("TFVAE_SHARED", os.path.join(HERE, "..", "..", "shared"))
 

@@ -17,7 +17,7 @@ quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from tfvae import optimizers  # noqa: E402
+from tfvae.training import optimizers  # noqa: E402
 
 # The conv64 network's weight shapes (encoder, posterior head, decoder).
 SHAPES = [(4, 4, 1, 32), (32,), (4, 4, 32, 64), (64,), (16384, 512), (512,), (512, 80), (80,),

@@ -17,7 +17,10 @@ import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import builder, config as config_lib, data, optimizers, priors  # noqa: E402
+from tfvae import config as config_lib, data  # noqa: E402
+from tfvae.distributions import priors  # noqa: E402
+from tfvae.models import builder
+from tfvae.training import optimizers
 
 flags.DEFINE_string("network", "mlp", "mlp or gated_mlp (300-300 either way).")
 flags.DEFINE_list("priors", list(priors.RECOMMENDED), "Priors to time.")

@@ -44,8 +44,10 @@ def one(args):
     import tensorflow as tf
     import tf_keras as keras
     sys.path.insert(0, REPO)
-    from tfvae import callbacks, config as config_lib, data, distribute, evaluation, optimizers
-    from tfvae import builder
+    from tfvae import config as config_lib, data
+    from tfvae.training import callbacks, distribute, optimizers
+    from tfvae.results import evaluation
+    from tfvae.models import builder
 
     c = config_lib.get_config()
     c.data.source, c.data.idx_dir, c.data.pixels = "idx", args.data, "dynamic"

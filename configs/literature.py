@@ -11,7 +11,7 @@ test images binarised once. PRIOR: ``standard``, ``vamp`` (K = 500 pseudo-inputs
 parametrisation, initialised N(0.05, 0.01) as the authors' code) or ``mog`` (K = 500); with the
 prefix ``hvae_`` (``hvae_standard``, ``hvae_vamp``, ``hvae_mog``) the paper's two-level HVAE
 (``models/HVAE_2level.py``): z1 = z2 = 40, q(z2|x), q(z1|x, z2), p(z1|z2), p(x|z1, z2), gated
-layers of 300 (`tfvae.hierarchy`), the prior on z2; with ``convhvae_`` the paper's convHVAE
+layers of 300 (`tfvae.models.hierarchy`), the prior on z2; with ``convhvae_`` the paper's convHVAE
 (``models/convHVAE_2level.py``): the same graph with the authors' gated convolutional networks
 (``model.network.name='gated_cnn'``).
 

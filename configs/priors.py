@@ -5,14 +5,14 @@
 
 DATASET: ``mnist`` (dynamically binarised, the literature's setting of configs/mnist_dynamic.py)
 or ``fashion_mnist`` (the default config). PRIOR: standard_normal, mog, vamp, gtm, gtm_vamp,
-realnvp. Prior settings are `tfvae.priors.RECOMMENDED` (K = 500 components or pseudo-inputs as
+realnvp. Prior settings are `tfvae.distributions.priors.RECOMMENDED` (K = 500 components or pseudo-inputs as
 in Tomczak and Welling 2018; 20 x 20 GTM grids; a 6-layer flow).
 """
 import os
 
 from tfvae.config import from_file
 from tfvae.errors import ConfigError
-from tfvae.priors import RECOMMENDED as PRIOR_SETTINGS
+from tfvae.distributions.priors import RECOMMENDED as PRIOR_SETTINGS
 
 DATASETS = ("mnist", "fashion_mnist")
 

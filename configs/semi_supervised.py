@@ -15,7 +15,7 @@ Adam with learning rate 3e-4 (the paper's first moment 0.9), batch 100 of all im
 batch of labelled ones, alpha = 0.1 N. Binarised dynamically (the paper models MNIST's grey
 levels with a Bernoulli of their intensities, which is what dynamic binarisation samples).
 M1: two hidden layers of 600 softplus units, latent 50, Bernoulli p(x|z). M1+M2: M2 on M1's
-features (`tfvae.runs.load_data`) as the authors' code makes them (dpkingma/nips14-ssl,
+features (`tfvae.training.runs.load_data`) as the authors' code makes them (dpkingma/nips14-ssl,
 ``run_2layer_ssl.py``, ``learn_yz_x_ss.py``): training codes drawn from q(z|x) afresh, the
 dimensions whose means vary by a standard deviation above 0.1 kept, a Gaussian
 p(features | y, z), and one hidden layer of 300 units with 100 labels (500 with more).

@@ -59,7 +59,8 @@ def fashion_idx_dir():
 def trained(mnist_arrays):
     """A small MLP VAE trained 2 epochs on 12,000 dynamically binarised MNIST images."""
     import tf_keras as keras
-    from tfvae import builder, data
+    from tfvae import data
+    from tfvae.models import builder
     config = make_config(data__train_size=12000)
     keras.utils.set_random_seed(0)
     splits = data.load(config.data, seed=0, arrays=mnist_arrays)
@@ -74,7 +75,7 @@ def trained(mnist_arrays):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, fashion_idx_dir):
     """A finished 2-epoch tfvae-train workdir on the FashionMNIST sample (latent 10)."""
-    from tfvae import train
+    from tfvae.training import train
     workdir = str(tmp_path_factory.mktemp("tiny") / "run")
     config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=300,
                          data__validation_size=300, data__train_size=512,

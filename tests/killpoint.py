@@ -32,7 +32,8 @@ def _passage():
 def main():
     from tensorflow.python.checkpoint import checkpoint_management
 
-    from tfvae import checkpoints, cli, storage
+    from tfvae import cli, storage
+    from tfvae.training import checkpoints
     files = {"metrics": "metrics.csv", "config": "config.json", "state": "run.json",
              "results": "results.json"}
     if POINT in files:

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from commands import command
 from conftest import REPO
-from tfvae import data, evaluation, plots, progress
+from tfvae import data, progress
+from tfvae.results import evaluation, plots
 from tfvae.errors import DataError
 
 BAD_INPUTS = [
@@ -169,7 +170,8 @@ def test_offline_download_fails_in_seconds(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: connecting to it is refused
-    monkeypatch.setattr(data, "_PROBE_HOST", ("127.0.0.1", port))
+    from tfvae.data import tfds as tfds_source
+    monkeypatch.setattr(tfds_source, "_PROBE_HOST", ("127.0.0.1", port))
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(var, raising=False)
     start = time.time()

@@ -10,7 +10,8 @@ import pytest
 
 from commands import command, run_together
 from conftest import REPO, TFDS_DIR, _require
-from tfvae import config as config_lib, runstate
+from tfvae import config as config_lib
+from tfvae.training import runstate
 
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "workdir_v0_1")
 VAL_ELBO = -530.8109130859375  # the fixture's best validation ELBO (its metrics.csv, epoch 0)
@@ -119,7 +120,8 @@ def test_a_workdir_of_every_kind_written_by_0_3_evaluates_samples_and_resumes(
     """``tests/fixtures/workdirs_v0_3`` (tests/fixtures/make_workdirs.py, run by tfvae 0.3
     before the node-based redesign): each kind's best weights give the same ELBO, IS bound
     and seeded sample as when written, it samples a PNG, and it resumes for a second epoch."""
-    from tfvae import runs, sample, train
+    from tfvae.training import runs, train
+    from tfvae.cli import sample
     make = _make_workdirs()
     workdir = str(tmp_path / kind)
     shutil.copytree(os.path.join(FIXTURES_V0_3, kind), workdir)

@@ -10,7 +10,11 @@ import tf_keras as keras
 
 from commands import command, run_together
 from conftest import REPO, make_config
-from tfvae import builder, data, evaluation, runstate
+from tfvae.training import validation
+from tfvae import data
+from tfvae.models import builder
+from tfvae.results import evaluation
+from tfvae.training import runstate
 from tfvae import config as config_lib
 from tfvae.errors import ConfigError, DataError
 
@@ -120,8 +124,7 @@ def test_the_label_joins_the_encoders_features_with_k_times_hidden_weights(netwo
         b = model.given(tf.constant([5, 5, 5])).encode(x).mean()
         assert not np.allclose(a.numpy(), b.numpy())
     with pytest.raises(ConfigError, match="model.label_input='pixels'"):
-        from tfvae import config as config_lib
-        config_lib.validate(make_config(model__label_input="pixels"))
+        validation.validate(make_config(model__label_input="pixels"))
 
 
 @pytest.mark.slow
@@ -258,7 +261,7 @@ def test_enumeration_computes_the_x_path_once_and_equals_the_tiled_batch(network
     tiled batch to float32 round-off, and the encoder is never run on the tiled batch. A gated
     layer after the join has no such split: that net runs on the tiled batch, to the same
     values."""
-    from tfvae import label_estimators
+    from tfvae.inference import label_estimators
     keras.utils.set_random_seed(0)
     vae = _m2(model__network__name=network, model__network__conv_channels=(4, 8),
               model__label_input="features")

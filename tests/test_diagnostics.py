@@ -12,7 +12,9 @@ import tensorflow_probability as tfp
 
 from commands import command
 from conftest import make_config
-from tfvae import builder, diagnostics, evaluation
+from tfvae.models import builder
+from tfvae.inference import diagnostics
+from tfvae.training import runs
 
 tfd = tfp.distributions
 
@@ -90,11 +92,11 @@ def test_evaluate_cli_matches_the_api_and_seeds_are_independent(tiny_run, tmp_pa
     assert "best checkpoint (epoch" in out.stderr
     with open(os.path.join(tiny_run, "evaluation.json")) as f:
         cli = json.load(f)
-    api = evaluation.evaluate_run(tiny_run, iw_samples=200, examples=60, seed=3, progress=None)
+    api = runs.evaluate_run(tiny_run, iw_samples=200, examples=60, seed=3, progress=None)
     assert cli["seed"] == api["seed"] == 3
     assert cli["log_likelihood"]["mean"] == pytest.approx(api["log_likelihood"]["mean"], abs=1e-4)
     assert cli["elbo"]["mean"] == pytest.approx(api["elbo"]["mean"], abs=1e-4)
-    other = evaluation.evaluate_run(tiny_run, iw_samples=200, examples=60, seed=4, progress=None)
+    other = runs.evaluate_run(tiny_run, iw_samples=200, examples=60, seed=4, progress=None)
     assert other["log_likelihood"]["mean"] != api["log_likelihood"]["mean"]
     for key in ("elbo", "distortion", "rate", "log_likelihood"):
         assert api[key]["se"] > 0
@@ -110,7 +112,7 @@ def test_interrupted_run_evaluates_from_its_backup(tiny_run, tmp_path):
         if os.path.exists(os.path.join(workdir, name)):
             os.remove(os.path.join(workdir, name))
     shutil.rmtree(os.path.join(workdir, "checkpoints"))  # killed before any best was written
-    result = evaluation.evaluate_run(workdir, split="validation", iw_samples=20, examples=30, seed=0,
+    result = runs.evaluate_run(workdir, split="validation", iw_samples=20, examples=30, seed=0,
                           progress=None)
     assert result["weights"].startswith("training backup") and result["num_examples"] == 30
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has

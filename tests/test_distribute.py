@@ -10,7 +10,7 @@ import pytest
 
 from commands import command
 from conftest import REPO, make_config
-from tfvae import config as config_lib
+from tfvae.training import validation
 from tfvae.errors import ConfigError
 
 PROBE = textwrap.dedent("""
@@ -20,7 +20,8 @@ PROBE = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {tests!r})
     from conftest import make_config
-    from tfvae import builder, estimators
+    from tfvae.models import builder
+    from tfvae.inference import estimators
 
     class MeanCode(estimators.Reparameterized):
         # The ELBO's terms at z = mean of q(z|x): the same gradient on every run (no noise).
@@ -106,7 +107,7 @@ MIRRORED_RUN = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {tests!r})
     from conftest import make_config
-    from tfvae import train
+    from tfvae.training import train
     config = make_config(data__source="idx", data__idx_dir={idx!r}, data__test_size=200,
                          data__validation_size=200, data__train_size=512, data__batch_size=64,
                          model__network__hidden=(32,), model__latent_dims=(4,), train__epochs=2,
@@ -136,8 +137,8 @@ def test_unknown_or_unstartable_strategies_say_what_to_do(monkeypatch):
     with pytest.raises(ConfigError, match="train.strategy='horovod': unknown strategy; valid "
                                           "strategies are: auto, default, mirrored, "
                                           "multi_worker, tpu"):
-        config_lib.validate(make_config(train__strategy="horovod"))
-    from tfvae import distribute
+        validation.validate(make_config(train__strategy="horovod"))
+    from tfvae.training import distribute
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="needs the cluster in TF_CONFIG"):
         distribute.build(make_config(train__strategy="multi_worker").train)
@@ -148,7 +149,8 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import numpy as np, tensorflow as tf, tf_keras as keras
     from conftest import make_config
-    from tfvae import builder, distribute
+    from tfvae.models import builder
+    from tfvae.training import distribute
     config = make_config(model__network__hidden=(32,), model__latent_dims=(4,), train__strategy="multi_worker")
     strategy = distribute.build(config.train)
     keras.utils.set_random_seed(0)
@@ -195,7 +197,7 @@ def test_two_workers_train_in_step_on_localhost(tmp_path):
     assert results[0] == results[1]                   # the workers stayed in step
     assert results[0]["loss"][1] < results[0]["loss"][0]
     import tensorflow as tf
-    from tfvae import builder
+    from tfvae.models import builder
     vae = builder.build(make_config(model__network__hidden=(32,), model__latent_dims=(4,)), (28, 28, 1))
     tf.train.Checkpoint(model=vae).read(ckpt).expect_partial()
     import numpy as np

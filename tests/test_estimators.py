@@ -9,7 +9,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import builder, data, train
+from tfvae.training import validation
+from tfvae import data
+from tfvae.models import builder
+from tfvae.training import train
 from tfvae.errors import ConfigError
 
 
@@ -281,11 +284,10 @@ def test_bad_estimator_config(override, message):
 
 
 def test_bad_group_settings():
-    from tfvae import config as config_lib
     config = make_config()
     config.train.groups.inference.optimizer = "lbfgs"
     with pytest.raises(ConfigError, match="train.groups.inference.optimizer='lbfgs'"):
-        config_lib.validate(config)
+        validation.validate(config)
     vae = _tiny()
     with pytest.raises(ConfigError, match="unknown parameter groups \\['encoder'\\]"):
         vae.compile(keras.optimizers.Adam(), group_optimizers={"encoder": keras.optimizers.Adam()})

@@ -9,7 +9,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from conftest import make_config
-from tfvae import builder, train
+from tfvae.training import validation
+from tfvae.models import builder
+from tfvae.training import train
 
 tfd = tfp.distributions
 
@@ -84,7 +86,7 @@ def _one_line(err):
 
 def _leaves():
     from tfvae.config import get_config
-    from tfvae.runstate import _flatten, config_dict
+    from tfvae.training.runstate import _flatten, config_dict
     flat = _flatten(config_dict(get_config()))
     return sorted(k for k in flat if not k.startswith("train.groups.") and k not in (
         "seed", "data.source", "data.idx_dir", "data.data_dir", "data.path", "data.features",
@@ -110,7 +112,7 @@ def _bad_values(default):
 @st.composite
 def _bad_field(draw):
     from tfvae.config import get_config
-    from tfvae.runstate import _flatten, config_dict
+    from tfvae.training.runstate import _flatten, config_dict
     key = draw(st.sampled_from(_leaves()))
     return key, draw(_bad_values(_flatten(config_dict(get_config()))[key]))
 
@@ -125,8 +127,7 @@ def test_a_drawn_config_value_is_refused_in_one_line_or_builds(fashion_idx_dir, 
     import ml_collections
     import tf_keras as keras
 
-    from tfvae import config as config_lib
-    from tfvae import runstate
+    from tfvae.training import runstate
     key, value = change
     stored = runstate.config_dict(tiny_config(fashion_idx_dir))
     node = stored
@@ -136,7 +137,7 @@ def test_a_drawn_config_value_is_refused_in_one_line_or_builds(fashion_idx_dir, 
     node[last] = value
     try:
         config = ml_collections.ConfigDict(stored)
-        config_lib.validate(config)
+        validation.validate(config)
         model = builder.build(config, (28, 28, 1), 4, train_images=np.zeros((64, 28, 28, 1),
                                                                               np.float32),
                               num_classes=10, num_labelled=100, num_train=512)
@@ -199,7 +200,7 @@ def test_a_broken_workdir_file_ends_in_one_line_or_falls_back(tiny_run, name, ho
     import shutil
     import tempfile
 
-    from tfvae import runs, runstate
+    from tfvae.training import runs, runstate
     workdir = os.path.join(tempfile.mkdtemp(), "run")
     shutil.copytree(tiny_run, workdir)
     assert os.path.exists(os.path.join(workdir, name)), os.listdir(workdir)
@@ -237,7 +238,9 @@ def _fill_disk_at(monkeypatch, where, epoch):
 
     from tensorflow.python.checkpoint import checkpoint_management
 
-    from tfvae import checkpoints, export, storage
+    from tfvae import storage
+    from tfvae.training import checkpoints
+    from tfvae.results import export
     if where == "metrics":
         atomic_file = storage.atomic_file
 
@@ -286,7 +289,7 @@ def test_a_full_disk_stops_in_one_line_and_the_run_resumes_once_space_is_freed(
     written before is intact; run again with space, it redoes only what was lost and ends with
     every epoch once."""
     import csv
-    from tfvae import runstate
+    from tfvae.training import runstate
     workdir = str(tmp_path / "run")
     config = tiny_config(fashion_idx_dir, train__epochs=4)
     monkeypatch.undo()
@@ -337,7 +340,7 @@ def _holding(workdir):
     import time
 
     from commands import command
-    from tfvae import locks
+    from tfvae.training import locks
     proc = subprocess.Popen(
         [*command("train"), f"--workdir={workdir}", "--config.data.source=idx",
          f"--config.data.idx_dir={os.environ['TFVAE_TEST_FASHION']}",
@@ -366,7 +369,7 @@ def test_one_training_per_workdir_and_a_killed_holder_leaves_it_free(tmp_path, f
     import signal
     import socket
 
-    from tfvae import evaluation, locks
+    from tfvae.training import locks, runs
     from tfvae.errors import WorkdirError
     monkeypatch.setenv("TFVAE_TEST_FASHION", fashion_idx_dir)
     workdir = str(tmp_path / "run")
@@ -381,10 +384,10 @@ def test_one_training_per_workdir_and_a_killed_holder_leaves_it_free(tmp_path, f
         assert f"in use by another tfvae-train (pid {holder.pid} on {socket.gethostname()}" in text
         assert "choose another --workdir" in text
         said = []
-        assert evaluation.destination(workdir, "", said.append) is None
+        assert runs.destination(workdir, "", said.append) is None
         assert "holds" in said[0] and "--out=" in said[0]
         out = str(tmp_path / "new" / "folder" / "evaluation.json")
-        assert evaluation.destination(workdir, out) == out
+        assert runs.destination(workdir, out) == out
         assert os.path.isdir(os.path.dirname(out))
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -396,7 +399,7 @@ def test_one_training_per_workdir_and_a_killed_holder_leaves_it_free(tmp_path, f
     lock.release()
     import csv
 
-    from tfvae import runstate
+    from tfvae.training import runstate
     config = runstate.read_config(os.path.join(workdir, "config.json"))
     with open(os.path.join(workdir, "metrics.csv"), newline="") as f:
         done = len(list(csv.DictReader(f)))
@@ -409,7 +412,8 @@ def test_one_training_per_workdir_and_a_killed_holder_leaves_it_free(tmp_path, f
 def test_out_paths_are_created_or_refused_in_one_line(tmp_path):
     """``--out`` of tfvae-evaluate and tfvae-sample: missing folders are made; a folder, a
     wrong suffix or an unwritable place is refused naming the flag."""
-    from tfvae import sample, storage
+    from tfvae import storage
+    from tfvae.cli import sample
     out = str(tmp_path / "a" / "b" / "grid.png")
     assert storage.output_file(out, "--out", sample.IMAGE_SUFFIXES) == out
     assert os.path.isdir(os.path.dirname(out))
@@ -495,7 +499,7 @@ def test_tfvae_sample_of_an_unfinished_run_writes_nothing_into_its_workdir(tiny_
     import shutil
     import tempfile
 
-    from tfvae import sample
+    from tfvae.cli import sample
     workdir = str(tmp_path / "run")
     shutil.copytree(tiny_run, workdir)
     shutil.rmtree(os.path.join(workdir, "saved_model"))

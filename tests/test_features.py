@@ -14,7 +14,7 @@ from commands import command, run_together
 from conftest import REPO
 from tfvae import config as config_lib
 from tfvae import data as data_lib
-from tfvae import runs, runstate
+from tfvae.training import runs, runstate
 from tfvae.errors import ConfigError, WorkdirError
 
 CONFIG = os.path.join(REPO, "configs", "semi_supervised.py")
@@ -142,7 +142,7 @@ def _ndict(path, arrays):
 @pytest.mark.slow
 def test_the_authors_m1_weights_become_a_run_that_computes_their_network(fashion_idx_dir,
                                                                          tmp_path):
-    """experiments/m1_authors.py: weights in the authors' format (random here, the authors'
+    """scripts/experiments/m1_authors.py: weights in the authors' format (random here, the authors'
     layout: W [out, in], a log-variance head) become a finished run whose q(z|x) and p(x|z)
     are the authors' formulas (dpkingma/nips14-ssl, VAE_Z_X), computed here in NumPy; a
     mismatched file is refused in one line with nothing written."""
@@ -160,7 +160,7 @@ def test_the_authors_m1_weights_become_a_run_that_computes_their_network(fashion
          "out_w": g(n_x, h, sd=0.3), "out_b": g(n_x, 1)}
     _ndict(tmp_path / "v.ndict.tar.gz", v)
     _ndict(tmp_path / "w.ndict.tar.gz", w)
-    script = [sys.executable, os.path.join(REPO, "experiments", "m1_authors.py"),
+    script = [sys.executable, os.path.join(REPO, "scripts", "experiments", "m1_authors.py"),
               f"--config={CONFIG}:fashion_mnist,m1"] + [
         a for a in _small(fashion_idx_dir) if "network.hidden" not in a and "latent" not in a]
     workdir = tmp_path / "m1"

@@ -6,7 +6,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from conftest import make_config
-from tfvae import builder, posteriors
+from tfvae.models import builder
+from tfvae.distributions import posteriors
 
 tfd = tfp.distributions
 
@@ -90,7 +91,7 @@ def test_flow_starts_as_the_identity_and_its_weights_learn(name):
 @pytest.mark.parametrize("name", ["iaf", "realnvp"])
 def test_flow_model_trains_scores_and_exports(name, tmp_path):
     import tf_keras as keras
-    from tfvae import export
+    from tfvae.results import export
     config = make_config(model__posterior__name=name, model__network__hidden=(64,), model__latent_dims=(6,))
     vae = builder.build(config, (28, 28, 1))
     assert not vae.analytic_kl                                       # Monte Carlo KL
@@ -119,7 +120,8 @@ def test_iaf_beats_the_gaussian_on_mnist(mnist_arrays):
     KL(q || p(z|x)) is smaller. Measured on seeds 0, 1, 2: ELBO +0.81, +0.35, +1.36 nats,
     gap -0.51, -0.34, -1.08 nats."""
     import tf_keras as keras
-    from tfvae import data, evaluation
+    from tfvae import data
+    from tfvae.results import evaluation
 
     def config(posterior):
         return make_config(model__posterior__name=posterior, model__network__hidden=(300, 300),

@@ -256,7 +256,7 @@ def test_train_on_a_colour_folder_and_sample_colour_images(tmp_path, mnist_array
 def test_every_likelihood_and_network_takes_colour(likelihood, pixels, network):
     """Per channel: the event is H x W x 3, and log p(x|z) is the sum of the per-pixel,
     per-channel log-probabilities over all three channels."""
-    from tfvae import builder
+    from tfvae.models import builder
     config = make_config(data__pixels=pixels, model__likelihood__name=likelihood,
                          model__network__name=network, model__network__hidden=(16,),
                          model__latent_dims=(4,))

@@ -14,7 +14,9 @@ import tf_keras as keras
 
 from commands import command, run_together
 from conftest import REPO, make_config
-from tfvae import builder, data, estimators, hierarchy, model as model_lib, nodes
+from tfvae import data
+from tfvae.models import builder, hierarchy, model as model_lib, nodes
+from tfvae.inference import estimators
 from tfvae.errors import ConfigError
 
 
@@ -231,7 +233,7 @@ def test_hierarchy_trains_evaluates_exports_and_samples_from_the_commands(tmp_pa
 def test_two_layers_beat_one_at_equal_epochs_on_mnist(mnist_arrays):
     """The literature's networks (gated 300-300, latent 40 per layer) on 20,000 dynamically
     binarised MNIST images, 4 epochs each, the same seed and data order: the two-level HVAE's
-    importance-sampled test log p(x) is higher (experiments/compare_levels.py measures the
+    importance-sampled test log p(x) is higher (scripts/experiments/compare_levels.py measures the
     gap over seeds at 10 epochs: docs/RESULTS.md)."""
     found = {}
     for dims in ((40,), (40, 40)):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import likelihoods
+from tfvae.distributions import likelihoods
 from tfvae.errors import ConfigError
 
 
@@ -95,7 +95,7 @@ def test_samples_lie_on_the_256_level_grid(name, params):
 
 def test_level_likelihoods_need_grey_pixels_and_report_bits_per_dim():
     from conftest import make_config
-    from tfvae import builder
+    from tfvae.models import builder
     with pytest.raises(ConfigError, match="model.likelihood.name='categorical' models the 256 grey "
                                           "levels.*use data.pixels='continuous'"):
         builder.build(make_config(model__likelihood__name="categorical"), (28, 28, 1))
@@ -107,7 +107,8 @@ def test_discretized_logistic_trains_on_grey_fashion_mnist(fashion_idx_dir):
     first epochs."""
     import tf_keras as keras
     from conftest import make_config
-    from tfvae import builder, data
+    from tfvae import data
+    from tfvae.models import builder
     config = make_config(data__source="idx", data__idx_dir=fashion_idx_dir, data__test_size=300,
                          data__validation_size=500, data__pixels="continuous",
                          model__likelihood__name="discretized_logistic", model__network__hidden=(256, 256))

@@ -8,8 +8,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import REPO, TFDS_DIR, make_config
-from tfvae import config as config_lib
-from tfvae import builder, data, networks, optimizers, posteriors, priors
+from tfvae.training import validation
+from tfvae import data
+from tfvae.models import builder, networks
+from tfvae.training import optimizers
+from tfvae.distributions import posteriors, priors
 from tfvae.errors import ConfigError
 
 
@@ -75,7 +78,7 @@ def test_adam_normgrad_is_adam_on_unit_norm_gradients():
         adam.apply_gradients([(grad / (tf.norm(grad) + 1e-7), b)])
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)  # float32 round-off
     with pytest.raises(ConfigError, match=r"train.optimizer='adamw2': unknown optimizer"):
-        config_lib.validate(make_config(train__optimizer="adamw2"))
+        validation.validate(make_config(train__optimizer="adamw2"))
 
 
 def test_vamp_hardtanh_pseudo_inputs_start_as_the_authors_code():
@@ -92,7 +95,7 @@ def test_vamp_hardtanh_pseudo_inputs_start_as_the_authors_code():
 def test_protocol_config_splits_and_model(prior, mnist_arrays):
     config = _literature(f"mnist,{prior}")
     config.data.data_dir, config.data.download = TFDS_DIR, False
-    config_lib.validate(config)
+    validation.validate(config)
     splits = data.load(config.data, seed=0, arrays=mnist_arrays)
     assert (splits.num_train, splits.num_validation, splits.num_test) == (50000, 10000, 10000)
     assert splits.steps_per_epoch == 500

@@ -6,8 +6,11 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import builder, data, importance, priors
-from tfvae import model as model_lib, nodes as nodes_lib
+from tfvae import data
+from tfvae.models import builder
+from tfvae.inference import importance
+from tfvae.distributions import priors
+from tfvae.models import model as model_lib, nodes as nodes_lib
 from tfvae.errors import ConfigError
 
 tfd = tfp.distributions

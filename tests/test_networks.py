@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_config
-from tfvae import networks
+from tfvae.models import networks
 from tfvae.errors import ConfigError
 
 SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 1), (20, 36, 2)]

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tfvae import optimizers
+from tfvae.training import optimizers
 
 
 def _steps(optimizer, steps=6, seed=0):

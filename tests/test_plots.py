@@ -3,7 +3,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tfvae import plots
+from tfvae.results import plots
 
 RNG = np.random.default_rng(0)
 

@@ -6,7 +6,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import builder, estimators, gradients, optimizers, precision
+from tfvae.training import validation
+from tfvae import precision
+from tfvae.models import builder
+from tfvae.inference import estimators, gradients
+from tfvae.training import optimizers
 from tfvae.errors import ConfigError
 
 
@@ -105,7 +109,7 @@ def test_unknown_precision_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="train.precision='fp8': unknown precision; valid "
                                           "precisions are: auto, float32, mixed_bfloat16, "
                                           "mixed_float16"):
-        config_lib.validate(make_config(train__precision="fp8"))
+        validation.validate(make_config(train__precision="fp8"))
 
 
 def test_precision_scope_restores_the_global_policy():
@@ -119,7 +123,7 @@ def test_auto_choices_follow_the_machine(monkeypatch):
     GPU); train.jit_compile='auto' compiles the dense networks and not the convolutional one on
     CPU (the measured faster choice); true / false from a command line are understood."""
     import tensorflow as tf
-    from tfvae import distribute
+    from tfvae.training import distribute
     for native in (True, False):
         monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda native=native: native)
         expected = "mixed_bfloat16" if native and not tf.config.list_logical_devices("GPU") \

@@ -7,7 +7,9 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from conftest import make_config
-from tfvae import builder, data, priors
+from tfvae import data
+from tfvae.models import builder
+from tfvae.distributions import priors
 from tfvae.errors import ConfigError
 
 ALL = ["standard_normal", "mog", "vamp", "gtm", "gtm_vamp", "realnvp"]

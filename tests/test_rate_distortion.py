@@ -1,4 +1,4 @@
-"""experiments/rate_distortion.py: a beta sweep lands where the rate-distortion trade-off says."""
+"""scripts/experiments/rate_distortion.py: a beta sweep lands where the rate-distortion trade-off says."""
 import os
 import subprocess
 
@@ -11,7 +11,7 @@ from conftest import REPO
 @pytest.mark.slow
 def test_beta_sweep_trades_rate_for_distortion(tmp_path, fashion_idx_dir):
     workdir = tmp_path / "rd"
-    cmd = [sys.executable, os.path.join(REPO, "experiments", "rate_distortion.py"),
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "experiments", "rate_distortion.py"),
            f"--config={os.path.join(REPO, 'configs', 'default.py')}", f"--workdir={workdir}",
            "--config.data.source=idx", f"--config.data.idx_dir={fashion_idx_dir}",
            "--config.data.test_size=300", "--config.data.train_size=1024",

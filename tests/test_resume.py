@@ -13,7 +13,8 @@ import pytest
 
 from commands import command
 from conftest import make_config
-from tfvae import callbacks, checkpoints, figures, plots, runs, runstate, train
+from tfvae.training import callbacks, checkpoints, runs, runstate, train
+from tfvae.results import figures, plots
 from tfvae.errors import CheckpointError, ConfigError, WorkdirError
 
 
@@ -241,7 +242,7 @@ def test_changed_config_is_refused_and_safe_changes_are_recorded(tmp_path, fashi
 @pytest.mark.slow
 def test_rerun_after_divergence_leaves_no_stale_rows(tmp_path, fashion_idx_dir, monkeypatch):
     from test_train import _NaNAfter
-    from tfvae import estimators
+    from tfvae.inference import estimators
     from tfvae.errors import TrainingDivergedError
     monkeypatch.setitem(estimators.ESTIMATORS._items, "nan_after_40", _NaNAfter)
     workdir = str(tmp_path / "run")
@@ -287,7 +288,7 @@ def test_workdir_checks_write_nothing_before_the_data_loads(tmp_path, monkeypatc
 def test_resumed_metrics_csv_keeps_its_columns(tmp_path):
     """A resumed run whose logs differ from the file's header (a metric gone, one new) still
     appends rows under that header, each value in its own column."""
-    from tfvae import callbacks, runstate
+    from tfvae.training import callbacks, runstate
     path = tmp_path / "metrics.csv"
     path.write_text("epoch,elbo,loss,val_elbo,val_iwae\n0,-100.0,100.0,-101.0,-99.0\n")
     logger = callbacks.MetricsCSVLogger(str(path), append=True)

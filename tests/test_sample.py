@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from commands import command
-from tfvae import sample
+from tfvae.cli import sample
 
 
 def test_slerp_keeps_the_norm_and_hits_the_ends():
@@ -28,11 +28,11 @@ def test_sample_from_a_saved_model_without_tfvae_model_code_or_tfp(tiny_run, tmp
     blocked from import in the process that runs it."""
     probe = textwrap.dedent(f"""
         import sys
-        for name in ("tensorflow_probability", "tfvae.model", "tfvae.priors", "tfvae.train",
-                     "tfvae.posteriors", "tfvae.likelihoods", "tfvae.estimators"):
+        for name in ("tensorflow_probability", "tfvae.models.model", "tfvae.distributions.priors", "tfvae.training.train",
+                     "tfvae.distributions.posteriors", "tfvae.distributions.likelihoods", "tfvae.inference.estimators"):
             sys.modules[name] = None
         import numpy as np
-        from tfvae import sample
+        from tfvae.cli import sample
         path = {os.path.join(tiny_run, "saved_model")!r}
         a = sample.run({str(tmp_path / "a.png")!r}, saved_model=path, num=12, seed=5)
         b = sample.run({str(tmp_path / "b.png")!r}, saved_model=path, num=12, seed=5)

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from commands import command, run_together
 from conftest import REPO, make_config
-from tfvae import callbacks, checkpoints, estimators, train
+from tfvae.training import callbacks, checkpoints, train
+from tfvae.inference import estimators
 from tfvae.errors import ConfigError, TrainingDivergedError
 
 

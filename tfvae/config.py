@@ -1,15 +1,15 @@
-"""The base tfvae config (FashionMNIST, MLP, Bernoulli) and its validation.
+"""The base tfvae config (FashionMNIST, MLP, Bernoulli), the kinds of its fields, and the
+upgrade of configs written by older tfvae versions.
 
 ``configs/*.py`` start from `get_config()` and change what they need; every field is overridable
-on the command line (``--config.model.latent_dims=40,``). `validate` checks a whole config and
-raises `ConfigError` naming the field and the fix.
+on the command line (``--config.model.latent_dims=40,``). `tfvae.training.validation.validate`
+checks a whole config and raises `ConfigError` naming the field and the fix.
 """
 import math
 from typing import Optional
 
 import ml_collections
 
-from tfvae.errors import ConfigError
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = _data_block()
     config.model = _model_block()
 
-    # Gradient estimator (tfvae/estimators.py): reparameterized, score_function, hybrid, iwae, dreg;
+    # Gradient estimator (tfvae/inference/estimators.py): reparameterized, score_function, hybrid, iwae, dreg;
     # score-function control variates, a comma-separated chain applied in order, e.g.
     # "centered,scaled,baseline"; from: centered, scaled, self_critic, baseline.
     config.estimator = est = ml_collections.ConfigDict()
@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.train = train = ml_collections.ConfigDict()
     train.epochs = 30
-    train.optimizer = "adam"      # adam, adam_normgrad, rmsprop, sgd, adamax (tfvae/optimizers.py)
+    train.optimizer = "adam"      # adam, adam_normgrad, rmsprop, sgd, adamax (tfvae/training/optimizers.py)
     train.learning_rate = 1e-3
     # Per parameter group ('' / 0 = use train.optimizer / train.learning_rate): generative (decoder
     # and prior), inference (encoder), baseline (learned control variate).
@@ -102,8 +102,8 @@ def _model_block() -> ml_collections.ConfigDict:
     registry from that block (``REGISTRY.create(block, ...)``: the block's ``name`` picks it)."""
     model = ml_collections.ConfigDict()
     model.latent_dims = (20,)       # latent sizes, bottom layer z1 (nearest x) to top zL; more
-                                    # than one: a hierarchy (tfvae/hierarchy.py)
-    model.label = "none"            # the label node y (tfvae/labels.py): 'none'; 'observed'
+                                    # than one: a hierarchy (tfvae/models/hierarchy.py)
+    model.label = "none"            # the label node y (tfvae/models/labels.py): 'none'; 'observed'
                                     # (a conditional VAE, q(z|x,y), p(x|z,y)); 'latent' (M2,
                                     # Kingma et al. 2014: observed where data.labels keeps it,
                                     # summed out elsewhere, a classifier q(y|x)); 'component'
@@ -127,7 +127,7 @@ def _model_block() -> ml_collections.ConfigDict:
     model.num_samples = 1           # latent samples per example in the training objective
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 
-    model.network = net = ml_collections.ConfigDict()  # encoder and decoder (tfvae/networks.py)
+    model.network = net = ml_collections.ConfigDict()  # encoder and decoder (tfvae/models/networks.py)
     net.name = "mlp"                # 'mlp', 'cnn'; 'gated_mlp', 'gated_cnn' (Tomczak and Welling 2018)
     net.hidden = (512, 512)         # dense widths (encoder order; the decoder mirrors them)
     net.conv_channels = (32, 64)    # cnn only: stride-2 conv channels
@@ -135,7 +135,7 @@ def _model_block() -> ml_collections.ConfigDict:
     net.activation = "relu"
     net.dropout = 0.0
 
-    model.posterior = post = ml_collections.ConfigDict()  # q(z|x) (tfvae/posteriors.py)
+    model.posterior = post = ml_collections.ConfigDict()  # q(z|x) (tfvae/distributions/posteriors.py)
     post.name = "gaussian"          # 'gaussian' (mean-field), 'mog' (mixture), 'iaf', 'realnvp'
     post.scale = "softplus"         # 'softplus', 'exp', 'hardtanh_logvar' (log-var in [-6, 2])
     post.components = 5             # mog: K components
@@ -144,7 +144,7 @@ def _model_block() -> ml_collections.ConfigDict:
     post.flow_hidden = (128, 128)   # iaf, realnvp: each step's network
     post.context = 32               # iaf, realnvp: encoder context h fed to each step
 
-    model.prior = prior = ml_collections.ConfigDict()  # p(z) (tfvae/priors.py)
+    model.prior = prior = ml_collections.ConfigDict()  # p(z) (tfvae/distributions/priors.py)
     prior.name = "standard_normal"  # standard_normal, mog, vamp, gtm, gtm_vamp, realnvp
     prior.components = 100          # K of mog / vamp (pseudo-inputs) / gtm, gtm_vamp (square)
     prior.init = "data"             # vamp pseudo-inputs: 'data' (training images) or 'noise'
@@ -154,7 +154,7 @@ def _model_block() -> ml_collections.ConfigDict:
     prior.activation = "relu"       # their activation
     prior.flow_layers = 4           # realnvp: number of coupling layers
 
-    model.likelihood = lik = ml_collections.ConfigDict()  # p(x|z) (tfvae/likelihoods.py)
+    model.likelihood = lik = ml_collections.ConfigDict()  # p(x|z) (tfvae/distributions/likelihoods.py)
     lik.name = "bernoulli"          # 'bernoulli' (binary pixels), 'continuous_bernoulli'; 8-bit
     # grey levels: 'discretized_logistic', 'discretized_logistic_mixture', 'categorical'
     lik.components = 5              # discretized_logistic_mixture: M logistics per pixel
@@ -216,11 +216,11 @@ def kind_mismatch(values: dict, defaults: dict, where: str = "") -> Optional[str
     return None
 
 
-def _finite(tree: dict, where: str = "") -> Optional[str]:
+def finite(tree: dict, where: str = "") -> Optional[str]:
     for key, value in tree.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         if isinstance(value, dict):
-            found = _finite(value, f"{where}{key}.")
+            found = finite(value, f"{where}{key}.")
             if found:
                 return found
         elif any(isinstance(v, float) and not math.isfinite(v) for v in values):
@@ -228,68 +228,8 @@ def _finite(tree: dict, where: str = "") -> Optional[str]:
     return None
 
 
-def validate(config) -> None:
-    """Raises `ConfigError` for any value that cannot work, before data is read or a model built:
-    first any field of another kind than its default (text for a number, ...) or not finite."""
-    import json
-
-    from tfvae import data, estimators, likelihoods, networks, optimizers, posteriors, priors
-    values = json.loads(config.to_json_best_effort())
-    gone = removed_flag(values)
-    if gone:
-        raise ConfigError(gone)
-    wrong = kind_mismatch(values, json.loads(get_config().to_json_best_effort()))
-    wrong = wrong and f"{wrong} (see tfvae/config.py for what it holds)"
-    wrong = wrong or _finite(values)
-    if wrong:
-        raise ConfigError(wrong)
-
-    data.validate(config.data)
-    networks.validate(config.model)
-    posteriors.POSTERIORS.get(config.model.posterior.name)
-    priors.PRIORS.get(config.model.prior.name)
-    from tfvae import labels
-    labels.LABELS.get(config.model.label)
-    likelihoods.LIKELIHOODS.get(config.model.likelihood.name)
-    estimators.ESTIMATORS.get(config.estimator.name)
-    t, e = config.train, config.eval
-    optimizers.OPTIMIZERS.get(t.optimizer)
-    from tfvae import distribute
-    distribute.STRATEGIES.get(t.strategy)
-    from tfvae import precision
-    precision.PRECISIONS.get(t.precision)
-    distribute.jit_setting(t.jit_compile)
-    for group, settings in t.groups.items():
-        if settings.optimizer and settings.optimizer not in optimizers.OPTIMIZERS:
-            raise ConfigError(f"train.groups.{group}.optimizer={settings.optimizer!r}: unknown "
-                              "optimizer; valid optimizers are: "
-                              f"{', '.join(optimizers.OPTIMIZERS.names())}")
-        if settings.learning_rate < 0:
-            raise ConfigError(f"train.groups.{group}.learning_rate={settings.learning_rate} must "
-                              "be > 0 (or 0 to use train.learning_rate)")
-    estimators.build(config.estimator)  # unknown control variates, or ones it cannot use
-    checks = [
-        (t.epochs >= 1, f"train.epochs={t.epochs} must be >= 1"),
-        (t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0"),
-        (t.beta >= 0, f"train.beta={t.beta} must be >= 0"),
-        (t.kl_warmup_epochs >= 0, f"train.kl_warmup_epochs={t.kl_warmup_epochs} must be >= 0"),
-        (t.steps_per_execution >= 1, f"train.steps_per_execution={t.steps_per_execution} must be >= 1"),
-        (t.early_stopping_patience >= 0,
-         f"train.early_stopping_patience={t.early_stopping_patience} must be >= 0 (0 = off)"),
-        (config.model.num_samples >= 1, f"model.num_samples={config.model.num_samples} must be >= 1"),
-        (config.model.label_input in LABEL_INPUTS,
-         f"model.label_input={config.model.label_input!r}; valid: {', '.join(LABEL_INPUTS)}"),
-        (e.iw_samples >= 1, f"eval.iw_samples={e.iw_samples} must be >= 1"),
-        (e.iw_examples >= 0, f"eval.iw_examples={e.iw_examples} must be >= 0 (0 = all)"),
-        (e.iw_batch_size >= 1, f"eval.iw_batch_size={e.iw_batch_size} must be >= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-
-
 # Config files written by tfvae 0.1 (flat, prefixed fields) -> today's nested blocks: old field
-# -> new path. Read by `upgrade` (`tfvae.runstate.read_config` applies it to every config.json).
+# -> new path. Read by `upgrade` (`tfvae.training.runstate.read_config` applies it to every config.json).
 RENAMED = {
     "model.network": "model.network.name", "model.hidden": "model.network.hidden",
     "model.conv_channels": "model.network.conv_channels",

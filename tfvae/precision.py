@@ -10,9 +10,9 @@
 - ``auto``: ``mixed_bfloat16`` on a CPU that computes bfloat16 natively (and no GPU), else
   ``float32``. On this project's 2-core AVX512-BF16 CPU the convolutional VAE trains 1.2-1.3x
   faster in mixed bfloat16, and learned within float32's seed-to-seed spread
-  (benchmarks/conv_speed.py, experiments/precision_check.py, docs/RESULTS.md).
+  (benchmarks/conv_speed.py, scripts/experiments/precision_check.py, docs/RESULTS.md).
 
-Each network's output layer computes in float32 under every policy (`tfvae.networks`).
+Each network's output layer computes in float32 under every policy (`tfvae.models.networks`).
 
 Only the networks' arithmetic is in low precision: their outputs are cast to float32 by a final
 float32 layer, so posterior and likelihood parameters, every ``log_prob``, the KL, the priors and

@@ -23,15 +23,19 @@ each epoch), so memory stays bounded whatever its size (`splits.streamed`).
 import sys
 from typing import Dict, Optional, Tuple
 
-from tfvae.data import arrays as _arrays, folder as _folder, idx as _idx, tfds as _tfds  # noqa
+from tfvae.data import arrays as _arrays  # noqa
+from tfvae.data import folder as _folder
+from tfvae.data import idx as _idx
 from tfvae.data import image_folders
+from tfvae.data import tfds as _tfds
 from tfvae.data.arrays import from_arrays, load_array_file
 from tfvae.data.checks import Arrays
 from tfvae.data.idx import load_idx_dir, read_idx
 from tfvae.data.pixels import EVAL_BINARIZATION_SEED, PIXEL_MODES, PIXELS
 from tfvae.data.sources import SOURCES
-from tfvae.data.splits import (LABEL_CHOICES, VALIDATION_SPLITS, Splits, first_images,
-                               first_labels, images_of, in_memory, keep_labels, labels_setting)
+from tfvae.data.splits import (LABEL_CHOICES, VALIDATION_SPLITS, Splits,
+                               first_images, first_labels, images_of,
+                               in_memory, keep_labels, labels_setting)
 from tfvae.data.tfds import load_tfds, tfds_builder
 from tfvae.errors import ConfigError
 

@@ -10,7 +10,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from tfvae.data.checks import Arrays
-from tfvae.data.sources import SOURCES, Found, Source
+from tfvae.data.sources import SOURCES, Source
 from tfvae.errors import DataError
 
 # --------------------------------------------------------------------------- IDX files
@@ -106,6 +106,3 @@ class IdxSource(Source):
 
     def arrays(self, c) -> Dict[str, Arrays]:
         return load_idx_dir(os.path.expanduser(c.idx_dir))
-
-    def read(self, c, seed, with_labels, say, shard=None):
-        return Found(self.arrays(c), None)

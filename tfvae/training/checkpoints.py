@@ -26,8 +26,8 @@ from typing import List, NamedTuple, Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from tfvae import distribute
 from tfvae.errors import CheckpointError
+from tfvae.training import distribute
 
 KEEP = 2  # good checkpoints kept in each folder: the newest, and one to fall back to
 BEST = "best"

@@ -6,7 +6,7 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | key | what |
 | --- | --- |
 | ``num_examples`` | images measured |
-| ``nodes`` | the model's latent nodes, one line each: family, parents, gradient (`tfvae.nodes`) |
+| ``nodes`` | the model's latent nodes, one line each: family, parents, gradient (`tfvae.models.nodes`) |
 | ``elbo``, ``distortion``, ``rate`` | ELBO = -(D + R) at beta = 1, one z ~ q(z|x) per image |
 | ``elbo_bits_per_dim`` | -ELBO / (D ln 2), D = pixels x channels |
 | ``active_units`` | latent dimensions with Cov_x(E_q[z_d]) > 0.01 [1] |
@@ -14,7 +14,7 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | ``classification_error``, ``elbo_labelled`` | a model that can classify (``latent``, ``component``): its error rate on the split, and the bound with the true labels; for M2 its ``elbo`` is U(x) and ``log_likelihood`` sums y out exactly |
 | ``rates``, ``active_units_per_layer`` | several latent layers only: each layer's rate R_l (they sum to R) and active units, bottom first |
 | ``collapsed_dimensions`` | dimensions (of the top layer) whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
-| ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.importance`) [1] |
+| ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.inference.importance`) [1] |
 | ``importance_weights`` | with ``diagnostics``: ESS / k and Pareto k-hat of the weights [2]; images above k-hat 0.7 listed as unreliable |
 | ``elbo_surgery`` | with ``diagnostics``: R = I_q(n; z) + KL(q(z) || p(z)) [3] (of the top layer's rate with several) |
 
@@ -24,17 +24,16 @@ References:
   [3] Hoffman and Johnson (2016). ELBO surgery: yet another way to carve up the variational
       evidence lower bound. NIPS Workshop on Advances in Approximate Bayesian Inference.
 """
-import os
 import sys
-import time
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import tensorflow as tf
 
-from tfvae import diagnostics, nodes, posteriors
 from tfvae.data import images_of
 from tfvae.errors import ConfigError
+from tfvae.inference import diagnostics
+from tfvae.models import nodes
 from tfvae.progress import Progress
 
 EVALUATION = "evaluation.json"
@@ -108,7 +107,7 @@ def _per_batch(model, dataset, seed, keep_all, limit) -> Dict:
         for key in ("elbo", "distortion", "rate"):
             found[key].append(getattr(t, key).numpy())
         found["layer_rates"].append(np.stack([r.numpy() for r in t.rates], -1))
-        found["codes"].append(posteriors.code(model.encode(x, training=False, labels=y)).numpy())
+        found["codes"].append(model.code(model.encode(x, training=False, labels=y)).numpy())
         if keep_all or n_kept < limit:
             found["kept"].append(x.numpy())
             if y is not None:
@@ -202,53 +201,6 @@ def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
     return out
 
 
-def destination(workdir: str, out: Optional[str] = "", say=None) -> Optional[str]:
-    """Where `evaluate_run` writes: ``out`` if given (its folder made, `storage.output_file`),
-    else ``WORKDIR/evaluation.json`` unless a training holds the workdir (`tfvae.locks`): then
-    nothing is written there, and ``say`` is told so."""
-    from tfvae import locks, storage
-    if out:
-        return storage.output_file(out, "--out", (".json",))
-    if out is None:
-        return None
-    who = locks.holder(workdir)
-    if who is not None:
-        if say is not None:
-            say(f"note: a training ({locks.describe(who)}) holds {workdir}: {EVALUATION} is "
-                "not written into it; give --out=FILE.json to keep this evaluation")
-        return None
-    return os.path.join(workdir, EVALUATION)
-
-
-def evaluate_run(workdir: str, split: str = "test", iw_samples: int = 1000, examples: int = 0,
-                 seed: Optional[int] = None, batch_size: int = 100, progress=sys.stderr,
-                 out: Optional[str] = "") -> Dict:
-    """Evaluates a workdir's best weights (else its training backup) on ``split`` with every
-    diagnostic, and writes it to ``out`` (default ``evaluation.json`` beside the run, if no
-    training holds the workdir; None: nowhere, `destination`): the schema above plus ``split``,
-    ``weights`` (which checkpoint) and ``seed`` (a new one each call unless given)."""
-    from tfvae import runs, runstate
-    if split not in SPLITS:
-        raise ConfigError(f"--split={split!r}; valid splits are: {', '.join(SPLITS)}")
-    for name, v, low in (("iw_samples", iw_samples, 1), ("examples", examples, 0),
-                         ("batch_size", batch_size, 1)):
-        if v < low:
-            raise ConfigError(f"--{name}={v} must be >= {low}")
-    seed = int(seed) if seed is not None else int(time.time_ns() % (2 ** 31 - 1))
-    path = destination(workdir, out, say=lambda m: print(m, file=progress or sys.stderr))
-    opened = runs.open_run(workdir)
-    print(f"evaluating with the {opened.source}", file=progress or sys.stderr)
-    dataset = getattr(opened.splits, split)
-    if examples:
-        dataset = dataset.unbatch().take(examples).batch(batch_size)
-    result = {"split": split, "weights": opened.source, "seed": seed}
-    result |= evaluate(opened.model, dataset, iw_samples, 0, batch_size, seed,
-                       with_diagnostics=True, progress=progress)
-    if path is not None:
-        runstate.write_json(path, result)
-    return result
-
-
 def summary(result: Dict, split: str = "") -> str:
     """A few lines for a person: every value with its standard error and the warnings."""
     def row(name, v, unit="nats"):
@@ -303,7 +255,7 @@ def encode_dataset(model, dataset, max_examples: int = 0, sample: bool = False):
     for batch in dataset:
         q = model.encode(images_of(batch), training=False,
                          labels=batch[1] if model.networks_read_labels else None)
-        codes.append((model.join(q.sample()) if sample else posteriors.code(q)).numpy())
+        codes.append((model.join(q.sample()) if sample else model.code(q)).numpy())
         if isinstance(batch, (tuple, list)):
             labels.append(np.asarray(batch[1]))
         n += len(codes[-1])

@@ -1,5 +1,5 @@
 """Opening a workdir written by ``tfvae-train``, finished or not: its config, data and model with
-its best weights. `tfvae.train.open_or_train` trains it first where it is not finished. A run's
+its best weights. `tfvae.training.train.open_or_train` trains it first where it is not finished. A run's
 data may be another run's features (``data.features``, `load_data`).
 
 References:
@@ -8,14 +8,19 @@ References:
 """
 import dataclasses
 import os
-from typing import NamedTuple, Optional
+import sys
+import time
+from typing import Dict, NamedTuple, Optional
 
 import tensorflow as tf
 
-from tfvae import checkpoints, runstate
 from tfvae import data as data_lib
-from tfvae import builder, model as model_lib, posteriors
+from tfvae import storage
 from tfvae.errors import CheckpointError, ConfigError, WorkdirError
+from tfvae.models import builder
+from tfvae.models import model as model_lib
+from tfvae.results import evaluation
+from tfvae.training import checkpoints, locks, runstate
 
 
 class OpenedRun(NamedTuple):
@@ -27,12 +32,11 @@ class OpenedRun(NamedTuple):
 
 
 def _say(message):
-    import sys
     print(message, file=sys.stderr, flush=True)
 
 
 def open_run(workdir: str, warn=_say) -> OpenedRun:
-    """A workdir's config (translated from older tfvae versions, `tfvae.runstate.read_config`),
+    """A workdir's config (translated from older tfvae versions, `tfvae.training.runstate.read_config`),
     data and model with its best weights: the best checkpoint, else (a run interrupted before
     its first validation) the training backup; and its results if finished."""
     path = os.path.join(workdir, runstate.CONFIG)
@@ -102,7 +106,7 @@ def load_data(config, shard=None, warn=_say) -> data_lib.Splits:
         @tf.function
         def encode(x, y):
             q = model.encode(x, training=False)
-            z = q.sample() if sample else posteriors.code(q)
+            z = q.sample() if sample else model.code(q)
             return tf.gather(z, keep, axis=-1)[:, None, None, :], y
         return encode
 
@@ -123,7 +127,7 @@ def _varying_dimensions(model, train, min_sd: float, where: str, n: int = 1000):
         return tf.range(model.latent_dim)
     codes, seen = [], 0
     for batch in train:
-        codes.append(posteriors.code(model.encode(data_lib.images_of(batch), training=False)))
+        codes.append(model.code(model.encode(data_lib.images_of(batch), training=False)))
         seen += int(codes[-1].shape[0])
         if seen >= n:
             break
@@ -134,3 +138,50 @@ def _varying_dimensions(model, train, min_sd: float, where: str, n: int = 1000):
                           f"above data.features_min_sd={min_sd} (largest: "
                           f"{float(tf.reduce_max(sd)):.3g}); lower it, or 0 keeps them all")
     return tf.cast(keep, tf.int32)
+
+
+def destination(workdir: str, out: Optional[str] = "", say=None) -> Optional[str]:
+    """Where `evaluate_run` writes: ``out`` if given (its folder made, `storage.output_file`),
+    else ``WORKDIR/evaluation.json`` unless a training holds the workdir (`tfvae.training.locks`): then
+    nothing is written there, and ``say`` is told so."""
+    if out:
+        return storage.output_file(out, "--out", (".json",))
+    if out is None:
+        return None
+    who = locks.holder(workdir)
+    if who is not None:
+        if say is not None:
+            say(f"note: a training ({locks.describe(who)}) holds {workdir}: "
+                f"{evaluation.EVALUATION} is not written into it; give --out=FILE.json to keep "
+                "this evaluation")
+        return None
+    return os.path.join(workdir, evaluation.EVALUATION)
+
+
+def evaluate_run(workdir: str, split: str = "test", iw_samples: int = 1000, examples: int = 0,
+                 seed: Optional[int] = None, batch_size: int = 100, progress=sys.stderr,
+                 out: Optional[str] = "") -> Dict:
+    """Evaluates a workdir's best weights (else its training backup) on ``split`` with every
+    diagnostic, and writes it to ``out`` (default ``evaluation.json`` beside the run, if no
+    training holds the workdir; None: nowhere, `destination`): `tfvae.results.evaluation`'s schema plus ``split``,
+    ``weights`` (which checkpoint) and ``seed`` (a new one each call unless given)."""
+    if split not in evaluation.SPLITS:
+        raise ConfigError(f"--split={split!r}; valid splits are: "
+                          f"{', '.join(evaluation.SPLITS)}")
+    for name, v, low in (("iw_samples", iw_samples, 1), ("examples", examples, 0),
+                         ("batch_size", batch_size, 1)):
+        if v < low:
+            raise ConfigError(f"--{name}={v} must be >= {low}")
+    seed = int(seed) if seed is not None else int(time.time_ns() % (2 ** 31 - 1))
+    path = destination(workdir, out, say=lambda m: print(m, file=progress or sys.stderr))
+    opened = open_run(workdir)
+    print(f"evaluating with the {opened.source}", file=progress or sys.stderr)
+    dataset = getattr(opened.splits, split)
+    if examples:
+        dataset = dataset.unbatch().take(examples).batch(batch_size)
+    result = {"split": split, "weights": opened.source, "seed": seed}
+    result |= evaluation.evaluate(opened.model, dataset, iw_samples, 0, batch_size, seed,
+                       with_diagnostics=True, progress=progress)
+    if path is not None:
+        runstate.write_json(path, result)
+    return result

@@ -36,7 +36,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from tfvae import flows
+from tfvae.distributions import flows
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
@@ -442,7 +442,7 @@ class RealNVPPrior(Prior):
 
 
 # Settings per prior (fields of ``config.model.prior``) used by configs/priors.py and
-# experiments/compare_priors.py: K = 500 components or pseudo-inputs as in Tomczak and Welling
+# scripts/experiments/compare_priors.py: K = 500 components or pseudo-inputs as in Tomczak and Welling
 # (2018); 20 x 20 GTM grids; a 6-layer flow.
 RECOMMENDED = {
     "standard_normal": {},

@@ -1,11 +1,11 @@
-"""The figures of a trained model, from the model and its data (`tfvae.plots` draws them from
+"""The figures of a trained model, from the model and its data (`tfvae.results.plots` draws them from
 arrays): samples, reconstructions, traversals, the latent space and the training curves."""
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from tfvae import evaluation, plots
+from tfvae.results import evaluation, plots
 
 
 def save(model, splits, workdir, history):

@@ -1,14 +1,14 @@
 """How a model trains under Keras `fit`: its train and test steps, parameter groups, group
-optimisers and metric trackers (`tfvae.model.VAE` is one of these). What a batch's loss is
+optimisers and metric trackers (`tfvae.models.model.VAE` is one of these). What a batch's loss is
 belongs to the model's label role and estimator (``training_terms``); how each group's gradient
-is taken and applied to `tfvae.gradients`.
+is taken and applied to `tfvae.inference.gradients`.
 """
 import tensorflow as tf
 import tf_keras as keras
 
-from tfvae import estimators as estimators_lib
-from tfvae import gradients as gradients_lib
 from tfvae.errors import ConfigError
+from tfvae.inference import estimators as estimators_lib
+from tfvae.inference import gradients as gradients_lib
 
 
 class TrainingSteps(keras.Model):

@@ -7,7 +7,7 @@
 | ``latent`` | M2 [2]: observed where labelled, else latent with q(y \\| x) | yes | enumerated, score function or relaxed (``model.label_estimator``) | all images, and the labelled ones |
 | ``component`` | the index of a mixture prior's component (``mog``, ``vamp``) | no | enumerated (the mixture sums it), observed where labelled | all images, and the labelled ones |
 
-A role is a plain object over the model (`tfvae.model.VAE`): it refuses in one line the config
+A role is a plain object over the model (`tfvae.models.model.VAE`): it refuses in one line the config
 it cannot take (`check`), makes its own parts (`from_config`: M2's classifier q(y|x)), says
 what the model offers (``steps_read_labels``, ``can_classify``, ``samples_by_class``, ...) and
 gives the model's terms for a batch. Everything else reaches y through ``model.given(labels)``,
@@ -23,10 +23,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from tfvae import estimators as estimators_lib
-from tfvae import importance, label_estimators, networks, nodes, posteriors, priors
 from tfvae import precision as precision_lib
+from tfvae.distributions import priors
 from tfvae.errors import ConfigError
+from tfvae.inference import estimators as estimators_lib
+from tfvae.inference import importance, label_estimators
+from tfvae.models import networks, nodes
 from tfvae.registry import Registry
 
 tfd = tfp.distributions
@@ -39,7 +41,7 @@ LABELS = Registry("label role", field="model.label")
 LABELLED_BOUND_WEIGHTS = {"paper": lambda n_labelled, n: n_labelled / n,
                           "equal": lambda n_labelled, n: 1.0}
 
-# How M2 trains q(y|x) on unlabelled images (`tfvae.label_estimators`) -> the node's gradient.
+# How M2 trains q(y|x) on unlabelled images (`tfvae.inference.label_estimators`) -> the node's gradient.
 LABEL_GRADIENTS = {"enumerate": ("enumerated", "sum over the K classes"),
                    "score_function": ("score_function",
                                       "two draws, each the other's baseline"),
@@ -195,7 +197,7 @@ class LatentLabel(ObservedLabel):
         unlabelled  U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)),
 
     the sum over y exact by enumerating the K classes, or in training by the score function or
-    a Gumbel-softmax relaxation (``model.label_estimator``, `tfvae.label_estimators`). Each step
+    a Gumbel-softmax relaxation (``model.label_estimator``, `tfvae.inference.label_estimators`). Each step
     estimates the paper's J^alpha over the data set, divided by N, from a batch of every
     training image (as unlabelled) and a batch of the labelled ones:
 
@@ -274,7 +276,7 @@ class LatentLabel(ObservedLabel):
 
     def unlabelled_terms(self, model, x, beta=1.0, training=False, seed=None, logits=None,
                          estimator="enumerate"):
-        """U(x) as `Terms` by a `tfvae.label_estimators` estimator (``enumerate``: exact in y)."""
+        """U(x) as `Terms` by a `tfvae.inference.label_estimators` estimator (``enumerate``: exact in y)."""
         logits = self.classify(model, x, training) if logits is None else logits
         return label_estimators.LABEL_ESTIMATORS.get(estimator)(
             model, x, logits, beta, training, seed, temperature=self.label_temperature)
@@ -374,7 +376,7 @@ class ComponentLabel(NoLabel):
 
     def classify(self, model, x, training=None):
         """Logits of p(c | z) at z = the posterior mean, ``[B, K]``."""
-        z = posteriors.code(model.encode(x, training=training))
+        z = model.code(model.encode(x, training=training))
         logits, loc, scale = model.prior.mixture_parameters()
         per = tfd.Independent(tfd.Normal(loc, tf.broadcast_to(scale, tf.shape(loc))), 1)
         return tf.nn.log_softmax(logits) + per.log_prob(z[:, None, :])

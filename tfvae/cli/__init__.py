@@ -1,6 +1,6 @@
 """The command layer: ``tfvae-train``, ``tfvae-evaluate``, ``tfvae-sample``. Each command's
 description, flags, parsing, one-line errors and exit codes are here, and nothing else is:
-the work is done by `tfvae.train`, `tfvae.evaluation` and `tfvae.sample`, which know nothing of
+the work is done by `tfvae.training.train`, `tfvae.results.evaluation` and `tfvae.cli.sample`, which know nothing of
 flags.
 
 Exit codes: 0 done; 1 the run could not go on (data, checkpoint, workdir, divergence, a lost
@@ -130,8 +130,9 @@ def _interruptible(prog, kept):
 
 
 def _run_errors():
-    from tfvae.errors import (CheckpointError, ConfigError, DataError, DiskFullError,
-                              TrainingDivergedError, WorkdirError)
+    from tfvae.errors import (CheckpointError, ConfigError, DataError,
+                              DiskFullError, TrainingDivergedError,
+                              WorkdirError)
     return (ConfigError, DataError, TrainingDivergedError, CheckpointError, WorkdirError,
             DiskFullError)
 
@@ -253,6 +254,7 @@ def train_main(argv=None):
     quiet_tensorflow()
     from absl import app, flags, logging
     from ml_collections import config_flags
+
     from tfvae import config as config_lib
     prog = "tfvae-train"
     try:
@@ -287,7 +289,7 @@ def train_main(argv=None):
 def _train_config(prog, parsed, workdir, argv):
     """The config to train: the one given, or, with no --config, the workdir's own (resuming),
     with the ``--config.FIELD`` overrides of the command line on top."""
-    from tfvae import runstate
+    from tfvae.training import runstate
     if _config_file_arg(argv) is not None:
         return parsed
     stored = os.path.join(workdir, runstate.CONFIG)
@@ -306,8 +308,9 @@ def _train_config(prog, parsed, workdir, argv):
 
 
 def _train(prog, config, workdir):
-    from tfvae import evaluation, runstate, train
     from tfvae.errors import WorkerLostError
+    from tfvae.results import evaluation
+    from tfvae.training import runstate, train
     try:
         results = train.train_and_evaluate(config, workdir)
     except WorkerLostError as err:
@@ -339,15 +342,16 @@ def evaluate_main(argv=None):
     _define(_EVALUATE_FLAGS)
 
     def main(rest):
-        from tfvae import evaluation
+        from tfvae.results import evaluation
+        from tfvae.training import runs
         logging.set_verbosity(logging.WARNING)
         if len(rest) > 1:
             _fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
         f = flags.FLAGS
         try:
-            path = evaluation.destination(f.workdir, f.out, say=lambda m: print(m, file=sys.stderr))
-            result = evaluation.evaluate_run(f.workdir, f.split, f.iw_samples, f.examples,
-                                             f.seed, f.batch_size, out=path)
+            path = runs.destination(f.workdir, f.out, say=lambda m: print(m, file=sys.stderr))
+            result = runs.evaluate_run(f.workdir, f.split, f.iw_samples, f.examples,
+                                       f.seed, f.batch_size, out=path)
         except _run_errors() as err:
             _fail(prog, err, RUN_ERROR)
         print(evaluation.summary(result))
@@ -381,7 +385,7 @@ def sample_main(argv=None):
     _define(_SAMPLE_FLAGS)
 
     def main(rest):
-        from tfvae import sample
+        from tfvae.cli import sample
         if len(rest) > 1:
             _fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
         f = flags.FLAGS

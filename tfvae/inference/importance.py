@@ -12,7 +12,7 @@ a VampPrior's pseudo-input pass, computed once) and ``model.param_shape`` (the d
 outputs per image, for the chunk policy). A model with several latent layers gives the
 same interface, and one with observed labels gives it through ``model.given(labels)``, so
 nothing here changes with its nodes (a latent label that is enumerated sums this bound over
-its classes: `tfvae.labels`).
+its classes: `tfvae.models.labels`).
 
 Samples are drawn ``chunk`` at a time in one traced loop, so k = 5,000 fits in memory (peak ~
 chunk x B decoder outputs). The loop runs as a TensorFlow graph, not under XLA: on CPU,

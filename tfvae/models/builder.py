@@ -1,17 +1,18 @@
 """A model from a config: its parts by name (`networks`, `posteriors`, `likelihoods`,
-`priors`, `estimators`) and its latent nodes (`tfvae.nodes`): the structure of z from
+`priors`, `estimators`) and its latent nodes (`tfvae.models.nodes`): the structure of z from
 ``model.latent_dims`` (one `nodes.Layer`, or a `nodes.Chain` of several layers) and the label
-y's role from ``model.label`` (`tfvae.labels.LABELS`: none, observed, latent, component). Every
+y's role from ``model.label`` (`tfvae.models.labels.LABELS`: none, observed, latent, component). Every
 model is a `model.VAE` of those nodes; a role refuses in one line what it cannot take.
 """
 import re
 
 import tensorflow as tf
 
-from tfvae import estimators as estimators_lib
-from tfvae import hierarchy, labels, likelihoods, networks, nodes, posteriors, priors
+from tfvae.distributions import likelihoods, posteriors, priors
 from tfvae.errors import ConfigError
-from tfvae.model import VAE
+from tfvae.inference import estimators as estimators_lib
+from tfvae.models import hierarchy, labels, networks, nodes
+from tfvae.models.model import VAE
 
 
 def build(config, image_shape, steps_per_epoch=0, train_images=None,
@@ -63,7 +64,7 @@ def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_
                                       likelihood.params_per_pixel, config.train.precision,
                                       extra_inputs=reads_y,
                                       label_input=m.label_input)
-    if len(dims) > 1:  # the ladder takes the decoder's place (`tfvae.hierarchy`)
+    if len(dims) > 1:  # the ladder takes the decoder's place (`tfvae.models.hierarchy`)
         decoder = hierarchy.Ladder(
             m.network, dims, image_shape,
             image_shape[:-1] + (image_shape[-1] * int(likelihood.params_per_pixel),),

@@ -67,7 +67,7 @@ class Estimator(keras.layers.Layer):
     ``metric_names`` lists the ``extras`` it reports (the model tracks them)."""
 
     metric_names: Sequence[str] = ()
-    # How it takes the latent nodes' gradients (`tfvae.nodes.Node.gradient`), and in words.
+    # How it takes the latent nodes' gradients (`tfvae.models.nodes.Node.gradient`), and in words.
     gradient = ("reparameterized", "path-wise")
 
     @classmethod
@@ -90,7 +90,7 @@ class Estimator(keras.layers.Layer):
 
 
 def _needs_reparameterization(name, model):
-    """Every latent node z must be reparameterisable (`tfvae.nodes`)."""
+    """Every latent node z must be reparameterisable (`tfvae.models.nodes`)."""
     if not all(node.reparameterizable for node in model.nodes if node.name.startswith("z")):
         raise ConfigError(
             f"estimator {name!r} needs a reparameterisable posterior, but model.posterior.name="

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from tfvae import flows
+from tfvae.distributions import flows
 from tfvae.errors import ConfigError
 from tfvae.registry import Registry
 
@@ -263,8 +263,6 @@ def code_statistics(q):
     for a flow (no closed-form moments), the flow applied to the base mean and the base's
     standard deviation."""
     q = getattr(q, "tensor_distribution", q)
-    if hasattr(q, "code_statistics"):  # a structured proposal (tfvae.hierarchy) knows its own
-        return q.code_statistics()
     try:
         return q.mean(), q.stddev()
     except NotImplementedError:

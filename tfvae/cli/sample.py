@@ -107,7 +107,8 @@ def _open(saved_model, workdir, say):
     path = os.path.join(workdir, "saved_model")
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return tf.saved_model.load(path), path
-    from tfvae import export, runs
+    from tfvae.results import export
+    from tfvae.training import runs
     opened = runs.open_run(workdir)
     say(f"no SavedModel in {workdir} (an unfinished run): exporting its {opened.source}")
     tmp = tempfile.mkdtemp(prefix="tfvae_sample_")  # never into the workdir: a run may hold it
@@ -122,7 +123,8 @@ def _load_images(images_path, workdir, count):
     if images_path:
         images = np.load(images_path).astype(np.float32)
     else:
-        from tfvae import data, runstate
+        from tfvae import data
+        from tfvae.training import runstate
         config = runstate.read_config(os.path.join(workdir, runstate.CONFIG))
         splits = data.load(config.data, seed=config.seed)
         images = np.concatenate([b.numpy() for b in splits.test.take(
@@ -138,8 +140,8 @@ def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temper
         labels=()):
     """Writes the PNG ``out`` for ``mode`` and returns the image array drawn. ``labels``: for
     a conditional model, the classes to draw (default all), one column each."""
-    from tfvae import plots
     from tfvae.errors import ConfigError
+    from tfvae.results import plots
     if mode not in MODES:
         raise ConfigError(f"--mode={mode!r}; valid modes are: {', '.join(MODES)}")
     if bool(saved_model) == bool(workdir):
@@ -157,7 +159,7 @@ def run(out, saved_model="", workdir="", mode="prior", num=64, seed=None, temper
     model, where = _open(saved_model, workdir, say)
     if not hasattr(model, "sample_latents"):
         raise ConfigError(f"{where} was exported by an older tfvae without sample_latents; "
-                          "export it again (tfvae.export.export) or pass --workdir")
+                          "export it again (tfvae.results.export.export) or pass --workdir")
     if hasattr(model, "image_shape") and not plots.is_image(tuple(model.image_shape.numpy())):
         raise ConfigError(f"{where} models features (data.features), not images: there is "
                           "nothing to draw; load it with tf.saved_model.load to sample them")

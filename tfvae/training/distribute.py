@@ -9,7 +9,7 @@
 - ``tpu``: ``TPUStrategy`` with the resolver at ``train.tpu`` ('' = the local TPU).
 
 Build the strategy before any other TensorFlow operation runs: ``MultiWorkerMirroredStrategy``
-configures collective ops, which TensorFlow allows only at program start-up (`tfvae.train.run`
+configures collective ops, which TensorFlow allows only at program start-up (`tfvae.training.train.run`
 builds it first). Under several workers only the chief writes the workdir (`is_chief`); the
 others write what must be written collectively to scratch folders that are removed (Keras's
 ``distributed_file_utils``, as its ``BackupAndRestore`` and ``TensorBoard`` do).
@@ -68,7 +68,7 @@ def _multi_worker(train_config):
         if "program startup" not in str(err):
             raise
         raise ConfigError("train.strategy='multi_worker' must be built before any TensorFlow "
-                          "operation runs: call tfvae.distribute.build first in the program "
+                          "operation runs: call tfvae.training.distribute.build first in the program "
                           "(tfvae-train does)") from None
 
 

@@ -27,7 +27,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tfvae import priors
+from tfvae.distributions import priors
 
 KHAT_THRESHOLD = 0.7  # above it the importance-sampled estimate of an image is not reliable
 

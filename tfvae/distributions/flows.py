@@ -1,5 +1,5 @@
-"""Building blocks shared by the normalising flows of priors (`tfvae.priors.RealNVPPrior`) and
-posteriors (`tfvae.posteriors.RealNVPPosterior`).
+"""Building blocks shared by the normalising flows of priors (`tfvae.distributions.priors.RealNVPPrior`) and
+posteriors (`tfvae.distributions.posteriors.RealNVPPosterior`).
 
 References:
   [1] Dinh, Sohl-Dickstein and Bengio (2017). Density estimation using Real NVP. ICLR.

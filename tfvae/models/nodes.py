@@ -2,19 +2,19 @@
 gradient is obtained, as Pyro's sample sites say it (reparameterised, score function with its
 baseline, relaxed, or summed out by enumeration), in TFP/Keras terms.
 
-A tfvae model (`tfvae.model.VAE`, the one model class) is a small graph of such nodes over the
+A tfvae model (`tfvae.models.model.VAE`, the one model class) is a small graph of such nodes over the
 images x. ``model.nodes`` lists them, top first:
 
 | node | family | parents | gradient |
 | --- | --- | --- | --- |
-| y, the label (`tfvae.labels`) | categorical | | observed, enumerated, score function or relaxed |
+| y, the label (`tfvae.models.labels`) | categorical | | observed, enumerated, score function or relaxed |
 | z_L, the top latent | the posterior's (``gaussian``, ``mog``, ``iaf``, ...) | x (and y) | the estimator's |
 | z_l, l < L (a chain) | gaussian | x, z_{l+1} (and y) | the estimator's |
 
 Two objects carry the nodes' computation. The latent structure below (`Layer`: one latent z
-with any posterior; `Chain`: z_1..z_L, each a diagonal Gaussian, `tfvae.hierarchy`) gives the
+with any posterior; `Chain`: z_1..z_L, each a diagonal Gaussian, `tfvae.models.hierarchy`) gives the
 proposal, the decoder, the conditional priors and the rates; the label role
-(`tfvae.labels.LABELS`, ``config.model.label``) says what y is and how a batch trains. Both
+(`tfvae.models.labels.LABELS`, ``config.model.label``) says what y is and how a batch trains. Both
 are plain Python objects over the model's Keras layers, which the model itself holds (their
 attribute names are the checkpoints' object paths, so a node type adds no path of its own).
 
@@ -26,7 +26,8 @@ from typing import NamedTuple, Tuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import networks
+from tfvae.distributions import posteriors
+from tfvae.models import networks
 
 tfd = tfp.distributions
 
@@ -120,6 +121,10 @@ class Layer:
         """p(z_l | z_{l+1}), l < L, at the parents in ``z``: none for one layer."""
         return []
 
+    def code_statistics(self, q):
+        """``(loc, scale)`` of the proposal ``q``, flat (`posteriors.code_statistics`)."""
+        return posteriors.code_statistics(q)
+
     def sample_latents(self, model, n, seed=None, temperature=1.0):
         return model.prior.sample(n, seed=seed, temperature=temperature)
 
@@ -143,7 +148,7 @@ class Layer:
 
 
 class Chain(Layer):
-    """z_1 (nearest x) ... z_L, each a diagonal Gaussian (`tfvae.hierarchy`): q(z_L|x) and p(z_L)
+    """z_1 (nearest x) ... z_L, each a diagonal Gaussian (`tfvae.models.hierarchy`): q(z_L|x) and p(z_L)
     as a `Layer`'s, and the `hierarchy.Ladder` (in the decoder's place) holding
     q(z_l | x, z_{l+1}), p(z_l | z_{l+1}) and p(x | z_1..z_L). z is the tuple of layers, bottom
     first; its flat view (`join`) concatenates them."""
@@ -190,6 +195,9 @@ class Chain(Layer):
 
     def conditional_priors(self, model, z):
         return model.decoder.conditionals(z)
+
+    def code_statistics(self, q):  # the structured proposal's own, parents at their means
+        return q.code_statistics()
 
     def sample_latents(self, model, n, seed=None, temperature=1.0):
         """z_L ~ p(z_L), then z_l ~ p(z_l | z_{l+1}) down to z_1, each at ``temperature``;

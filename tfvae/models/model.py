@@ -1,8 +1,8 @@
-"""The model: one `keras.Model` over a small graph of latent nodes (`tfvae.nodes`): the label
-y where the config has one (its role, `tfvae.labels`), the latent layers z_L ... z_1 (a
+"""The model: one `keras.Model` over a small graph of latent nodes (`tfvae.models.nodes`): the label
+y where the config has one (its role, `tfvae.models.labels`), the latent layers z_L ... z_1 (a
 `nodes.Layer` or `nodes.Chain`), and the images x. Only a model: how it is trained is its
-estimator's (`tfvae.estimators`) and `tfvae.gradients`'; how it is measured, `tfvae.importance`
-and `tfvae.evaluation`, through the public methods below.
+estimator's (`tfvae.inference.estimators`) and `tfvae.inference.gradients`'; how it is measured, `tfvae.inference.importance`
+and `tfvae.results.evaluation`, through the public methods below.
 
 Shapes: images ``x`` are ``[B, H, W, C]``; latents carry a leading sample axis ``z: [S, B, L]``;
 ``q(z|x)`` has batch shape ``[B]``, ``p(x|z)`` batch shape ``[S, B]``, both with the natural event
@@ -26,20 +26,20 @@ The interface every estimator, importance sampler, diagnostic and export uses:
 What evaluation, figures, export and the CLI may ask of a model is its label role's
 (``can_classify``, ``samples_by_class``, ``bound_given_labels``, ``steps_read_labels``, ...);
 nothing outside the model, its nodes and the estimators asks which family a model is.
-`tfvae.builder.build` makes any model from a config.
+`tfvae.models.builder.build` makes any model from a config.
 """
 import functools
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from tfvae import estimators as estimators_lib
-from tfvae import importance, nodes, posteriors
-from tfvae import labels as labels_lib
-from tfvae.steps import TrainingSteps
 from tfvae.errors import ConfigError
+from tfvae.inference import estimators as estimators_lib
+from tfvae.inference import importance
+from tfvae.models import labels as labels_lib
+from tfvae.models import nodes
+from tfvae.models.steps import TrainingSteps
 
 tfd = tfp.distributions
 
@@ -47,23 +47,18 @@ KL_MODES = ("auto", "analytic", "mc")
 
 
 class VAE(TrainingSteps):
-    """A variational auto-encoder of latent nodes, trained with `fit` through its estimator.
-
-    Tracked metrics (per epoch; ``val_`` prefixed on validation data): ``loss`` (the objective
-    the optimiser minimises, with the warm-up's beta), ``elbo``, ``distortion`` (D), ``rate`` (R)
-    and ``beta``, each layer's rate, the estimator's and the label role's own. Evaluation
-    (`test_step`) uses beta = 1, so ``val_loss = -val_elbo``.
+    """A variational auto-encoder of latent nodes, trained with `fit` through its estimator;
+    tracks ``loss`` (with the warm-up's beta), ``elbo``, ``distortion`` D, ``rate`` R, ``beta``,
+    each layer's rate and the estimator's and label role's own (``val_`` on validation data,
+    at beta = 1, so ``val_loss = -val_elbo``).
 
     Args:
-      encoder: images (and y) -> top posterior parameters ``[B, posterior.params_size]``.
-      decoder: latents (and y) -> likelihood parameters ``[N, H, W, C * P]``; for a `nodes.Chain`
-        the `hierarchy.Ladder`, which holds every factor below the top layer.
-      posterior: a `posteriors` head; likelihood: a `likelihoods` head; prior: a `priors.Prior`.
-      estimator: an `estimators.Estimator`.
+      encoder, decoder: images (and y) -> top posterior parameters; latents (and y) ->
+        likelihood parameters ``[N, H, W, C * P]`` (for a `nodes.Chain`, the `hierarchy.Ladder`).
+      posterior, likelihood, prior, estimator: the heads, the `priors.Prior`, an `Estimator`.
       latents: a `nodes.Layer` (default) or `nodes.Chain`; label: a `labels.LABELS` role.
-      num_samples: latent samples S per example in the training objective.
-      beta: weight of the rate term; ``kl_warmup_steps`` ramps it linearly from 0 to ``beta``.
-      kl: 'analytic' (needs a KL registered in TFP), 'mc', or 'auto' (analytic where registered).
+      num_samples: latent samples S per example; beta: the rate's weight, ramped from 0 over
+        ``kl_warmup_steps``; kl: 'analytic', 'mc' or 'auto' (analytic where TFP registers it).
     """
 
     def __init__(self, encoder, decoder, posterior, likelihood, prior, estimator, image_shape,
@@ -170,7 +165,7 @@ class VAE(TrainingSteps):
         """The rate of each latent layer, bottom first, each ``[B]``."""
         return self.latents.rates(self, q, z, functools.partial(self.top_rate, labels=labels))
 
-    def rate(self, q, z, labels=None):
+    def rate(self, q, z, labels=None):  # the sum of `rates`, [B]
         return tf.add_n(self.rates(q, z, labels))
 
     def rate_names(self):  # of the per-layer rates (none for one layer)
@@ -184,17 +179,23 @@ class VAE(TrainingSteps):
     def log_prob(self, z, x, labels=None):  # log p(x, z), shape z.shape[:-1]
         return self.log_joint_fn(labels=labels)(x, z)
 
+    def code_statistics(self, q):  # (loc, scale) of q(z|x), flat: `nodes.Layer.code_statistics`
+        return self.latents.code_statistics(q)
+
+    def code(self, q):  # a point code per example: `code_statistics`' location
+        return self.code_statistics(q)[0]
+
     def conditional_priors(self, z):
         """p(z_l | z_{l+1}), l < L, at the parents in ``z``, bottom first (none for one)."""
         return self.latents.conditional_priors(self, z)
 
-    def posterior_example(self) -> tfd.Distribution:
+    def posterior_example(self) -> tfd.Distribution:  # its type: what an estimator may do
         return self.latents.posterior_example(self)
 
-    def join(self, z):  # the latents as one tensor [..., sum d_l]; `split` undoes it
+    def join(self, z):  # the latents as one tensor [..., sum d_l]
         return self.latents.join(z)
 
-    def split(self, flat):
+    def split(self, flat):  # the inverse of `join`
         return self.latents.split(flat)
 
     def sample_latents(self, n, seed=None, temperature=1.0):
@@ -204,7 +205,7 @@ class VAE(TrainingSteps):
     def call(self, inputs, training=None):
         """Reconstruction means E[x | z = code of q(z|x)] for images, or ``(images, labels)``."""
         x, labels = inputs if isinstance(inputs, (tuple, list)) else (inputs, None)
-        z = posteriors.code(self.encode(x, training, labels))
+        z = self.code(self.encode(x, training, labels))
         return self.likelihood(z, training, labels).mean()
 
     # ------------------------------------------------------------------ measuring and using
@@ -224,12 +225,11 @@ class VAE(TrainingSteps):
 
     def log_likelihood(self, x, num_samples=1000, chunk_size=None, seed=None, labels=None):
         """IS bound on log p(x) (log p(x|y) given ``labels``; y enumerated where it is latent)
-        per example ``[B]``, `tfvae.importance`; ``seed``: a pair of ints."""
+        per example ``[B]``, `tfvae.inference.importance`; ``seed``: a pair of ints."""
         return self.label.log_likelihood(self, x, num_samples, chunk_size or 0, seed, labels)
 
-    def log_weights(self, x, num_samples: int, chunk_size=None, seed=None,
-                    labels=None) -> np.ndarray:
-        """All k importance log-weights ``[k, B]`` (`tfvae.importance.log_weights`)."""
+    def log_weights(self, x, num_samples: int, chunk_size=None, seed=None, labels=None):
+        """All k importance log-weights ``[k, B]`` (`tfvae.inference.importance.log_weights`)."""
         return importance.log_weights(self, x, num_samples, chunk_size or 0, seed, labels)
 
     def sample(self, n, mean=True, seed=None, temperature=1.0, labels=None):

@@ -1,5 +1,5 @@
-"""Keras callbacks of a training run (`tfvae.train` puts them together; checkpoints and the
-training backup are `tfvae.checkpoints`'):
+"""Keras callbacks of a training run (`tfvae.training.train` puts them together; checkpoints and the
+training backup are `tfvae.training.checkpoints`'):
 
 - `Throughput`: ``train_images_per_s`` and ``epoch_time_s`` in the epoch logs;
 - `ImageSummaries`: per-epoch TensorBoard images (samples from fixed draws, reconstructions);

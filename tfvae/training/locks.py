@@ -4,7 +4,7 @@ The lock is ``fcntl.flock`` on the file, not the file's existence: the kernel dr
 holding process ends in any way (SIGKILL included), so a killed run never leaves its workdir
 stuck. The file holds who took it (host, pid, start time, command) for the message a second
 process gets. Under a multi-worker strategy only the chief takes it (the other workers write
-scratch folders of their own, `tfvae.distribute.write_dir`). A lock on a network file system
+scratch folders of their own, `tfvae.training.distribute.write_dir`). A lock on a network file system
 is as good as that file system's ``flock``.
 """
 import fcntl

@@ -46,9 +46,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from tfvae import networks, posteriors
 from tfvae import precision as precision_lib
+from tfvae.distributions import posteriors
 from tfvae.errors import ConfigError
+from tfvae.models import networks
 from tfvae.registry import Registry
 
 tfd = tfp.distributions

@@ -6,13 +6,13 @@
 | --- | --- | --- |
 | `prepare` | strategy, config and workdir checks, data, model, optimisers; writes ``config.json`` only once all of that worked | (unchanged) |
 | `fit` | Keras ``fit`` from the last backed-up epoch, with the run's callbacks | ``training``, then ``trained`` and why it stopped |
-| `finalize` | best weights, evaluation (`tfvae.evaluation`), figures, SavedModel, then ``results.json`` | finished: ``results.json`` exists |
+| `finalize` | best weights, evaluation (`tfvae.results.evaluation`), figures, SavedModel, then ``results.json`` | finished: ``results.json`` exists |
 
 Run the same command again after any interruption: `prepare` finds where the run stands (the
 backup's epoch, the phase), `fit` continues from the last finished epoch or is skipped if
 training is done, and `finalize` is repeated whole (it writes ``results.json`` last). The
-workdir's files are described in `tfvae.runstate` and `tfvae.checkpoints`; the callbacks are in
-`tfvae.callbacks`.
+workdir's files are described in `tfvae.training.runstate` and `tfvae.training.checkpoints`; the callbacks are in
+`tfvae.training.callbacks`.
 """
 import contextlib
 import dataclasses
@@ -25,15 +25,17 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfvae import callbacks as callbacks_lib
-from tfvae import checkpoints, distribute, evaluation, export, figures, optimizers, plots
-from tfvae import locks, runstate, storage
-from tfvae import config as config_lib
 from tfvae import data as data_lib
-from tfvae import builder, model as model_lib, runs
-from tfvae import labels as labels_lib
 from tfvae import precision as precision_lib
+from tfvae import storage
 from tfvae.errors import ConfigError, TrainingDivergedError, WorkerLostError
+from tfvae.models import builder
+from tfvae.models import labels as labels_lib
+from tfvae.models import model as model_lib
+from tfvae.results import evaluation, export, figures, plots
+from tfvae.training import callbacks as callbacks_lib
+from tfvae.training import (checkpoints, distribute, locks, optimizers, runs,
+                            runstate, validation)
 
 RESULTS = runstate.RESULTS
 
@@ -79,7 +81,7 @@ def train_and_evaluate(config, workdir: str, verbose=None) -> dict:
 
 def run(config, workdir: str, verbose=None) -> Run:
     """`prepare`, `fit`, `finalize`: the whole run, resumed wherever it stopped. The chief holds
-    the workdir's lock throughout (`tfvae.locks`: a second run there is refused); a full disk
+    the workdir's lock throughout (`tfvae.training.locks`: a second run there is refused); a full disk
     raises `DiskFullError` (`tfvae.storage`), the workdir resuming once space is freed."""
     lock = locks.WorkdirLock(workdir)
     try:
@@ -132,7 +134,7 @@ def prepare(config, workdir: str, lock: Optional[locks.WorkdirLock] = None) -> R
     before it reads an existing workdir, or once it has made a new one."""
     # First: a multi-worker strategy must be built before any other TensorFlow operation.
     strategy = distribute.build(config.train)
-    config_lib.validate(config)
+    validation.validate(config)
     rundir = runstate.RunDir(workdir)
     rundir.check_usable()
     chief = strategy is None or distribute.is_chief(strategy)

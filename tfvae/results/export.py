@@ -29,7 +29,8 @@ import os
 
 import tensorflow as tf
 
-from tfvae import importance, posteriors, storage
+from tfvae import storage
+from tfvae.inference import importance
 
 
 def _hold_model(module, model):
@@ -98,7 +99,7 @@ class _Exported(tf.Module):
 
         @tf.function(input_signature=[image_spec])
         def encode(images):
-            loc, scale = posteriors.code_statistics(vae.encode(images, training=False))
+            loc, scale = vae.code_statistics(vae.encode(images, training=False))
             return {"loc": loc, "scale": scale}
 
         @tf.function(input_signature=[latent_spec])
@@ -220,7 +221,7 @@ class _ConditionalExported(tf.Module):
 
         @tf.function(input_signature=[image_spec, label_spec])
         def encode(images, labels):
-            loc, scale = posteriors.code_statistics(
+            loc, scale = vae.code_statistics(
                 vae.encode(images, training=False, labels=checked(labels)))
             return {"loc": loc, "scale": scale}
 

@@ -1,4 +1,4 @@
-"""How a model whose label y is latent (``model.label='latent'``, M2, `tfvae.labels`) trains
+"""How a model whose label y is latent (``model.label='latent'``, M2, `tfvae.models.labels`) trains
 on an unlabelled image:
 the bound
 
@@ -27,7 +27,7 @@ References:
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import estimators as estimators_lib
+from tfvae.inference import estimators as estimators_lib
 from tfvae.registry import Registry
 
 tfd = tfp.distributions

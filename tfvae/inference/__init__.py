@@ -1,0 +1,5 @@
+"""How a model is fitted and measured, as functions of its interface: the objectives and their
+gradient estimators (`estimators`, chosen by name; `label_estimators` for a latent label), each
+parameter group's gradient to its optimiser (`gradients`), the importance-weighted bound
+(`importance`) and the diagnostics of weights and rates (`diagnostics`). Imports the core and
+`tfvae.distributions`; never a model class."""
