@@ -2,7 +2,7 @@
 """Sweeps beta (the rate's weight in the training objective) for one or more priors and places
 each trained model in the rate-distortion plane (Alemi et al. 2018, "Fixing a broken ELBO").
 
-    python experiments/rate_distortion.py --config=configs/mnist_dynamic.py --workdir=runs/rd \\
+    python scripts/experiments/rate_distortion.py --config=configs/mnist_dynamic.py --workdir=runs/rd \\
         --betas=0.1,0.3,1,3,10 --priors=standard_normal,vamp --config.train.epochs=30
 
 Each (prior, beta) trains into WORKDIR/PRIOR/beta_B with the full pipeline (a finished run is
@@ -10,21 +10,17 @@ reused, an interrupted one resumes). D and R are measured on the test set at bet
 own terms). Writes WORKDIR/rate_distortion.md (prior, beta, R, D, ELBO, log p(x)) and
 WORKDIR/rate_distortion.png (D against R per prior, lines of equal ELBO behind).
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from tfvae.cli import quiet_tensorflow  # noqa: E402
+from common import config_flag, write_table  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.results import evaluation, plots
+from tfvae.distributions import priors
 
-quiet_tensorflow()
-from seed_tables import write_table  # noqa: E402
-from tfvae import evaluation, plots, priors, train  # noqa: E402
-
-config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
-                                lock_config=False)
+config_flag("Base config file (configs/*.py).")
 flags.DEFINE_string("workdir", "runs/rate_distortion", "Parent directory of the runs.")
 flags.DEFINE_list("betas", ["0.1", "0.3", "1", "3", "10"], "Values of train.beta.")
 flags.DEFINE_list("priors", ["standard_normal", "vamp"], "Priors to sweep.")

@@ -3,7 +3,7 @@
 that tfvae's M2 can be trained on the features the paper's M1+M2 used.
 
     # the weights: models/mnist_z_x_50-500-500_longrun/{v,w}.ndict.tar.gz of dpkingma/nips14-ssl
-    python experiments/m1_authors.py --weights=DIR --workdir=runs/m1_authors \
+    python scripts/experiments/m1_authors.py --weights=DIR --workdir=runs/m1_authors \
         --config.data.source=idx --config.data.idx_dir=../shared/data/mnist
     tfvae-train --config=configs/semi_supervised.py:mnist,100,m1=runs/m1_authors --config.seed=0 \
         --workdir=runs/m1m2_authors_mnist_100_seed0 --config.data.source=idx ...
@@ -29,7 +29,7 @@ the authors' q(z|x) and p(x|z) on test images, computed from their formulas in N
 The authors' M1 was trained on their MNIST split (the first 50,000 training images; the last
 10,000 for validation: tfvae's ``validation_split='last'``), on grey levels. tfvae's M1+M2
 binarises dynamically and encodes the binarised images (our M1 is trained on those);
-`experiments/m1m2_test_pixels.py` measures what encoding the grey levels instead changes.
+`scripts/experiments/m1m2_test_pixels.py` measures what encoding the grey levels instead changes.
 
 References:
   [1] Kingma, Rezende, Mohamed and Welling (2014). Semi-Supervised Learning with Deep
@@ -38,29 +38,26 @@ References:
       ``models/mnist_z_x_50-500-500_longrun/v.ndict.tar.gz`` and ``w.ndict.tar.gz``),
       ``anglepy/models/VAE_Z_X.py`` (the network), ``anglepy/ndict.py`` (the file format).
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
+from common import config_flag
 import io
 import os
 import shutil
-import sys
 import tarfile
 
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tfvae.cli import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
-from tfvae import checkpoints, data as data_lib, evaluation, train  # noqa: E402
+from tfvae import data as data_lib  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.training import checkpoints
+from tfvae.results import evaluation
 from tfvae.errors import ConfigError, DataError, WorkdirError  # noqa: E402
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "configs", "semi_supervised.py")
-config_flags.DEFINE_config_file("config", f"{CONFIG}:mnist,m1", "M1's config (the data flags "
-                                "are the ones to change).", lock_config=False)
+CONFIG = os.path.join(common.REPO, "configs", "semi_supervised.py")
+config_flag("M1's config (the data flags are the ones to change).", f"{CONFIG}:mnist,m1")
 flags.DEFINE_string("weights", None, "folder with the authors' v.ndict.tar.gz (q(z|x)) and "
                     "w.ndict.tar.gz (p(x|z))", required=True)
 flags.DEFINE_string("workdir", None, "the new workdir (must not hold a finished run)",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Semi-supervised runs over seeds against the published test error (Kingma et al. 2014).
 
-    python experiments/semi_supervised_report.py \\
+    python scripts/experiments/semi_supervised_report.py \\
         --runs=M2,100=runs/m2_mnist_100_seed0 --runs=M2,100=runs/m2_mnist_100_seed1 \\
         --runs=M1+M2,100=runs/m1m2_mnist_100_seed0 --out=docs/semi_supervised
 
@@ -17,24 +17,22 @@ References:
     [1] Kingma, Rezende, Mohamed, Welling. Semi-supervised Learning with Deep Generative Models.
         NeurIPS 2014 (Table 1).
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
 import sys
 
 import numpy as np
 from absl import app, flags
 
-from seed_tables import mean_sd, write_table
+from common import mean_sd, write_table  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tfvae.cli import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tfvae import evaluation, runstate  # noqa: E402
+from tfvae.training import runstate  # noqa: E402
+from tfvae.results import evaluation
 
 # Test error (%) on MNIST, mean and standard deviation, from [1]'s Table 1 with 100 labels, as
 # the issue quotes it and as re-implementations quote it (e.g. tijiang13/Semi-supervised-VAE).

@@ -1,32 +1,32 @@
 #!/usr/bin/env python3
 """Trains every prior with the same budget and compares them: a markdown table and a figure.
 
-    python experiments/compare_priors.py --config=configs/mnist_dynamic.py --workdir=runs/priors \\
+    python scripts/experiments/compare_priors.py --config=configs/mnist_dynamic.py --workdir=runs/priors \\
         --config.data.data_dir=../shared/tfds --config.train.epochs=10
 
 Each prior runs the full training pipeline into WORKDIR/PRIOR (a finished one is reused, so an
 interrupted comparison continues where it stopped), with its settings from
-`tfvae.priors.RECOMMENDED` on top of the config. Writes WORKDIR/priors.md (test ELBO, D, R,
+`tfvae.distributions.priors.RECOMMENDED` on top of the config. Writes WORKDIR/priors.md (test ELBO, D, R,
 ELBO surgery: I_q(n; z) and KL(q(z) || p(z)) with standard errors, importance-sampled
 log-likelihood, active units, wall time) and WORKDIR/priors.png: for a 2-D
 latent, prior density contours under encoder samples of test data, one panel per prior; for
 more dimensions, histograms of prior samples against the aggregated posterior per coordinate.
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
+from common import config_flag
 import os
 import time
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from tfvae.cli import quiet_tensorflow
-
-quiet_tensorflow()  # before TensorFlow loads: no CUDA noise on a machine without a GPU
 import numpy as np  # noqa: E402
 
-from tfvae import diagnostics, evaluation, plots, priors, train  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.inference import diagnostics
+from tfvae.results import evaluation, plots
+from tfvae.distributions import priors
 
-config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
-                                lock_config=False)
+config_flag("Base config file (configs/*.py).")
 flags.DEFINE_string("workdir", "runs/priors", "Parent directory of one workdir per prior.")
 flags.DEFINE_list("priors", list(priors.RECOMMENDED), "Priors to compare.")
 flags.DEFINE_integer("prior_components", 0, "Overrides K of every mixture prior (0: keep).")

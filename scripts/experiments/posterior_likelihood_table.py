@@ -1,31 +1,29 @@
 """Posterior x likelihood at one fixed budget: ELBO, log p(x), their gap, bits/dim, images/s.
 
-    python experiments/posterior_likelihood_table.py --workdir=runs/post_lik [--epochs=10]
+    python scripts/experiments/posterior_likelihood_table.py --workdir=runs/post_lik [--epochs=10]
 
 Rows: dynamically binarised MNIST (Bernoulli) and grey-level FashionMNIST (the 3,615-image
 sample in ../shared, discretised logistic), each with the mean-field Gaussian and the IAF
 posterior; MLP 300-300, latent 20, batch 100, Adam 1e-3; test log p(x) with k = 500 on 1,000
 images. Each row is a tfvae-train workdir (a finished one is reused).
 
-    python experiments/posterior_likelihood_table.py --fixed_decoder --seed=S
+    python scripts/experiments/posterior_likelihood_table.py --fixed_decoder --seed=S
 
 isolates the posterior instead (the comparison tests/test_flows.py asserts): one decoder trained
 5 epochs with a Gaussian posterior on 20,000 MNIST images, then frozen, and a fresh encoder per
 posterior fitted for ``--epochs`` on it. Same p(x|z), so the ELBO and its gap to log p(x)
 differ only through q(z|x).
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tfvae.cli import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
 from absl import app, flags  # noqa: E402
 
-from seed_tables import write_table  # noqa: E402
-from tfvae import config as config_lib, evaluation, train  # noqa: E402
+from common import write_table  # noqa: E402
+from tfvae import config as config_lib  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.results import evaluation
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
 flags.DEFINE_string("workdir", "runs/posterior_likelihood", "Parent of the row workdirs.")
@@ -60,7 +58,9 @@ def fixed_decoder_rows():
     """Encoders fitted to one frozen decoder: ELBO (mean of 5 passes), log p(x), gap."""
     import numpy as np
     import tf_keras as keras
-    from tfvae import builder, data, evaluation
+    from tfvae import data
+    from tfvae.models import builder
+    from tfvae.results import evaluation
     config = row_config("mnist", "gaussian")
     keras.utils.set_random_seed(FLAGS.seed)
     splits = data.load(config.data, seed=FLAGS.seed)

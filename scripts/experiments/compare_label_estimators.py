@@ -1,33 +1,31 @@
 """How should M2 handle y for an unlabelled image? Trains one semi-supervised config with each
-`tfvae.label_estimators` estimator (enumerate, score_function, gumbel_softmax) over seeds, at
+`tfvae.inference.label_estimators` estimator (enumerate, score_function, gumbel_softmax) over seeds, at
 equal epochs, and compares test classification error, the test bound U(x) (y enumerated at
 evaluation, whatever trained it) and the variance of the classifier's gradient on a fixed batch
 of 100 training images at the end (the trace of its covariance over 32 estimates)
 (`train.open_or_train`: finished rows are reused).
 
-    python experiments/compare_label_estimators.py --config=configs/semi_supervised.py:mnist,100 \\
+    python scripts/experiments/compare_label_estimators.py --config=configs/semi_supervised.py:mnist,100 \\
         --workdir=runs/label_estimators --seeds=0 --epochs=10 \\
         --config.data.source=idx --config.data.idx_dir=../shared/data/mnist
 
 Writes WORKDIR/label_estimators.md.
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
-import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tfvae.cli import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from seed_tables import mean_sd, write_table  # noqa: E402
-from tfvae import data, evaluation, label_estimators, train  # noqa: E402
+from common import config_flag, mean_sd, write_table  # noqa: E402
+from tfvae import data  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.results import evaluation
+from tfvae.inference import label_estimators
 
-config_flags.DEFINE_config_file("config", None, "The semi-supervised config.", lock_config=False)
+config_flag("The semi-supervised config.")
 flags.DEFINE_string("workdir", "runs/label_estimators", "Parent of the runs.")
 flags.DEFINE_list("estimators", label_estimators.LABEL_ESTIMATORS.names(), "Estimators.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (each also draws its own labelled images).")

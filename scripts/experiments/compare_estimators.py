@@ -3,7 +3,7 @@
 writes a markdown table: test ELBO, importance-sampled log-likelihood, the inference-gradient
 variance (last epoch, on a fixed validation batch) and training images/s.
 
-    python experiments/compare_estimators.py --config=configs/mnist_dynamic.py --workdir=runs/est \\
+    python scripts/experiments/compare_estimators.py --config=configs/mnist_dynamic.py --workdir=runs/est \\
         --config.data.data_dir=../shared/tfds --config.train.epochs=5
 
 Score-function rows train the inference network with RMSprop at ``--sf_inference_lr`` (the
@@ -11,19 +11,16 @@ research notebook's choice: smaller steps than Adam's for noisier gradients) and
 network with Adam; everything else uses the config's optimiser. Each row runs the full training
 pipeline into WORKDIR/ROW (a finished one is reused).
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from tfvae.cli import quiet_tensorflow
+from common import config_flag, write_table  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.results import evaluation
 
-quiet_tensorflow()  # before TensorFlow loads: no CUDA noise on a machine without a GPU
-from seed_tables import write_table  # noqa: E402
-from tfvae import evaluation, train  # noqa: E402
-
-config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py).",
-                                lock_config=False)
+config_flag("Base config file (configs/*.py).")
 flags.DEFINE_string("workdir", "runs/estimators", "Parent directory of one workdir per row.")
 flags.DEFINE_list("rows", None, "Rows to run (default: all of ROWS).")
 flags.DEFINE_float("sf_inference_lr", 3e-4, "RMSprop rate of the inference network (score "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tables and a figure of literature-protocol runs against the published values.
 
-    python experiments/reproduction_report.py --runs=mnist,standard=runs/lit_mnist_standard \\
+    python scripts/experiments/reproduction_report.py --runs=mnist,standard=runs/lit_mnist_standard \\
         --runs=mnist,vamp=runs/lit_mnist_vamp --out=docs/reproduction
 
 For each run (finished or still training) it reads ``metrics.csv``, ``run.json`` and, if the run
@@ -10,14 +10,14 @@ early-stopped or not, wall time) and ``OUT.png`` (validation ELBO per epoch, the
 log-likelihood as a line: the ELBO is a lower bound on it, so the curve ends below the line).
 Nothing is extrapolated: a run that is still training reports its epochs and best ELBO so far.
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tfvae import evaluation, runstate  # noqa: E402
+from tfvae.training import runstate  # noqa: E402
+from tfvae.results import evaluation
 
 import matplotlib  # noqa: E402
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """How much M1+M2's test error depends on which pixels M1 encodes at test time.
 
-    python experiments/m1m2_test_pixels.py --run=runs/m1m2_mnist_100_seed0 [--draws=10]
+    python scripts/experiments/m1m2_test_pixels.py --run=runs/m1m2_mnist_100_seed0 [--draws=10]
 
-tfvae's M1+M2 (`tfvae.runs.load_data`) classifies the code E_q[z|x] of a test image binarised
+tfvae's M1+M2 (`tfvae.training.runs.load_data`) classifies the code E_q[z|x] of a test image binarised
 once (``data.pixels='dynamic'``: a fixed Bernoulli draw of its grey levels per image). The
 authors' code [2] encodes the grey levels themselves (its M1 reads intensities). This script
 opens a run's best weights and gives its test error with three codes of the same images:
@@ -21,19 +21,16 @@ References:
         NeurIPS 2014.
     [2] https://github.com/dpkingma/nips14-ssl, ``learn_yz_x_ss.py``.
 """
-import os
-import sys
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tfvae.cli import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
-from tfvae import data as data_lib, posteriors, runs  # noqa: E402
+from tfvae import data as data_lib  # noqa: E402
+from tfvae.training import runs  # noqa: E402
+from tfvae.distributions import posteriors
 
 flags.DEFINE_string("run", None, "workdir of an M1+M2 run (data.features set)", required=True)
 flags.DEFINE_integer("draws", 10, "binarisations averaged over in the second row")

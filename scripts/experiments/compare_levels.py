@@ -2,29 +2,25 @@
 over seeds, at equal epochs, and compares test ELBO and importance-sampled log p(x) with the
 seed-to-seed spread (`train.open_or_train`: finished rows are reused).
 
-    python experiments/compare_levels.py --config=configs/mnist_dynamic.py \\
+    python scripts/experiments/compare_levels.py --config=configs/mnist_dynamic.py \\
         --workdir=runs/levels --levels="40;40,40" --seeds=0,1,2 --epochs=20 \\
         --config.data.data_dir=../shared/tfds --config.data.download=False
 
 Writes WORKDIR/levels.md: per latent layout, mean +- standard deviation over seeds, and each
 layout's paired difference to the first one (same seed, same data order).
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
-import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tfvae.cli import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
 import numpy as np  # noqa: E402
 
-from seed_tables import mean_sd, write_table  # noqa: E402
-from tfvae import evaluation, train  # noqa: E402
+from common import config_flag, mean_sd, write_table  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.results import evaluation
 
-config_flags.DEFINE_config_file("config", None, "The config to train.", lock_config=False)
+config_flag("The config to train.")
 flags.DEFINE_string("workdir", "runs/levels", "Parent of the runs.")
 flags.DEFINE_string("levels", "40;40,40", "Latent layouts to compare, ';'-separated, each "
                     "bottom first (e.g. '40;40,40').")

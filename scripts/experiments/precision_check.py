@@ -2,27 +2,23 @@
 over several seeds, at equal epochs, and compares test ELBO and log p(x) with the seed-to-seed
 spread (`train.open_or_train`: finished rows are reused).
 
-    python experiments/precision_check.py --config=configs/fashion_mnist_conv64.py \\
+    python scripts/experiments/precision_check.py --config=configs/fashion_mnist_conv64.py \\
         --workdir=runs/precision --seeds=0,1,2 --epochs=10 \\
         --config.data.source=idx --config.data.idx_dir=../shared/data/fashion_mnist_sample \\
         --config.data.test_size=500
 
 Writes WORKDIR/precision.md: per precision, mean +- standard deviation over seeds.
 """
+import common  # noqa: F401 - first: tfvae importable, TensorFlow quiet
 import os
-import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tfvae.cli import quiet_tensorflow  # noqa: E402
+from common import config_flag, mean_sd, write_table  # noqa: E402
+from tfvae.training import train  # noqa: E402
+from tfvae.results import evaluation
 
-quiet_tensorflow()
-from seed_tables import mean_sd, write_table  # noqa: E402
-from tfvae import evaluation, train  # noqa: E402
-
-config_flags.DEFINE_config_file("config", None, "The config to train.", lock_config=False)
+config_flag("The config to train.")
 flags.DEFINE_string("workdir", "runs/precision", "Parent of the runs.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to compare.")

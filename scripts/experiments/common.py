@@ -1,0 +1,45 @@
+"""What the experiment scripts share, written once: importing it first makes tfvae importable
+from a checkout (the repository's root on ``sys.path``) and quiets TensorFlow's start-up
+before it loads (`tfvae.cli.quiet_tensorflow`: no CUDA noise on a machine without a GPU); it
+gives the seed tables (`mean_sd`, `write_table`) and the ``--config`` flag every study takes
+(`config_flag`).
+
+    import common  # first, before TensorFlow or tfvae
+    from common import config_flag, mean_sd, write_table
+"""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from tfvae.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+
+import numpy as np  # noqa: E402
+
+
+def config_flag(help_text: str, default=None) -> None:
+    """Defines ``--config`` (a configs/*.py file, ``--config.FIELD=VALUE`` overrides allowed)."""
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", default, help_text, lock_config=False)
+
+
+def mean_sd(values):
+    """Per column of ``values`` ([seeds, columns]): the mean and the sample standard deviation
+    (ddof = 1; zero for a single seed, where there is no spread to estimate)."""
+    v = np.asarray(values, np.float64)
+    sd = v.std(0, ddof=1) if len(v) > 1 else np.zeros(v.shape[1:])
+    return v.mean(0), sd
+
+
+def write_table(workdir, filename, lines):
+    """Writes ``lines`` to WORKDIR/FILENAME, prints them and returns the path."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, filename)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return path
