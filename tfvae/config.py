@@ -25,6 +25,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.estimator = est = ml_collections.ConfigDict()
     est.name = "reparameterized"
     est.control_variates = ""
+    # Discrete codes (tfvae/inference/discrete.py): reinforce, nvil, rloo, vimco, arm, disarm,
+    # relax, gumbel, straight_through, enumerate. Relaxations' temperature tau_t =
+    # max(temperature_min, temperature * exp(-anneal_rate * t)) at step t; relax starts its
+    # learned temperature at `temperature`.
+    est.temperature = 1.0
+    est.temperature_min = 0.5
+    est.anneal_rate = 0.0
 
     config.train = train = ml_collections.ConfigDict()
     train.epochs = 30
@@ -136,7 +143,11 @@ def _model_block() -> ml_collections.ConfigDict:
     net.dropout = 0.0
 
     model.posterior = post = ml_collections.ConfigDict()  # q(z|x) (tfvae/distributions/posteriors.py)
-    post.name = "gaussian"          # 'gaussian' (mean-field), 'mog' (mixture), 'iaf', 'realnvp'
+    post.name = "gaussian"          # 'gaussian' (mean-field), 'mog' (mixture), 'iaf', 'realnvp';
+                                    # discrete codes (tfvae/distributions/codes.py): 'bernoulli'
+                                    # bits, 'categorical' one-hot groups (prior of the same name;
+                                    # several latent_dims: a belief network, models/belief.py)
+    post.classes = 2                # categorical: K classes per group (latent_dims / K groups)
     post.scale = "softplus"         # 'softplus', 'exp', 'hardtanh_logvar' (log-var in [-6, 2])
     post.components = 5             # mog: K components
     post.reparameterize = True      # mog: implicit reparameterisation

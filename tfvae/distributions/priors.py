@@ -57,6 +57,7 @@ class PriorContext:
     image_shape: Tuple[int, int, int]
     posterior_fn: Optional[Callable] = None
     train_images: Optional[object] = None
+    code_classes: int = 2  # a categorical code's classes per group (`tfvae.distributions.codes`)
 
 
 def diagonal_gaussian_mixture_log_prob(z, logits, loc, scale, refine: int = 2):

@@ -2,4 +2,6 @@
 gradient estimators (`estimators`, chosen by name; `label_estimators` for a latent label), each
 parameter group's gradient to its optimiser (`gradients`), the importance-weighted bound
 (`importance`) and the diagnostics of weights and rates (`diagnostics`). Imports the core and
-`tfvae.distributions`; never a model class."""
+`tfvae.distributions`; never a model class. The discrete codes' estimators (`discrete`,
+`relaxations`, `enumeration`) register here, so every name is known once the folder is."""
+from tfvae.inference import discrete, enumeration, relaxations  # noqa: F401  (registration)

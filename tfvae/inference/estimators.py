@@ -92,6 +92,12 @@ class Estimator(keras.layers.Layer):
 def _needs_reparameterization(name, model):
     """Every latent node z must be reparameterisable (`tfvae.models.nodes`)."""
     if not all(node.reparameterizable for node in model.nodes if node.name.startswith("z")):
+        if getattr(model.latents, "codes", None):
+            raise ConfigError(
+                f"estimator {name!r} needs a reparameterisable posterior, and a discrete code "
+                f"(model.posterior.name={model.posterior_name!r}) is not; use one of the discrete "
+                "estimators: reinforce, nvil, rloo, vimco, arm, disarm, relax, gumbel, "
+                "straight_through, enumerate")
         raise ConfigError(
             f"estimator {name!r} needs a reparameterisable posterior, but model.posterior.name="
             f"{model.posterior_name!r} is not (for 'mog', set model.posterior.reparameterize="

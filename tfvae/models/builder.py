@@ -8,10 +8,10 @@ import re
 
 import tensorflow as tf
 
-from tfvae.distributions import likelihoods, posteriors, priors
+from tfvae.distributions import codes, likelihoods, posteriors, priors
 from tfvae.errors import ConfigError
 from tfvae.inference import estimators as estimators_lib
-from tfvae.models import hierarchy, labels, networks, nodes
+from tfvae.models import belief, hierarchy, labels, networks, nodes
 from tfvae.models.model import VAE
 
 
@@ -53,18 +53,20 @@ def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_
     m = config.model
     networks.validate(m)
     hierarchy.check(config)
+    belief.check(config)
     role = labels.check(config, num_classes)
     reads_y = num_classes if role.conditions_networks else 0
     dims = tuple(int(d) for d in m.latent_dims)
     image_shape = tuple(int(d) for d in image_shape)
-    posterior = posteriors.build(m.posterior, dims[-1])
+    discrete = codes.is_discrete(m.posterior.name)  # a belief network: q(b_1 | x) bottom-up
+    posterior = posteriors.build(m.posterior, dims[0] if discrete else dims[-1])
     likelihood = likelihoods.build(m.likelihood)
     _check_pixels(config, likelihood)
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
                                       likelihood.params_per_pixel, config.train.precision,
                                       extra_inputs=reads_y,
                                       label_input=m.label_input)
-    if len(dims) > 1:  # the ladder takes the decoder's place (`tfvae.models.hierarchy`)
+    if len(dims) > 1 and not discrete:  # the ladder takes the decoder's place (`tfvae.models.hierarchy`)
         decoder = hierarchy.Ladder(
             m.network, dims, image_shape,
             image_shape[:-1] + (image_shape[-1] * int(likelihood.params_per_pixel),),
@@ -73,13 +75,16 @@ def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_
     context = priors.PriorContext(
         image_shape=image_shape,
         posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
-        train_images=train_images)
+        train_images=train_images, code_classes=m.posterior.classes)
     prior = priors.build(m.prior, dims[-1], context)
     estimator = estimators_lib.build(config.estimator)  # before the role's parts (seeds)
     label = role.from_config(config, image_shape=image_shape, num_classes=num_classes,
                              num_labelled=num_labelled, num_train=num_train)
+    latents = (belief.BeliefNet(dims, m.posterior.name, m.posterior.classes,
+                                tuple(m.network.hidden), m.network.activation)
+               if discrete else nodes.latents_for(dims, m.kl))
     model = VAE(encoder, decoder, posterior, likelihood, prior, estimator, image_shape,
-                latents=nodes.latents_for(dims, m.kl), label=label, num_samples=m.num_samples,
+                latents=latents, label=label, num_samples=m.num_samples,
                 beta=config.train.beta,
                 kl_warmup_steps=int(config.train.kl_warmup_epochs * steps_per_epoch), kl=m.kl,
                 posterior_name=m.posterior.name, name="vae")

@@ -47,7 +47,7 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from tfvae import precision as precision_lib
-from tfvae.distributions import posteriors
+from tfvae.distributions import codes, posteriors
 from tfvae.errors import ConfigError
 from tfvae.models import networks
 from tfvae.registry import Registry
@@ -310,8 +310,8 @@ def check(config) -> None:
     """A hierarchy's config: Gaussian layers, a network with a layer kind, an estimator that
     handles a structured proposal."""
     m = config.model
-    if len(m.latent_dims) < 2:
-        return
+    if len(m.latent_dims) < 2 or codes.is_discrete(m.posterior.name):
+        return  # one layer, or a belief network (`tfvae.models.belief.check`)
     if m.posterior.name != "gaussian":
         raise ConfigError(
             f"model.posterior.name={m.posterior.name!r} with model.latent_dims="

@@ -71,9 +71,9 @@ class VAE(TrainingSteps):
         self.posterior_head, self.likelihood_head = posterior, likelihood
         self.prior, self.estimator = prior, estimator
         self.label = label if label is not None else labels_lib.NoLabel()
-        for name, part in self.label.parts.items():  # e.g. M2's ``classifier``
-            setattr(self, name, part)
         self.latents = latents if latents is not None else nodes.Layer(posterior.latent_dim)
+        for name, part in {**self.label.parts, **self.latents.parts}.items():  # e.g. classifier
+            setattr(self, name, part)
         self.num_classes, self.label_input = self.label.num_classes, self.label.label_input
         self.image_shape = tuple(int(d) for d in image_shape)
         # Decoder outputs: the likelihood's parameters, P per pixel and channel.
@@ -266,7 +266,7 @@ def analytic_kl(posterior, prior, mode: str) -> bool:
         tfd.kl_divergence(posterior.distribution(tf.zeros([1, posterior.params_size])),
                           prior.distribution())
         return True
-    except NotImplementedError:
+    except (NotImplementedError, ValueError):  # ValueError: a belief network's q(b_1|x), p(b_L)
         if mode == "analytic":
             raise ConfigError(
                 f"model.kl='analytic' but TFP registers no KL between the posterior and the "

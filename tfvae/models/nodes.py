@@ -62,6 +62,7 @@ class Layer:
     inputs when the label role says so)."""
 
     num_layers = 1
+    parts = {}  # Keras layers of its own, which the model holds as attributes
 
     def __init__(self, latent_dim: int):
         self.latent_dims = (int(latent_dim),)
