@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfvae.config import get_config
 from tfvae.errors import ConfigError
-from tfvae.inference import enumeration, estimators
+from tfvae.inference import enumeration, estimators, variance
 from tfvae.models import builder
 
 pytestmark = pytest.mark.slow
@@ -215,3 +215,15 @@ def test_large_codes_relax_and_vimco_limits_are_refused():
         make_model(estimator="vimco")
     with pytest.raises(ConfigError, match="continuous"):
         make_model("gaussian", estimator="disarm")
+
+
+def test_gradient_variance_is_zero_for_the_exact_gradient_only():
+    model = make_model(estimator="disarm")
+    x = images()
+    others, skipped = variance.comparison_estimators(
+        model, get_config().estimator, ["enumerate", "rloo", "arm", "disarm"])
+    assert not skipped and others["rloo"][1].num_samples == 2  # rloo sees 2 samples
+    v = {name: variance.gradient_variance(model, x, est, 30, view=view)
+         for name, (est, view) in others.items()}
+    assert v["enumerate"]["variance"] < 1e-9 * v["arm"]["variance"]
+    assert v["rloo"]["variance"] > 0 and v["disarm"]["variance"] < v["arm"]["variance"]

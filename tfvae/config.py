@@ -61,6 +61,8 @@ def get_config() -> ml_collections.ConfigDict:
     ev.iw_batch_size = 100
     ev.plots = True
     ev.grad_variance_repeats = 0  # >0: log the inference-gradient variance each epoch (repeats)
+    ev.grad_variance_estimators = ""  # and other estimators' at the same parameters, e.g.
+                                      # "reinforce,rloo,arm,disarm" (grad_variance_<name>)
     return config
 
 

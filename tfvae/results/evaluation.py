@@ -15,6 +15,7 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | ``rates``, ``active_units_per_layer`` | several latent layers only: each layer's rate R_l (they sum to R) and active units, bottom first |
 | ``collapsed_dimensions`` | dimensions (of the top layer) whose KL to the prior's marginal is below 0.01 nats (standard normal and mixture priors; else null) |
 | ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.inference.importance`) [1] |
+| ``log_likelihood_exact`` | a discrete code of at most 65,536 values (`tfvae.inference.enumeration`): log p(x) = log sum_b p(x, b) exactly, on the same images (``codes``: how many values) |
 | ``importance_weights`` | with ``diagnostics``: ESS / k and Pareto k-hat of the weights [2]; images above k-hat 0.7 listed as unreliable |
 | ``elbo_surgery`` | with ``diagnostics``: R = I_q(n; z) + KL(q(z) || p(z)) [3] (of the top layer's rate with several) |
 
@@ -32,7 +33,7 @@ import tensorflow as tf
 
 from tfvae.data import images_of
 from tfvae.errors import ConfigError
-from tfvae.inference import diagnostics
+from tfvae.inference import diagnostics, enumeration
 from tfvae.models import nodes
 from tfvae.progress import Progress
 
@@ -82,6 +83,10 @@ def evaluate(model, dataset, iw_samples: int = 0, iw_examples: int = 0,
         if given:
             out["given_labels"] = True  # y observed: the bound is on log p(x | y)
         out["bits_per_dim"] = _bits(out["log_likelihood"], to_bits)
+    size = enumeration.support_size(model)
+    if iw_samples and 0 < size <= enumeration.EXACT_MAX:  # a small discrete code: the truth
+        subset = images[:iw_examples] if iw_examples else images
+        out["log_likelihood_exact"] = exact_log_likelihood(model, subset, iw_batch_size)
     if with_diagnostics:
         out["elbo_surgery"] = _surgery(model, images, seed)
     return out
@@ -201,6 +206,16 @@ def log_likelihood(model, images, k: int, batch_size: int = 100, seed: int = 0,
     return out
 
 
+def exact_log_likelihood(model, images, batch_size: int = 100) -> Dict:
+    """log p(x) summed over every code of a small discrete model (`enumeration.log_marginal`),
+    mean and standard error over ``images``."""
+    fn = tf.function(lambda x: enumeration.log_marginal(model, x))
+    values = np.concatenate([fn(tf.constant(images[i:i + batch_size])).numpy()
+                             for i in range(0, len(images), batch_size)])
+    return {**diagnostics.mean_and_se(values), "codes": enumeration.support_size(model),
+            "examples": int(len(images))}
+
+
 def summary(result: Dict, split: str = "") -> str:
     """A few lines for a person: every value with its standard error and the warnings."""
     def row(name, v, unit="nats"):
@@ -222,6 +237,9 @@ def summary(result: Dict, split: str = "") -> str:
         lines += [row(f"{of} >= (k={result['iw_samples']}, n={result['iw_examples']})",
                       result["log_likelihood"]),
                   row("  in bits/dim", result["bits_per_dim"], "bits")]
+    if "log_likelihood_exact" in result:
+        exact = result["log_likelihood_exact"]
+        lines.append(row(f"log p(x) exact ({exact['codes']} codes)", exact))
     w = result.get("importance_weights")
     if w and "skipped" not in w:
         lines += [f"  {'ESS / k':<28s} mean {w['ess_fraction_mean']:.3f}, 5th percentile "

@@ -37,10 +37,13 @@ def save(model, splits, workdir, history):
     # Traverse the latent dimensions that vary most over the data (the active ones), each over
     # the range its codes occupy (quantiles of the aggregated posterior q(z)).
     dims = np.argsort(-np.var(z, axis=0))[: min(8, model.latent_dim)]
-    values = plots.traversal_values(zs, dims)
-    base = np.tile(z[:1], (len(dims), values.shape[1], 1)).astype(np.float32)
-    for i, d in enumerate(dims):
-        base[i, :, d] = values[i]
+    if getattr(model.latents, "codes", None):  # a discrete code: each bit / group's values
+        dims, values, base = discrete_traversal(model.latents.codes[0], z, zs)
+    else:
+        values = plots.traversal_values(zs, dims)
+        base = np.tile(z[:1], (len(dims), values.shape[1], 1)).astype(np.float32)
+        for i, d in enumerate(dims):
+            base[i, :, d] = values[i]
     along = (None if y is None or not model.networks_read_labels else
              np.full(base.shape[:2], y[0]).reshape(-1))
     images = model.likelihood(tf.constant(base.reshape(-1, base.shape[-1])),
@@ -75,6 +78,8 @@ def save(model, splits, workdir, history):
         paths.append(plots.latent_scatter(z, os.path.join(workdir, "latent.png"), labels=y,
                                           class_names=splits.class_names))
     paths.append(plots.training_curves(history, os.path.join(workdir, "curves.png")))
+    paths.append(plots.gradient_variance_curves(history,
+                                                os.path.join(workdir, "gradient_variance.png")))
     return [p for p in paths if p]  # no curves for a run that trained no epoch
 
 
@@ -119,3 +124,25 @@ def component_samples(model, cols: int = 8, seed: int = 0) -> np.ndarray:
     z = tf.reshape(loc[:, None, :] + scale[:, None, :] * eps, [k * cols, d])
     images = model.likelihood(z).mean().numpy()
     return images.reshape((k, cols) + images.shape[1:])
+
+
+def discrete_traversal(code, means, samples, rows: int = 8):
+    """Traversals of a discrete code (its bottom layer): from the first image's code (a draw
+    of q), each row sets one bit to 0 and 1 (the bits that vary most over the data), or one
+    categorical group to each of its K classes. Returns ``(dims, values, codes)``."""
+    width = code.width
+    if code.name == "bernoulli":
+        dims = np.argsort(-np.var(means[:, :width], axis=0))[:rows]
+        values = np.tile([[0.0, 1.0]], (len(dims), 1))
+        codes = np.tile(samples[:1], (len(dims), 2, 1)).astype(np.float32)
+        for i, d in enumerate(dims):
+            codes[i, :, d] = values[i]
+        return dims, values, codes
+    k = code.classes
+    spread = np.var(means[:, :width], axis=0).reshape(-1, k).sum(1)
+    dims = np.argsort(-spread)[:rows]
+    codes = np.tile(samples[:1], (len(dims), k, 1)).astype(np.float32)
+    for i, g in enumerate(dims):
+        codes[i, :, g * k:(g + 1) * k] = np.eye(k)
+    return dims, np.tile(np.arange(k, dtype=np.float64), (len(dims), 1)), codes
+

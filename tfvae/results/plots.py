@@ -245,6 +245,28 @@ def training_curves(history: dict, path, keys=("elbo", "val_elbo")):
     return _save(fig, path)
 
 
+def gradient_variance_curves(history: dict, path, title: str = "Variance of the inference "
+                             "gradient (same parameters, same batch)"):
+    """Each ``grad_variance_<estimator>`` (and the training estimator's ``grad_variance``) per
+    epoch, log scale; None where ``history`` has none."""
+    keys = sorted(k for k in history if k.startswith("grad_variance") and len(history[k]))
+    if not keys:
+        return None
+    fig, ax = _subplots(figsize=(6.5, 4))
+    for key in keys:
+        name = key[len("grad_variance_"):] or "training estimator"
+        values = np.asarray(history[key], np.float64)
+        ax.plot(np.arange(1, len(values) + 1), values, label=name,
+                ls="--" if key == "grad_variance" else "-")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("trace of Cov[gradient]")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
 def prior_histograms(panels, path, dims: Sequence[int] = (0, 1, 2, 3), bins: int = 60,
                      title: str = "Prior samples vs aggregated posterior, per coordinate"):
     """For latents of more than 2 dimensions: one row per prior, one column per coordinate, the

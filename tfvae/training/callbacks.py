@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfvae import storage
+from tfvae.inference import variance
 
 
 class Throughput(keras.callbacks.Callback):
@@ -69,36 +70,32 @@ class ImageSummaries(keras.callbacks.Callback):
 class GradientVariance(keras.callbacks.Callback):
     """Logs ``grad_variance``: the variance of the inference-network gradient, summed over its
     parameters (the trace of its covariance), estimated from ``repeats`` independent estimates
-    on one fixed batch at the end of each epoch. Control variates are applied with their current
-    state but not updated."""
+    on one fixed batch at the end of each epoch; and ``grad_variance_<name>`` for each of the
+    ``others`` (``{name: (estimator, model view)}``, `variance.comparison_estimators`) at the
+    same parameters and batch. Control variates are applied with their current state but not
+    updated (`tfvae.inference.variance`)."""
 
-    def __init__(self, images, repeats=16, labels=None):
+    def __init__(self, images, repeats=16, labels=None, others=None):
         super().__init__()
         self.images = tf.convert_to_tensor(images)
         self.labels = None if labels is None else tf.convert_to_tensor(labels)
         self.repeats = repeats
-        self._fn = None
+        self.others = dict(others or {})
+        self._fns = None
 
-    def _one(self):
-        model = self.model
-        variables = model.parameter_groups()["inference"]
-        with tf.GradientTape() as tape:
-            terms = model.estimator.terms(model.given(self.labels), self.images,
-                                          beta=model.current_beta(), training=False,
-                                          update_state=False)
-            loss = terms.group_losses.get("inference", terms.loss)
-        grads = tape.gradient(loss, variables)
-        return tf.concat([tf.reshape(g, [-1]) for g in grads if g is not None], 0)
-
-    def measure(self):
-        if self._fn is None:
-            self._fn = tf.function(self._one)
-        grads = tf.stack([self._fn() for _ in range(self.repeats)])  # [R, P]
-        return float(tf.reduce_sum(tf.math.reduce_variance(grads, axis=0)))
+    def measure(self) -> dict:
+        if self._fns is None:
+            self._fns = {"grad_variance": variance.estimate_fn(self.model, self.images,
+                                                               labels=self.labels)}
+            self._fns.update({f"grad_variance_{name}": variance.estimate_fn(
+                self.model, self.images, est, labels=self.labels, view=view)
+                for name, (est, view) in self.others.items()})
+        return {key: variance.summarize(np.stack([fn().numpy() for _ in range(self.repeats)]))
+                ["variance"] for key, fn in self._fns.items()}
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["grad_variance"] = self.measure()
+            logs.update(self.measure())
 
 
 class MetricsCSVLogger(keras.callbacks.Callback):

@@ -29,6 +29,7 @@ from tfvae import data as data_lib
 from tfvae import precision as precision_lib
 from tfvae import storage
 from tfvae.errors import ConfigError, TrainingDivergedError, WorkerLostError
+from tfvae.inference import variance
 from tfvae.models import builder
 from tfvae.models import labels as labels_lib
 from tfvae.models import model as model_lib
@@ -255,9 +256,13 @@ def _callbacks(state: Run, best, stopper):
     out = [callbacks_lib.Throughput(config.data.batch_size, splits.steps_per_epoch)]
     if config.eval.grad_variance_repeats:
         fixed = data_lib.first_images(splits, 100, split="validation")
+        names = [n.strip() for n in config.eval.grad_variance_estimators.split(",") if n.strip()]
+        others, skipped = variance.comparison_estimators(state.model, config.estimator, names)
+        for name, why in skipped.items():
+            print(f"note: eval.grad_variance_estimators: {name} skipped: {why}", file=sys.stderr)
         out.append(callbacks_lib.GradientVariance(
             fixed, config.eval.grad_variance_repeats,
-            labels=data_lib.first_labels(splits, 100, split="validation")))
+            labels=data_lib.first_labels(splits, 100, split="validation"), others=others))
     out += [keras.callbacks.TerminateOnNaN(), best]
     if state.chief:
         out.append(callbacks_lib.MetricsCSVLogger(state.rundir.path(runstate.METRICS),
