@@ -1,6 +1,7 @@
 """examples/tutorial.ipynb runs end to end (on small data), and is kept without outputs."""
 import json
 import os
+import re
 
 import pytest
 
@@ -39,5 +40,12 @@ def test_the_tutorial_runs_and_says_what_it_claims(tmp_path, monkeypatch):
     for cvs in ("centered", "self_critic"):
         assert variances[("score_function", cvs)] < variances[("score_function", "-")] / 3, cvs
     assert text.count("Pareto k-hat") == 2 and "log p(x) >= (k=500" in text
+    # The discrete code: DisARM below ARM below REINFORCE, and the IS bound below the exact
+    # log p(x) (it is a lower bound), the exact ELBO below both.
+    assert variances[("discrete", "disarm")] < variances[("discrete", "arm")]
+    assert variances[("discrete", "rloo")] < variances[("discrete", "reinforce")] / 10
+    found = dict((m.group(1), float(m.group(2))) for m in re.finditer(
+        r"^(ELBO \(exact\)|log p\(x\) >= IS|log p\(x\) exact)\s+(-?[0-9.]+)", text, re.M))
+    assert found["ELBO (exact)"] <= found["log p(x) >= IS"] <= found["log p(x) exact"] + 0.05
     for name in ("data.png", "reconstructions.png", "mog_samples.png"):
         assert (tmp_path / name).stat().st_size > 0

@@ -229,14 +229,17 @@ class PerLayer(Estimator):
 
 def antithetic_pair(model, x, q, base, l, logits, beta, training):
     """ARM's pair for layer l: u ~ U(0, 1), b1 = 1[u > sigmoid(-l)], b2 = 1[u < sigmoid(l)]
-    (each b ~ q marginally), and f at each (the layers above drawn again)."""
+    (each b ~ q marginally), and f at each (the layers above drawn again); both codes go
+    through the decoder as one batch."""
     u = tf.random.uniform(tf.shape(base[l]), dtype=logits.dtype)
     sigma = tf.sigmoid(logits)
     b1 = tf.cast(u > 1.0 - sigma, u.dtype)
     b2 = tf.cast(u < sigma, u.dtype)
-    f1, log_px, z = PerLayer.f_of(model, x, q, base[:l] + [b1], beta, training)
-    f2, _, _ = PerLayer.f_of(model, x, q, base[:l] + [b2], beta, training)
-    return u, b1, b2, f1, f2, log_px, z
+    prefix = [tf.concat([b, b], 0) for b in base[:l]] + [tf.concat([b1, b2], 0)]
+    f, log_px, z = PerLayer.f_of(model, x, q, prefix, beta, training)
+    f1, f2 = tf.split(f, 2, axis=0)
+    first = tf.nest.map_structure(lambda t: tf.split(t, 2, axis=0)[0], z)
+    return u, b1, b2, f1, f2, tf.split(log_px, 2, axis=0)[0], first
 
 
 @ESTIMATORS.register("arm")
