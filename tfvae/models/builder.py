@@ -4,6 +4,8 @@
 y's role from ``model.label`` (`tfvae.models.labels.LABELS`: none, observed, latent, component). Every
 model is a `model.VAE` of those nodes; a role refuses in one line what it cannot take.
 """
+import math
+import os
 import re
 
 import tensorflow as tf
@@ -39,6 +41,28 @@ def build(config, image_shape, steps_per_epoch=0, train_images=None,
         raise out_of_memory(err) from None
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_step_memory(config, param_shape) -> None:
+    """Refuses, in one line, a step whose likelihood tensors alone (S samples x B images x the
+    decoder's outputs, float32, with their gradients and the log-probabilities: ~4 copies)
+    exceed the machine's memory: TensorFlow would not raise for it but be killed mid-step."""
+    need = 4 * 4 * config.model.num_samples * config.data.batch_size * math.prod(param_shape)
+    have = memory_bytes()
+    if have and need > have:
+        raise ConfigError(
+            f"out of memory: model.num_samples={config.model.num_samples} x data.batch_size="
+            f"{config.data.batch_size} x {math.prod(param_shape)} outputs need about "
+            f"{need / 2 ** 30:.0f} GiB per step, this machine has {have / 2 ** 30:.0f} GiB; lower "
+            "data.batch_size or model.num_samples")
+
+
 def out_of_memory(err) -> ConfigError:
     """The one line for a model, batch or sample count that does not fit in memory."""
     shape = re.search(r"tensor with shape\s*\[[^\]]*\]", str(err))
@@ -62,6 +86,8 @@ def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_
     posterior = posteriors.build(m.posterior, dims[0] if discrete else dims[-1])
     likelihood = likelihoods.build(m.likelihood)
     _check_pixels(config, likelihood)
+    check_step_memory(config, image_shape[:-1] + (
+        image_shape[-1] * int(likelihood.params_per_pixel),))
     encoder, decoder = networks.build(m, image_shape, posterior.params_size,
                                       likelihood.params_per_pixel, config.train.precision,
                                       extra_inputs=reads_y,

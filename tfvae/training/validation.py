@@ -62,7 +62,19 @@ def validate(config) -> None:
         (e.iw_samples >= 1, f"eval.iw_samples={e.iw_samples} must be >= 1"),
         (e.iw_examples >= 0, f"eval.iw_examples={e.iw_examples} must be >= 0 (0 = all)"),
         (e.iw_batch_size >= 1, f"eval.iw_batch_size={e.iw_batch_size} must be >= 1"),
+        (config.model.posterior.classes >= 2,
+         f"model.posterior.classes={config.model.posterior.classes} must be >= 2 (a categorical "
+         "code's classes per group)"),
+        (config.estimator.temperature > 0 and config.estimator.temperature_min > 0,
+         f"estimator.temperature={config.estimator.temperature} and temperature_min="
+         f"{config.estimator.temperature_min} must be > 0"),
+        (config.estimator.anneal_rate >= 0,
+         f"estimator.anneal_rate={config.estimator.anneal_rate} must be >= 0 (0: no annealing)"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    for name in e.grad_variance_estimators.split(","):
+        if name.strip() and name.strip() not in estimators.ESTIMATORS:
+            raise ConfigError(f"eval.grad_variance_estimators: unknown estimator {name.strip()!r}; "
+                              f"valid estimators are: {', '.join(estimators.ESTIMATORS.names())}")
