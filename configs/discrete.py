@@ -23,6 +23,7 @@ import os
 
 from tfvae.config import from_file
 from tfvae.errors import ConfigError
+from tfvae.inference import discrete
 from tfvae.inference.estimators import ESTIMATORS
 
 SETTINGS = {
@@ -35,8 +36,7 @@ SETTINGS = {
                         classes=10, batch_size=100, learning_rate=1e-3),
     "tiny": dict(latent_dims=(8,), hidden=(64,), family="bernoulli"),
 }
-ESTIMATOR_NAMES = ("reinforce", "nvil", "rloo", "vimco", "arm", "disarm", "relax", "gumbel",
-                   "straight_through", "enumerate")
+ESTIMATOR_NAMES = discrete.NAMES
 # Samples per example: the multi-sample estimators compare at two evaluations of f, as ARM's
 # antithetic pair does (the DisARM paper's protocol).
 NUM_SAMPLES = {"rloo": 2, "vimco": 2}

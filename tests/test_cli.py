@@ -22,7 +22,8 @@ from tfvae.errors import DataError
 BAD_INPUTS = [
     (["--config=configs/nope.py"],
      "--config=configs/nope.py: no such config file; give the path of a config file "
-     "(in configs/: default.py, fashion_mnist_conv64.py, literature.py, mnist_dynamic.py, "
+     "(in configs/: default.py, discrete.py, fashion_mnist_conv64.py, literature.py, "
+     "mnist_dynamic.py, "
      "priors.py, semi_supervised.py)"),
     (["--config.train.epoch=1"],
      "--config.train.epoch: no field 'epoch' in the config; did you mean epochs?"),
@@ -30,8 +31,8 @@ BAD_INPUTS = [
      "--config=configs/priors.py:mnist,foo: expected DATASET,PRIOR with DATASET in mnist, "
      "fashion_mnist and PRIOR in standard_normal, mog, vamp, gtm, gtm_vamp, realnvp"),
     (["--config.model.prior.name=foo"],
-     "model.prior.name='foo': unknown prior; valid priors are: gtm, gtm_vamp, mog, realnvp, "
-     "standard_normal, vamp"),
+     "model.prior.name='foo': unknown prior; valid priors are: bernoulli, categorical, gtm, "
+     "gtm_vamp, mog, realnvp, standard_normal, vamp"),
     (["--config.model.foo=1"],
      "--config.model.foo: no field 'foo' in model; model has: classifier_weight, "
      "classifier_weight_per_labelled, kl, label, label_estimator, label_input, "

@@ -264,8 +264,9 @@ def test_gradient_variance_and_cv_loss_are_logged(tmp_path, fashion_idx_dir):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"estimator__name": "vimco"}, "valid estimators are: dreg, hybrid, iwae, reparameterized, "
-                             "score_function"),
+    ({"estimator__name": "magic"}, "valid estimators are: arm, disarm, dreg, enumerate, gumbel, "
+                             "hybrid, iwae, nvil, reinforce, relax, reparameterized, rloo, "
+                             "score_function, straight_through, vimco"),
     ({"estimator__name": "score_function", "estimator__control_variates": "centered,magic"},
      "valid control variates are: baseline, centered, scaled, self_critic"),
     ({"estimator__name": "reparameterized", "estimator__control_variates": "baseline"},

@@ -179,8 +179,10 @@ def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
 @pytest.mark.parametrize("override, message", [
     ({"model__likelihood__name": "bernoulli", "data__pixels": "continuous"},
      "model.likelihood.name='continuous_bernoulli'"),
-    ({"model__prior__name": "uniform"}, "valid priors are: gtm, gtm_vamp, mog, realnvp, standard_normal"),
-    ({"estimator__name": "magic"}, "valid estimators are: dreg, hybrid, iwae, reparameterized"),
+    ({"model__prior__name": "uniform"}, "valid priors are: bernoulli, categorical, gtm, gtm_vamp, mog, realnvp, "
+     "standard_normal"),
+    ({"estimator__name": "magic"}, "valid estimators are: arm, disarm, dreg, enumerate, gumbel, hybrid, "
+     "iwae"),
     ({"model__kl": "exact"}, "valid modes are: auto, analytic, mc"),
     ({"model__posterior__scale": "relu"}, "valid scales are: exp, hardtanh_logvar, softplus"),
 ])

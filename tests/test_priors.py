@@ -210,7 +210,7 @@ def test_fitting_a_learnable_prior_lowers_the_rate_at_the_same_distortion(refitt
 
 @pytest.mark.parametrize("override, message", [
     ({"model__prior__name": "laplace"},
-     "valid priors are: gtm, gtm_vamp, mog, realnvp, standard_normal, vamp"),
+     "valid priors are: bernoulli, categorical, gtm, gtm_vamp, mog, realnvp, standard_normal, vamp"),
     ({"model__prior__name": "mog", "model__prior__components": 0}, "prior.components=0 must be >= 1"),
     ({"model__prior__name": "vamp", "model__prior__components": 0}, "prior.components=0 must be >= 1"),
     ({"model__prior__name": "gtm", "model__prior__components": 10}, "not a square number.*9 or 16"),

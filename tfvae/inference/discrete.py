@@ -52,6 +52,9 @@ from tfvae.inference.estimators import (ESTIMATORS, Estimator, ScoreFunction, Te
 tfd = tfp.distributions
 
 BINARY_ONLY = ("arm", "disarm")
+# Every estimator for discrete codes (here, in `relaxations` and `enumeration`).
+NAMES = ("reinforce", "nvil", "rloo", "vimco", "arm", "disarm", "relax", "gumbel",
+         "straight_through", "enumerate")
 
 
 def needs_discrete(name, model, families=("bernoulli", "categorical")):
