@@ -37,8 +37,14 @@ def save(model, splits, workdir, history):
     # Traverse the latent dimensions that vary most over the data (the active ones), each over
     # the range its codes occupy (quantiles of the aggregated posterior q(z)).
     dims = np.argsort(-np.var(z, axis=0))[: min(8, model.latent_dim)]
+    labels = {}
     if getattr(model.latents, "codes", None):  # a discrete code: each bit / group's values
-        dims, values, base = discrete_traversal(model.latents.codes[0], z, zs)
+        code = model.latents.codes[0]
+        dims, values, base = discrete_traversal(code, z, zs)
+        labels = ({"axis_label": "the bit set to 0, then 1 (the others: one image's code)",
+                   "row_name": "bit "} if code.name == "bernoulli" else
+                  {"axis_label": "the group's class 0 .. K-1 (the others: one image's code)",
+                   "row_name": "group "})
     else:
         values = plots.traversal_values(zs, dims)
         base = np.tile(z[:1], (len(dims), values.shape[1], 1)).astype(np.float32)
@@ -49,7 +55,8 @@ def save(model, splits, workdir, history):
     images = model.likelihood(tf.constant(base.reshape(-1, base.shape[-1])),
                               labels=along).mean().numpy()
     images = images.reshape(base.shape[:2] + images.shape[1:])
-    paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png")))
+    paths.append(plots.traversals(images, values, dims, os.path.join(workdir, "traversals.png"),
+                                  **labels))
     if len(model.latent_dims) > 1:
         resampled = layer_resamples(model.given(
             tf.range(4) % model.num_classes if model.networks_read_labels else None), rows=4)

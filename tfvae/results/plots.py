@@ -105,7 +105,9 @@ def traversal_values(z: np.ndarray, dims: Sequence[int], num: int = 9,
     return np.stack([np.quantile(np.asarray(z)[:, d], levels) for d in dims])
 
 
-def traversals(images, values, dims: Sequence[int], path, title: str = "Latent traversals"):
+def traversals(images, values, dims: Sequence[int], path, title: str = "Latent traversals",
+               axis_label: str = "value, from the low to the high end of the codes' range "
+                                 "(quantiles)", row_name: str = "z"):
     """Rows: one latent dimension each; columns: its value (others at a posterior mean).
 
     ``images``: ``[len(dims), len(values), H, W, C]``; ``values``: ``[cols]`` shared by every
@@ -121,11 +123,10 @@ def traversals(images, values, dims: Sequence[int], path, title: str = "Latent t
     w = images.shape[3] + 1
     ax.set_yticks([1 + h * (i + 0.5) for i in range(rows)])
     if per_row:
-        ax.set_yticklabels([f"z{d}: {v[0]:+.2f} .. {v[-1]:+.2f}" for d, v in zip(dims, values)],
-                           fontsize=7)
+        ax.set_yticklabels([f"{row_name}{d}: {v[0]:+.2f} .. {v[-1]:+.2f}"
+                            for d, v in zip(dims, values)], fontsize=7)
         ax.set_xticks([])
-        ax.set_xlabel("value, from the low to the high end of the codes' range (quantiles)",
-                      fontsize=7)
+        ax.set_xlabel(axis_label, fontsize=7)
     else:
         ax.set_yticklabels([f"z{d}" for d in dims])
         ax.set_xticks([1 + w * (j + 0.5) for j in range(cols)])
