@@ -211,12 +211,16 @@ class PerLayer(Estimator):
 
     def terms(self, model, x, beta=1.0, training=False, update_state=True) -> Terms:
         q = model.encode(x, training=training)
-        base = q.sample(model.num_samples)
-        base = list(base) if isinstance(base, tuple) else [base]
+        layers = model.latents.num_layers
+        # A base draw of b_1..b_{L-1} fixes each layer's parent; one layer needs none (its
+        # estimator draws its own codes), only the shape [S, B, d].
+        base = list(q.sample(model.num_samples)) if layers > 1 else [None]
         inference, variance_losses = 0.0, []
-        for l in range(len(base)):
+        for l in range(layers):
             parent = x if l == 0 else tf.stop_gradient(base[l - 1])
             logits = model.latents.logits(model, x, l, parent, training)
+            if base[l] is None:
+                base[l] = tf.zeros(tf.concat([[model.num_samples], tf.shape(logits)], 0))
             g, f, log_px, z, variance = self.layer_multiplier(model, x, q, base, l, logits,
                                                               beta, training)
             if l == 0:
