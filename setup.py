@@ -27,6 +27,10 @@ setup(
         "matplotlib",
         "pillow",  # reads and checks the images of a folder (data.source="folder")
         "numpy",
+        # the structure metrics (tfvae.metrics): DCI's and SAP's classifiers, as
+        # disentanglement_lib fits them, and the Hungarian matching of clusters to classes
+        "scikit-learn>=1.3",
+        "scipy",
     ],
     extras_require={
         # nbclient, nbformat, ipykernel: the tests run examples/tutorial.ipynb end to end;

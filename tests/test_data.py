@@ -152,7 +152,7 @@ def test_tfds_dataset_not_in_data_dir(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ({"data__pixels": "grey"}, "valid pixel modes are: binary, continuous, dynamic"),
-    ({"data__source": "s3"}, "valid sources are: arrays, folder, idx, tfds"),
+    ({"data__source": "s3"}, "valid sources are: arrays, dsprites, folder, idx, tfds"),
     ({"data__batch_size": 0}, "batch_size=0"),
     ({"data__threshold": 1.5}, "threshold=1.5"),
     ({"data__source": "idx"}, "needs data.idx_dir"),

@@ -264,9 +264,10 @@ def test_gradient_variance_and_cv_loss_are_logged(tmp_path, fashion_idx_dir):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"estimator__name": "magic"}, "valid estimators are: arm, disarm, dreg, enumerate, gumbel, "
-                             "hybrid, iwae, nvil, reinforce, relax, reparameterized, rloo, "
-                             "score_function, straight_through, vimco"),
+    ({"estimator__name": "magic"}, "valid estimators are: annealed_vae, arm, beta_tcvae, "
+                             "dip_vae_i, dip_vae_ii, disarm, dreg, enumerate, factor_vae, "
+                             "gumbel, hybrid, info_vae, iwae, nvil, reinforce, relax, "
+                             "reparameterized, rloo, score_function, straight_through, vimco"),
     ({"estimator__name": "score_function", "estimator__control_variates": "centered,magic"},
      "valid control variates are: baseline, centered, scaled, self_critic"),
     ({"estimator__name": "reparameterized", "estimator__control_variates": "baseline"},

@@ -181,8 +181,8 @@ def test_kl_falls_back_to_monte_carlo_where_tfp_has_none(monkeypatch):
      "model.likelihood.name='continuous_bernoulli'"),
     ({"model__prior__name": "uniform"}, "valid priors are: bernoulli, categorical, gtm, gtm_vamp, mog, realnvp, "
      "standard_normal"),
-    ({"estimator__name": "magic"}, "valid estimators are: arm, disarm, dreg, enumerate, gumbel, hybrid, "
-     "iwae"),
+    ({"estimator__name": "magic"}, "valid estimators are: annealed_vae, arm, beta_tcvae, dip_vae_i, "
+     "dip_vae_ii, disarm"),
     ({"model__kl": "exact"}, "valid modes are: auto, analytic, mc"),
     ({"model__posterior__scale": "relu"}, "valid scales are: exp, hardtanh_logvar, softplus"),
 ])

@@ -32,6 +32,16 @@ def get_config() -> ml_collections.ConfigDict:
     est.temperature = 1.0
     est.temperature_min = 0.5
     est.anneal_rate = 0.0
+    # The penalised objectives (tfvae/inference/penalties.py): annealed_vae, beta_tcvae,
+    # factor_vae, dip_vae_i, dip_vae_ii, info_vae.
+    est.weight = 0.0              # the penalty's weight (gamma, beta, lambda_od, lambda);
+                                  # 0 = the paper's default
+    est.weight_diagonal = 0.0     # DIP-VAE's lambda_d; 0 = 10 lambda_od (I) or lambda_od (II)
+    est.capacity_max = 25.0       # annealed_vae: the capacity C reached, nats
+    est.capacity_steps = 100000   # annealed_vae: steps over which C grows from 0
+    est.tc_sampling = "mss"       # beta_tcvae: 'mss' (minibatch stratified) or 'mws' (weighted)
+    est.info_alpha = 0.0          # info_vae: alpha (the rate's weight is 1 - alpha)
+    est.discriminator_hidden = (1000,) * 6  # factor_vae: the discriminator's hidden widths
 
     config.train = train = ml_collections.ConfigDict()
     train.epochs = 30

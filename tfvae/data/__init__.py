@@ -24,6 +24,7 @@ import sys
 from typing import Dict, Optional, Tuple
 
 from tfvae.data import arrays as _arrays  # noqa
+from tfvae.data import dsprites as _dsprites  # noqa: F401  (registers the source)
 from tfvae.data import folder as _folder
 from tfvae.data import idx as _idx
 from tfvae.data import image_folders

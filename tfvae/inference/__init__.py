@@ -3,5 +3,5 @@ gradient estimators (`estimators`, chosen by name; `label_estimators` for a late
 parameter group's gradient to its optimiser (`gradients`), the importance-weighted bound
 (`importance`) and the diagnostics of weights and rates (`diagnostics`). Imports the core and
 `tfvae.distributions`; never a model class. The discrete codes' estimators (`discrete`,
-`relaxations`, `enumeration`) register here, so every name is known once the folder is."""
-from tfvae.inference import discrete, enumeration, relaxations  # noqa: F401  (registration)
+`relaxations`, `enumeration`) and the penalised objectives (`penalties`) register here, so every name is known once the folder is."""
+from tfvae.inference import discrete, enumeration, penalties, relaxations  # noqa: F401  (registration)

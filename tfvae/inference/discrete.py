@@ -119,7 +119,7 @@ class NVIL(Reinforce):
     name_in_config = "nvil"
 
     @classmethod
-    def from_config(cls, block) -> "Estimator":
+    def from_config(cls, block, **context) -> "Estimator":
         chain = control_variates(block, allowed=True) or ["baseline", "scaled"]
         return cls(control_variates=chain, name="estimator")
 

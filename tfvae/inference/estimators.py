@@ -71,8 +71,9 @@ class Estimator(keras.layers.Layer):
     gradient = ("reparameterized", "path-wise")
 
     @classmethod
-    def from_config(cls, block) -> "Estimator":
-        """The estimator from its config block (``config.estimator``)."""
+    def from_config(cls, block, **context) -> "Estimator":
+        """The estimator from its config block (``config.estimator``); ``context`` (the
+        data's ``num_train``) for the objectives that need it."""
         control_variates(block)  # none, unless the estimator is a score-function one
         return cls(name="estimator")
 
@@ -288,7 +289,7 @@ class _ScoreFunctionBase(Estimator):
         return ("score_function", "baseline: " + (" then ".join(names) or "none"))
 
     @classmethod
-    def from_config(cls, block) -> "Estimator":
+    def from_config(cls, block, **context) -> "Estimator":
         return cls(control_variates=control_variates(block, allowed=True), name="estimator")
 
     def prepare(self, model) -> None:
@@ -499,6 +500,7 @@ def control_variates(block, allowed: bool = False):
     return cvs
 
 
-def build(block) -> Estimator:
-    """The estimator of ``config.estimator`` (its name and control variates)."""
-    return ESTIMATORS.create(block)
+def build(block, **context) -> Estimator:
+    """The estimator of ``config.estimator`` (its name and control variates); ``context``:
+    what an objective needs of the data (``num_train``, beta-TCVAE's N)."""
+    return ESTIMATORS.create(block, **context)

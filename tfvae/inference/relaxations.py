@@ -46,7 +46,7 @@ class GumbelSoftmax(Estimator):
         self.schedule = (float(temperature), float(temperature_min), float(anneal_rate))
 
     @classmethod
-    def from_config(cls, block) -> "Estimator":
+    def from_config(cls, block, **context) -> "Estimator":
         return cls(block.temperature, block.temperature_min, block.anneal_rate, name="estimator")
 
     @property
@@ -127,7 +127,7 @@ class RELAX(PerLayer):
         self.hidden = int(hidden)
 
     @classmethod
-    def from_config(cls, block) -> "Estimator":
+    def from_config(cls, block, **context) -> "Estimator":
         return cls(block.temperature, name="estimator")
 
     def check(self, model) -> None:

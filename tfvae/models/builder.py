@@ -103,7 +103,8 @@ def _build(config, image_shape, steps_per_epoch, train_images, num_classes, num_
         posterior_fn=lambda x: posterior.distribution(encoder(x, training=False)),
         train_images=train_images, code_classes=m.posterior.classes)
     prior = priors.build(m.prior, dims[-1], context)
-    estimator = estimators_lib.build(config.estimator)  # before the role's parts (seeds)
+    estimator = estimators_lib.build(config.estimator,  # before the role's parts (seeds)
+                                     num_train=num_train)
     label = role.from_config(config, image_shape=image_shape, num_classes=num_classes,
                              num_labelled=num_labelled, num_train=num_train)
     latents = (belief.BeliefNet(dims, m.posterior.name, m.posterior.classes,
