@@ -69,6 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
     ev.iw_samples = 1000          # k of the importance-sampled log-likelihood on the test set
     ev.iw_examples = 0            # test images for it; 0 = all
     ev.iw_batch_size = 100
+    # Structure metrics (tfvae/results/structure.py), where the data has factors (dsprites) or
+    # classes and the prior is a mixture:
+    ev.structure_points = 10000   # dSprites images drawn from the factor grid for MIG, DCI, SAP
+    ev.factor_vae_votes = 800     # FactorVAE score: training votes (64 images each; half to score)
+    ev.dci_predictor = "random_forest"  # or 'gbt' (disentanglement_lib's, slow), 'lasso'
     ev.plots = True
     ev.grad_variance_repeats = 0  # >0: log the inference-gradient variance each epoch (repeats)
     ev.grad_variance_estimators = ""  # and other estimators' at the same parameters, e.g.
@@ -147,7 +152,9 @@ def _model_block() -> ml_collections.ConfigDict:
     model.kl = "auto"               # 'auto', 'analytic', 'mc'
 
     model.network = net = ml_collections.ConfigDict()  # encoder and decoder (tfvae/models/networks.py)
-    net.name = "mlp"                # 'mlp', 'cnn'; 'gated_mlp', 'gated_cnn' (Tomczak and Welling 2018)
+    net.name = "mlp"                # 'mlp', 'cnn'; 'gated_mlp', 'gated_cnn' (Tomczak and Welling 2018);
+                                    # 'broadcast', 'pose': a cnn encoder and a geometric decoder
+                                    # (tfvae/models/geometric.py)
     net.hidden = (512, 512)         # dense widths (encoder order; the decoder mirrors them)
     net.conv_channels = (32, 64)    # cnn only: stride-2 conv channels
     net.kernel_size = 4             # cnn only

@@ -325,7 +325,9 @@ def _train(prog, config, workdir):
     if not results:  # a non-chief worker of a multi-worker run
         print("training finished; the chief worker evaluates and writes the results")
         return
-    print(evaluation.summary(results["test"], split="test"))
+    print(evaluation.summary({**results["test"], **{k: v for k, v in results.items()
+                                                   if k not in ("test", "validation")}},
+                             split="test"))
     print(f"results: {os.path.join(workdir, runstate.RESULTS)}")
 
 

@@ -138,7 +138,8 @@ class DspritesSource(Source):
             if shuffle:
                 ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
             count = len(indices) // (shard[0] if shuffle and shard else 1)
-            return ds.batch(512).map(draw, num_parallel_calls=2).unbatch(), count
+            ds = ds.batch(512).map(draw, num_parallel_calls=2).unbatch()
+            return ds.apply(tf.data.experimental.assert_cardinality(count)), count
         return splits_lib.streamed(c, split(train_idx, shuffle=True), split(val_idx),
                                    split(test_idx), (SIZE, SIZE, 1), seed, with_labels,
                                    SHAPES, shard)

@@ -245,9 +245,10 @@ def validate(model_config) -> None:
     if c.name == "gated_cnn" and not c.hidden:
         raise ConfigError("model.network.hidden=() : the gated_cnn decoder needs at least one "
                           "gated dense layer width (the authors' is (300,))")
-    if c.name == "cnn" and (not c.conv_channels or any(int(u) < 1 for u in c.conv_channels)):
+    if c.name in ("cnn", "broadcast", "pose") and (
+            not c.conv_channels or any(int(u) < 1 for u in c.conv_channels)):
         raise ConfigError(f"model.network.conv_channels={tuple(c.conv_channels)} must hold at "
-                          "least one positive channel count for the cnn network")
+                          f"least one positive channel count for the {c.name} network")
     if c.kernel_size < 1:
         raise ConfigError(f"model.network.kernel_size={c.kernel_size} must be >= 1")
     for field, name in (("model.network.activation", c.activation),

@@ -17,6 +17,7 @@ Every mean comes with its standard error over images, ``{"mean": m, "se": s}``, 
 | ``log_likelihood``, ``bits_per_dim``, ``iw_samples``, ``iw_examples`` | the importance-sampled bound with k samples on the first ``iw_examples`` images (`tfvae.inference.importance`) [1] |
 | ``log_likelihood_exact`` | a discrete code of at most 65,536 values (`tfvae.inference.enumeration`): log p(x) = log sum_b p(x, b) exactly, on the same images (``codes``: how many values) |
 | ``importance_weights`` | with ``diagnostics``: ESS / k and Pareto k-hat of the weights [2]; images above k-hat 0.7 listed as unreliable |
+| ``mig``, ``dci_*``, ``sap``, ``factor_vae_score``, ``cluster_accuracy``, ``nmi`` | where the data has factors or classes (`tfvae.results.structure`; ``tfvae-evaluate`` and, at the top level, ``results.json``) |
 | ``elbo_surgery`` | with ``diagnostics``: R = I_q(n; z) + KL(q(z) || p(z)) [3] (of the top layer's rate with several) |
 
 References:
@@ -36,6 +37,7 @@ from tfvae.errors import ConfigError
 from tfvae.inference import diagnostics, enumeration
 from tfvae.models import nodes
 from tfvae.progress import Progress
+from tfvae.results import structure
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "validation")
@@ -262,7 +264,7 @@ def summary(result: Dict, split: str = "") -> str:
                  + (f" (by layer, bottom first: {', '.join(map(str, per_layer))})"
                     if per_layer else "")
                  + (f" (collapsed dims, KL < 0.01: {collapsed})" if collapsed is not None else ""))
-    return "\n".join(lines)
+    return "\n".join(lines + structure.summary(result).splitlines())
 
 
 # ---------------------------------------------------------------------- pieces for figures

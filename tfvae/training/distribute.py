@@ -137,7 +137,8 @@ def is_default(strategy: tf.distribute.Strategy) -> bool:
 # networks (5.6 vs 8.2 ms per step for the literature's gated MLP) and slows the convolutional
 # one (182 vs 407 images/s at 64 x 64; 1,628 vs 1,960 at 28 x 28), whose oneDNN convolutions
 # with fused bias and activation XLA:CPU does not match. On a GPU XLA is used for every network.
-XLA_ON_CPU = {"mlp": True, "gated_mlp": True, "cnn": False, "gated_cnn": False}
+XLA_ON_CPU = {"mlp": True, "gated_mlp": True, "cnn": False, "gated_cnn": False,
+              "broadcast": False, "pose": False}  # the last two: a cnn encoder
 JIT_CHOICES = ("auto", True, False)
 
 

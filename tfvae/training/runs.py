@@ -19,7 +19,7 @@ from tfvae import storage
 from tfvae.errors import CheckpointError, ConfigError, WorkdirError
 from tfvae.models import builder
 from tfvae.models import model as model_lib
-from tfvae.results import evaluation
+from tfvae.results import evaluation, structure
 from tfvae.training import checkpoints, locks, runstate
 
 
@@ -182,6 +182,7 @@ def evaluate_run(workdir: str, split: str = "test", iw_samples: int = 1000, exam
     result = {"split": split, "weights": opened.source, "seed": seed}
     result |= evaluation.evaluate(opened.model, dataset, iw_samples, 0, batch_size, seed,
                        with_diagnostics=True, progress=progress)
+    result |= structure.measure(opened.model, opened.config, split, seed)
     if path is not None:
         runstate.write_json(path, result)
     return result

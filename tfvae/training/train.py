@@ -33,7 +33,7 @@ from tfvae.inference import variance
 from tfvae.models import builder
 from tfvae.models import labels as labels_lib
 from tfvae.models import model as model_lib
-from tfvae.results import evaluation, export, figures, plots
+from tfvae.results import evaluation, export, figures, plots, structure
 from tfvae.training import callbacks as callbacks_lib
 from tfvae.training import (checkpoints, distribute, locks, optimizers, runs,
                             runstate, validation)
@@ -237,6 +237,7 @@ def finalize(state: Run) -> Run:
         "train_images_per_s": float(np.median(rates)) if rates else None,
         "num_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
     }
+    results |= structure.measure(model, config, seed=config.seed)  # where the data has factors
     if e.plots:
         results["plots"] = [os.path.basename(p)
                             for p in figures.save(model, state.splits, state.workdir, history)]

@@ -68,6 +68,15 @@ def validate(config) -> None:
         (config.estimator.temperature > 0 and config.estimator.temperature_min > 0,
          f"estimator.temperature={config.estimator.temperature} and temperature_min="
          f"{config.estimator.temperature_min} must be > 0"),
+        (e.structure_points >= 100, f"eval.structure_points={e.structure_points} must be >= 100"),
+        (e.factor_vae_votes >= 2, f"eval.factor_vae_votes={e.factor_vae_votes} must be >= 2"),
+        (e.dci_predictor in ("random_forest", "gbt", "lasso"),
+         f"eval.dci_predictor={e.dci_predictor!r}; use 'random_forest', 'gbt' or 'lasso'"),
+        (config.estimator.tc_sampling in ("mss", "mws"),
+         f"estimator.tc_sampling={config.estimator.tc_sampling!r}; use 'mss' or 'mws'"),
+        (config.estimator.weight >= 0 and config.estimator.weight_diagonal >= 0,
+         f"estimator.weight={config.estimator.weight} and weight_diagonal="
+         f"{config.estimator.weight_diagonal} must be >= 0 (0: the paper's default)"),
         (config.estimator.anneal_rate >= 0,
          f"estimator.anneal_rate={config.estimator.anneal_rate} must be >= 0 (0: no annealing)"),
     ]
