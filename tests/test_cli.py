@@ -24,7 +24,7 @@ BAD_INPUTS = [
      "--config=configs/nope.py: no such config file; give the path of a config file "
      "(in configs/: default.py, discrete.py, fashion_mnist_conv64.py, literature.py, "
      "mnist_dynamic.py, "
-     "priors.py, semi_supervised.py)"),
+     "priors.py, semi_supervised.py, structure.py)"),
     (["--config.train.epoch=1"],
      "--config.train.epoch: no field 'epoch' in the config; did you mean epochs?"),
     (["--config=configs/priors.py:mnist,foo"],
@@ -35,7 +35,7 @@ BAD_INPUTS = [
      "gtm_vamp, mog, realnvp, standard_normal, vamp"),
     (["--config.model.foo=1"],
      "--config.model.foo: no field 'foo' in model; model has: classifier_weight, "
-     "classifier_weight_per_labelled, kl, label, label_estimator, label_input, "
+     "classifier_weight_per_labelled, cluster_usage_weight, kl, label, label_estimator, label_input, "
      "label_temperature, labelled_bound_weight, latent_dims, likelihood, network, "
      "num_samples, posterior, prior"),
     (["--config.model.conditional=True"],
@@ -242,3 +242,28 @@ def test_the_scripts_are_the_commands_with_absl_helpfull():
         assert set(flags) <= listed, (flags, done.stdout[:2000])
     errors = [line for line in bad.stderr.splitlines() if line.startswith("tfvae-train")]
     assert bad.returncode != 0 and len(errors) == 1 and "data.pixels" in errors[0], bad.stderr
+
+
+def test_ctrl_c_inside_a_tensorflow_context_manager_is_still_an_interrupt():
+    """Ctrl-C inside a TensorFlow device scope surfaces as the scope's RuntimeError with the
+    KeyboardInterrupt as its context (seen in a checkpoint save): it is an interrupt, one
+    line and status 130; any other error stays what it is."""
+    from tfvae import cli
+
+    @cli._interruptible("tfvae-train", "kept")
+    def interrupted(argv):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("Exiting device scope without proper scope nesting")
+
+    with pytest.raises(SystemExit) as stop:
+        interrupted([])
+    assert stop.value.code == cli.INTERRUPTED
+
+    @cli._interruptible("tfvae-train", "kept")
+    def broken(argv):
+        raise RuntimeError("a real fault")
+
+    with pytest.raises(RuntimeError, match="a real fault"):
+        broken([])

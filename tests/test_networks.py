@@ -38,7 +38,7 @@ def test_dropout_is_active_only_in_training():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"model__network__name": "transformer"}, "valid encoder networks are: cnn, gated_cnn, gated_mlp, mlp"),
+    ({"model__network__name": "transformer"}, "valid encoder networks are: broadcast, cnn, gated_cnn, gated_mlp, mlp, pose"),
     ({"model__latent_dims": (0,)}, r"latent_dims=\(0,\)"), ({"model__latent_dims": ()}, "one positive size per latent"),
     ({"model__network__dropout": 1.0}, "dropout=1.0"),
     ({"model__network__name": "cnn", "model__network__conv_channels": ()}, "conv_channels"),

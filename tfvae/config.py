@@ -131,7 +131,11 @@ def _model_block() -> ml_collections.ConfigDict:
                                     # (a conditional VAE, q(z|x,y), p(x|z,y)); 'latent' (M2,
                                     # Kingma et al. 2014: observed where data.labels keeps it,
                                     # summed out elsewhere, a classifier q(y|x)); 'component'
-                                    # (a mog / vamp prior's component c is p(z|y=c))
+                                    # (a mog / vamp prior's component c is p(z|y=c));
+                                    # 'cluster' (no labels: c latent with q(c|x), p(z|c) the
+                                    # mog prior's component, tfvae/models/clusters.py)
+    model.cluster_usage_weight = 0.0  # cluster: w of w KL(mean_x q(c|x) || uniform), which
+                                    # keeps every component in use
     model.classifier_weight = 0.1   # latent: alpha / N of the classification term
                                     # (its weight per image; the paper's alpha = 0.1 N)
     model.classifier_weight_per_labelled = False  # True: the weight is per labelled image, x

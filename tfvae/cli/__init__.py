@@ -125,8 +125,27 @@ def _interruptible(prog, kept):
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted; {kept}", file=sys.stderr, flush=True)
                 raise SystemExit(INTERRUPTED) from None
+            except Exception as err:  # noqa: BLE001 - only the interrupt's own, re-raised else
+                if not _raised_by_interrupt(err):
+                    raise
+                print(f"{prog}: interrupted; {kept}", file=sys.stderr, flush=True)
+                raise SystemExit(INTERRUPTED) from None
         return run
     return wrap
+
+
+def _raised_by_interrupt(err: BaseException) -> bool:
+    """Whether ``err`` was raised while a KeyboardInterrupt unwound: Ctrl-C inside one of
+    TensorFlow's context managers (a device scope, say) can surface as the manager's own
+    error ("Exiting device scope without proper scope nesting") with the interrupt as its
+    context."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _run_errors():

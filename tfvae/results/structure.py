@@ -4,7 +4,7 @@ structure metrics of `tfvae.metrics` for a run, where the data has factors:
 | data | factors | metrics (``results.json`` / ``evaluation.json`` keys) |
 | --- | --- | --- |
 | ``data.source='dsprites'`` | shape, scale, orientation, x, y (`tfvae.data.dsprites`) | ``mig`` (disentanglement_lib's protocol: encoder means, 20 bins, shape included), ``mig_sampled`` (Chen et al.'s: q(z\\|x) samples, shape left out), ``dci_disentanglement``, ``dci_completeness``, ``dci_informativeness``, ``sap``, ``factor_vae_score`` |
-| images with class labels, a mixture prior (``mog``, ``vamp``) | the class | ``cluster_accuracy``, ``nmi``: each image's component argmax_c p(c \\| z = E_q[z]) against its class |
+| images with class labels, a mixture prior (``mog``, ``vamp``) | the class | ``cluster_accuracy``, ``nmi``: each image's component, argmax_c q(c \\| x) where c is a node (``model.label='cluster'``), else argmax_c p(c \\| z = E_q[z]), against its class |
 
 dSprites' codes are of ``eval.structure_points`` images drawn uniformly from the whole factor
 grid (the published protocol samples the whole set); DCI and SAP fit on 80% of them and score
@@ -66,11 +66,16 @@ def cluster_metrics(model, dataset) -> Dict:
     logits, loc, scale = params
     per = posteriors.tfd.Independent(posteriors.tfd.Normal(loc, tf.broadcast_to(
         scale, tf.shape(loc))), 1)
+    latent_c = getattr(model.label, "cluster_logits", None)  # q(c|x) where c is a node
     found, labels = [], []
     for batch in dataset:
-        z = model.code(model.encode(images_of(batch), training=False))
-        found.append(tf.argmax(tf.nn.log_softmax(logits) + per.log_prob(z[:, None, :]),
-                               -1).numpy())
+        x = images_of(batch)
+        if latent_c is not None:
+            scores = latent_c(model, x, training=False)
+        else:
+            z = model.code(model.encode(x, training=False))
+            scores = tf.nn.log_softmax(logits) + per.log_prob(z[:, None, :])
+        found.append(tf.argmax(scores, -1).numpy())
         labels.append(np.asarray(batch[1]))
     c, y = np.concatenate(found), np.concatenate(labels)
     return {"cluster_accuracy": clustering.cluster_accuracy(c, y), "nmi": clustering.nmi(c, y),
@@ -85,7 +90,8 @@ def measure(model, config, split: str = "test", seed: int = 0) -> Dict:
     if config.data.source == "dsprites":
         out = dsprites_metrics(model, e.structure_points, e.factor_vae_votes, seed,
                                e.dci_predictor)
-    elif model.prior.mixture_parameters() is not None and not config.data.features:
+    elif (model.prior.mixture_parameters() is not None and not config.data.features
+          and not model.networks_read_labels):  # z given y: its clusters are not the model's
         splits = data_lib.load(config.data, seed=config.seed, with_labels=True,
                                say=lambda m: None)
         if not splits.num_classes:
