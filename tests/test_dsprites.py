@@ -69,3 +69,11 @@ def test_the_source_streams_splits_drawn_from_the_grid():
     tx, ty = next(iter(splits.test))
     again = next(iter(data.load(config.data, seed=0, with_labels=True).test))
     np.testing.assert_array_equal(tx.numpy(), again[0].numpy())  # the same held-out images
+
+
+def test_the_source_refuses_what_it_cannot_draw():
+    from tfvae import data
+    from tfvae.errors import ConfigError
+    config = make_config(data__source="dsprites", data__image_size=32, data__test_size=100)
+    with pytest.raises(ConfigError, match="leave them 0"):
+        data.load(config.data)

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tfvae.data import splits as splits_lib
 from tfvae.data.sources import SOURCES, Source
+from tfvae.errors import ConfigError
 
 NAMES = ("shape", "scale", "orientation", "position_x", "position_y")
 NUM_VALUES = (3, 6, 40, 32, 32)
@@ -109,6 +110,12 @@ class DspritesSource(Source):
 
     def class_names(self, c) -> Tuple[str, ...]:
         return SHAPES
+
+    def validate(self, c) -> None:
+        if c.image_size not in (0, SIZE) or c.channels not in (0, 1):
+            raise ConfigError(f"data.source='dsprites' draws {SIZE} x {SIZE} grey images; "
+                              f"data.image_size={c.image_size} and data.channels={c.channels} "
+                              "cannot apply: leave them 0")
 
     def arrays(self, c):
         raise NotImplementedError("dsprites is streamed; use tfvae.data.load")
