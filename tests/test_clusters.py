@@ -80,14 +80,64 @@ def test_the_role_refuses_what_it_cannot_be():
 
 
 @pytest.mark.slow
-def test_it_trains_on_mnist_and_its_clusters_are_scored(tmp_path):
+@pytest.mark.parametrize("estimator", ["enumerate", "score_function"])
+def test_it_trains_on_mnist_and_its_clusters_are_scored(tmp_path, estimator):
     from tfvae.training import train
     config = make_config(model__label="cluster", model__prior__name="mog",
+                         model__label_estimator=estimator,
                          model__prior__components=10, model__prior__learn_weights=True,
                          model__cluster_usage_weight=10.0, data__train_size=12000,
                          train__epochs=4, eval__iw_samples=10, eval__iw_examples=200,
                          eval__plots=False)
     results = train.train_and_evaluate(config, str(tmp_path / "gmvae"), verbose=0)
     assert results["test"]["elbo"]["mean"] > -150  # about -139 measured; -195 after 1 epoch
-    assert results["test"]["nodes"][0].startswith("c ~ categorical | x: enumerated")
+    gradient = "enumerated" if estimator == "enumerate" else "score_function"
+    assert results["test"]["nodes"][0].startswith(f"c ~ categorical | x: {gradient}")
     assert 0.25 < results["cluster_accuracy"] <= 1.0 and results["clusters_used"] >= 8
+
+
+def test_two_draw_score_function_is_unbiased_for_the_enumerated_gradient():
+    """E[grad surrogate] = grad sum_c q(c|x) g(c) with g depending on the logits (through
+    -log q(c|x)) and on other parameters (path-wise), within 4.5 standard errors."""
+    from tfvae.models.clusters import two_draw_score_function
+    rng = np.random.default_rng(0)
+    logits = tf.Variable(rng.normal(size=(3, 5)).astype(np.float32))
+    theta = tf.Variable(rng.normal(size=(5,)).astype(np.float32))
+    base = tf.constant(rng.normal(0, 3, size=(3, 5)).astype(np.float32))
+
+    def g():
+        return base * theta - tf.nn.log_softmax(logits)
+
+    with tf.GradientTape() as tape:
+        exact = tf.reduce_sum(tf.nn.softmax(logits) * g())
+    exact_grads = [t.numpy() for t in tape.gradient(exact, [logits, theta])]
+
+    @tf.function
+    def estimate(seed):
+        with tf.GradientTape() as tape:
+            value, surrogate = two_draw_score_function(g(), logits, seed)
+            total = tf.reduce_sum(surrogate)
+        return [tf.reshape(t, [-1]) for t in tape.gradient(total, [logits, theta])] + [value]
+    draws = [estimate(tf.constant([i, 7])) for i in range(4000)]
+    for k, want in enumerate(exact_grads):
+        got = np.stack([d[k].numpy() for d in draws])
+        se = got.std(0) / np.sqrt(len(got))
+        assert np.all(np.abs(got.mean(0) - want.reshape(-1)) < 4.5 * se + 1e-6), k
+    values = np.stack([d[2].numpy() for d in draws]).sum(1)
+    assert abs(values.mean() - float(exact)) < 4.5 * values.std() / np.sqrt(len(values))
+
+
+def test_score_function_training_step_reports_the_same_bound_in_expectation():
+    vae = _model(model__label_estimator="score_function")
+    assert vae.nodes[0].gradient == "score_function"
+    x = _images(16)
+    # paired: the same z (the same seed) with c drawn, or with c summed out; the draws'
+    # bound minus the sum is zero in expectation
+    diffs = [(vae.label.bound(vae, x, training=True, seed=tf.constant([1, i])).elbo
+              - vae.label.bound(vae, x, seed=tf.constant([1, i])).elbo).numpy()
+             for i in range(200)]
+    diff, se = np.mean(diffs, 0), np.std(diffs, 0) / np.sqrt(len(diffs))
+    assert np.all(np.abs(diff) < 4.5 * se + 1e-3)
+    assert np.std(diffs) > 0.01  # c is drawn, not summed
+    with pytest.raises(ConfigError, match="c's gradient is one of"):
+        _model(model__label_estimator="gumbel_softmax")

@@ -147,6 +147,7 @@ def _model_block() -> ml_collections.ConfigDict:
                                     # re-implementations of M2)
     model.label_estimator = "enumerate"  # latent, unlabelled images in training: y
                                     # 'enumerate'd, 'score_function' or 'gumbel_softmax'
+                                    # (cluster: c 'enumerate'd or 'score_function')
     model.label_temperature = 0.5   # gumbel_softmax: the relaxation's temperature
     model.label_input = "channels"  # observed / latent: y (one-hot) enters q(z|x,y)
                                     # as K constant image channels, or joins the encoder's

@@ -6,7 +6,9 @@ VaDE (Jiang et al. 2017),
     q(c | x) (a classifier network of ``model.network``'s kind),  q(z | x),
 
 with no label anywhere in training. Per image, c summed out exactly (its gradient
-enumerated: K prior terms at one z, the decoder once):
+enumerated: K prior terms at one z, the decoder once; or, with
+``model.label_estimator='score_function'``, two draws of c, each the other's baseline, the
+discrete estimators' way; evaluation always sums):
 
     ELBO(x) = E_q(z|x)[log p(x|z)] - E_q(z|x)[log q(z|x) - sum_c q(c|x) log p(z|c)]
               - KL(q(c|x) || pi),
@@ -31,6 +33,25 @@ from tfvae.models.labels import LABELS, NoLabel
 tfd = tfp.distributions
 
 
+# How c's gradient is made (``model.label_estimator``) -> the node's gradient and its words.
+GRADIENTS = {"enumerate": ("enumerated", "the mixture's component, summed out"),
+             "score_function": ("score_function", "two draws, each the other's baseline")}
+
+
+def two_draw_score_function(g, logits, seed=None):
+    """``(value, surrogate)`` per example of E_q(c|x) g(c) from two draws c_1, c_2 ~ q(c|x):
+    the value (g(c_1) + g(c_2)) / 2, unbiased; the surrogate adds
+    1/2 sum_s sg(g(c_s) - g(c_other)) log q(c_s|x), whose gradient is REINFORCE
+    leave-one-out's (Kool et al. 2019) for q(c|x), path-wise through g for the rest."""
+    draws = tf.random.stateless_categorical(logits, 2, seed) if seed is not None else \
+        tf.random.categorical(logits, 2)                                  # [B, 2]
+    g_s = tf.gather(g, draws, batch_dims=1)                               # [B, 2]
+    log_q = tf.gather(tf.nn.log_softmax(logits), draws, batch_dims=1)
+    value = tf.reduce_mean(g_s, -1)
+    signal = tf.stop_gradient(g_s - g_s[:, ::-1])
+    return value, value + 0.5 * tf.reduce_sum(signal * log_q, -1)
+
+
 @LABELS.register("cluster")
 class ClusterLabel(NoLabel):
     """c: the mixture prior's component, latent, with q(c|x) (see the module)."""
@@ -38,10 +59,12 @@ class ClusterLabel(NoLabel):
     name = "cluster"
     metric_names = ("cluster_usage_kl", "cluster_entropy")
 
-    def __init__(self, num_components: int, *, classifier, usage_weight: float = 0.0):
+    def __init__(self, num_components: int, *, classifier, usage_weight: float = 0.0,
+                 estimator: str = "enumerate"):
         self.num_components = int(num_components)
         self.parts = {"classifier": classifier}
         self.usage_weight = float(usage_weight)
+        self.estimator = estimator
 
     @classmethod
     def check(cls, config, num_classes=0):
@@ -56,6 +79,9 @@ class ClusterLabel(NoLabel):
         if config.estimator.name != "reparameterized":
             raise ConfigError(f"{what} sums c out exactly and takes z's path-wise gradient; use "
                               "estimator.name='reparameterized'")
+        if m.label_estimator not in GRADIENTS:
+            raise ConfigError(f"model.label_estimator={m.label_estimator!r} with {what}: c's "
+                              f"gradient is one of {', '.join(GRADIENTS)}")
         if m.cluster_usage_weight < 0:
             raise ConfigError(f"model.cluster_usage_weight={m.cluster_usage_weight} must be >= 0")
 
@@ -66,11 +92,10 @@ class ClusterLabel(NoLabel):
             classifier = networks.ENCODERS.create(m.network, image_shape=tuple(image_shape),
                                                   output_size=m.prior.components)
         return cls(m.prior.components, classifier=classifier,
-                   usage_weight=m.cluster_usage_weight)
+                   usage_weight=m.cluster_usage_weight, estimator=m.label_estimator)
 
     def node(self):
-        return nodes.Node("c", "categorical", ("x",), "enumerated",
-                          "the mixture's component, summed out")
+        return nodes.Node("c", "categorical", ("x",), *GRADIENTS[self.estimator])
 
     def variables(self, model):
         return model.classifier.trainable_variables
@@ -91,18 +116,24 @@ class ClusterLabel(NoLabel):
         log_pz_c = components.log_prob(z[..., None, :])                      # [S, B, K]
         c_logits = self.cluster_logits(model, x, training)
         q_c, log_q_c = tf.nn.softmax(c_logits), tf.nn.log_softmax(c_logits)  # [B, K]
-        rate_z = tf.reduce_mean(q.log_prob(z) - tf.reduce_sum(q_c * log_pz_c, -1), 0)
-        kl_c = tf.reduce_sum(q_c * (log_q_c - log_pi), -1)
-        rate = rate_z + kl_c
+        # g(c) = log pi_c + E_S log p(z|c) - log q(c|x): the bound's c-part is E_q(c|x) g(c)
+        g = log_pi + tf.reduce_mean(log_pz_c, 0) - log_q_c                   # [B, K]
+        if training and self.estimator == "score_function":
+            c_part, surrogate = two_draw_score_function(
+                g, c_logits, None if seed is None else seed + tf.constant([0, 1], seed.dtype))
+        else:
+            c_part = surrogate = tf.reduce_sum(q_c * g, -1)
+        rate = tf.reduce_mean(q.log_prob(z), 0) - c_part
         usage = tf.reduce_mean(q_c, 0)
         usage_kl = tf.reduce_sum(usage * tf.math.log(usage * self.num_components + 1e-12))
-        loss = tf.reduce_mean(distortion + beta * rate) + self.usage_weight * usage_kl
+        loss = (tf.reduce_mean(distortion + beta * (rate + c_part - surrogate))
+                + self.usage_weight * usage_kl)
         return Terms(loss=loss, elbo=-(distortion + rate), distortion=distortion, rate=rate,
                      rates=(rate,), extras={
                          "cluster_usage_kl": usage_kl,
                          "cluster_entropy": -tf.reduce_mean(tf.reduce_sum(q_c * log_q_c, -1))})
 
-    def training_terms(self, model, data, beta):
+    def training_terms(self, model, data, beta):  # c by `estimator`; evaluation enumerates
         return self.bound(model, keras.utils.unpack_x_y_sample_weight(data)[0], beta,
                           training=True)
 
