@@ -39,6 +39,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from tfvae.distributions import posteriors
 from tfvae.errors import ConfigError
 from tfvae.inference.estimators import ESTIMATORS, Estimator, Terms, rate_terms
 
@@ -50,12 +51,6 @@ NAMES = ("annealed_vae", "beta_tcvae", "factor_vae", "dip_vae_i", "dip_vae_ii", 
 DEFAULT_WEIGHTS = {"annealed_vae": 1000.0, "beta_tcvae": 6.0, "factor_vae": 35.0,
                    "dip_vae_i": 10.0, "dip_vae_ii": 10.0, "info_vae": 1000.0}
 TC_SAMPLING = ("mss", "mws")
-
-
-def gaussian_statistics(q):
-    """``(loc, scale)`` ``[B, L]`` of a diagonal-Gaussian q(z|x)."""
-    q = getattr(q, "tensor_distribution", q)
-    return q.mean(), q.stddev()
 
 
 def pairwise_log_density(z, loc, scale):
@@ -215,7 +210,7 @@ class BetaTCVAE(Penalised):
 
     def decomposition(self, model, q, z):
         """``(MI, TC, dimension-wise KL)`` per sample ``[B]`` at one z ~ q(z|x) per image."""
-        loc, scale = gaussian_statistics(q)
+        loc, scale = posteriors.code_statistics(q)
         z0 = z[0]
         log_qz_x = tf.reduce_sum(tfd.Normal(loc, scale).log_prob(z0), -1)
         log_qz, log_marginals = aggregate_log_densities(
@@ -295,7 +290,7 @@ class DipVAEI(Penalised):
         return cls(weight=block.weight, weight_diagonal=block.weight_diagonal, name="estimator")
 
     def covariance(self, q):
-        return covariance(gaussian_statistics(q)[0])
+        return covariance(posteriors.code_statistics(q)[0])
 
     def objective(self, model, q, z, distortion, rate, beta, training):
         penalty = dip_penalty(self.covariance(q), self.weight, self.weight_diagonal)
@@ -311,7 +306,7 @@ class DipVAEII(DipVAEI):
     diagonal_factor = 1.0
 
     def covariance(self, q):
-        loc, scale = gaussian_statistics(q)
+        loc, scale = posteriors.code_statistics(q)
         return covariance(loc) + tf.linalg.diag(tf.reduce_mean(scale ** 2, 0))
 
 
