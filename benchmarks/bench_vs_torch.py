@@ -24,7 +24,7 @@ import tf_keras as keras  # noqa: E402
 from tfvae import config as config_lib, data  # noqa: E402
 from tfvae.results import evaluation  # noqa: E402
 from tfvae.models import builder
-from tfvae.training import callbacks
+from tfvae.training import callbacks, optimizers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,6 +41,7 @@ def main():
     a.add_argument("--test_n", type=int, default=1000)
     a.add_argument("--steps_per_execution", type=int, default=32)
     a.add_argument("--jit_compile", type=int, default=1)
+    a.add_argument("--precision", default="float32")
     a.add_argument("--seed", type=int, default=0)
     args = a.parse_args()
 
@@ -49,10 +50,11 @@ def main():
     c.data.validation_size, c.data.batch_size = 0, args.batch
     c.model.latent_dims, c.model.network.hidden = (args.latent,), (args.hidden, args.hidden)
     c.train.learning_rate = args.lr
+    c.train.precision = args.precision
     keras.utils.set_random_seed(args.seed)
     splits = data.load(c.data, seed=args.seed)
     vae = builder.build(c, splits.image_shape, splits.steps_per_epoch)
-    vae.compile(keras.optimizers.Adam(args.lr), steps_per_execution=args.steps_per_execution,
+    vae.compile(optimizers.make("adam", args.lr), steps_per_execution=args.steps_per_execution,
                 jit_compile=bool(args.jit_compile))
 
     t0 = time.perf_counter()

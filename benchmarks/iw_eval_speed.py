@@ -32,6 +32,8 @@ flags.DEFINE_enum("network", "literature", ["literature", "reference"],
 flags.DEFINE_integer("batch", 100, "Test images per call.")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                              "tfds"), "TFDS folder holding mnist/.")
+flags.DEFINE_string("precision", "float32", "train.precision of the networks (float32, "
+                    "mixed_bfloat16, auto, ...).")
 FLAGS = flags.FLAGS
 
 
@@ -41,6 +43,7 @@ def main(argv):
     config = config_lib.from_file(path, f"mnist,{FLAGS.prior}")
     config.data.data_dir, config.data.download = FLAGS.data_dir, False
     config.data.eval_batch_size = FLAGS.batch
+    config.train.precision = FLAGS.precision
     if FLAGS.network == "reference":
         config.model.network.name, config.model.network.hidden = "mlp", (512, 512)
         config.model.posterior.scale = "softplus"

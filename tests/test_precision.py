@@ -121,7 +121,8 @@ def test_precision_scope_restores_the_global_policy():
 def test_auto_choices_follow_the_machine(monkeypatch):
     """train.precision='auto' is mixed bfloat16 exactly where the CPU computes bfloat16 (and no
     GPU); train.jit_compile='auto' compiles the dense networks and not the convolutional one on
-    CPU (the measured faster choice); true / false from a command line are understood."""
+    CPU, and no network under bfloat16 on CPU (the measured faster choices); true / false from a
+    command line are understood."""
     import tensorflow as tf
     from tfvae.training import distribute
     for native in (True, False):
@@ -135,6 +136,11 @@ def test_auto_choices_follow_the_machine(monkeypatch):
         assert distribute.jit_compile(strategy, "auto", "mlp") is True
         assert distribute.jit_compile(strategy, "auto", "gated_mlp") is True
         assert distribute.jit_compile(strategy, "auto", "cnn") is False
+        assert distribute.jit_compile(strategy, "auto", "mlp", precision="mixed_bfloat16") is False
+        assert distribute.jit_compile(strategy, "auto", "mlp", precision="mixed_float16") is True
+        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: True)
+        assert distribute.jit_compile(strategy, "auto", "mlp", precision="auto") is False
+        assert distribute.jit_compile(strategy, True, "mlp", precision="mixed_bfloat16") is True
     assert distribute.jit_compile(strategy, "False", "mlp") is False
     assert distribute.jit_compile(strategy, True, "cnn") is True
     with pytest.raises(ConfigError, match="train.jit_compile='maybe'; use auto"):

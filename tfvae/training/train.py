@@ -122,7 +122,8 @@ def build_model(config, splits, strategy=None):
                               num_labelled=splits.num_labelled, num_train=splits.num_train)
         default, groups = optimizers.for_training(config.train)
         jit = distribute.jit_compile(strategy, config.train.jit_compile,
-                                     config.model.network.name, warn=_say)
+                                     config.model.network.name, warn=_say,
+                                     precision=config.train.precision)
         model.compile(optimizer=default, group_optimizers=groups, jit_compile=jit,
                       steps_per_execution=min(config.train.steps_per_execution,
                                               splits.steps_per_epoch))
