@@ -193,3 +193,36 @@ def test_a_tfds_set_larger_than_memory_streams_with_the_same_evaluation_data(mni
     assert rgb.image_shape == (28, 28, 3)
     first = _first(rgb.test).numpy()
     np.testing.assert_array_equal(first[..., 0], first[..., 2])
+
+
+def test_a_tfds_set_without_supervised_keys_loads_in_memory_as_it_streams(tmp_path):
+    """A TFDS set made by `tfds.dataset_builders.store_as_tfds_dataset` has no supervised keys:
+    read into memory (in blocks) it holds exactly the images and labels it streams."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 8, 8, 1), dtype=np.uint8)
+    labels = rng.integers(0, 3, 30)
+
+    def split(a, b):  # store_as_tfds_dataset wants every split of one dataset type
+        return tf.data.Dataset.range(1).flat_map(lambda _: tf.data.Dataset.from_tensor_slices(
+            {"image": images[a:b], "label": labels[a:b]}))
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="tiny_unsupervised", version="1.0.0", data_dir=str(tmp_path),
+        features=tfds.features.FeaturesDict({"image": tfds.features.Image(shape=(8, 8, 1)),
+                                             "label": tfds.features.ClassLabel(num_classes=3)}),
+        split_datasets={"train": split(0, 20), "test": split(20, 30)}, disable_shuffling=True)
+    arrays = data.tfds.load_tfds("tiny_unsupervised", str(tmp_path), download=False)
+    np.testing.assert_array_equal(arrays["train"][0], images[:20])
+    np.testing.assert_array_equal(arrays["test"][1], labels[20:])
+    config = make_config(data__name="tiny_unsupervised", data__data_dir=str(tmp_path),
+                         data__download=False, data__validation_size=5,
+                         data__validation_split="last", data__batch_size=5,
+                         data__eval_batch_size=5, data__pixels="binary")
+    memory = data.load(config.data, with_labels=True)
+    config.data.in_memory_mb = 0
+    streamed = data.load(config.data, with_labels=True, say=lambda *_: None)
+    for name in ("validation", "test"):
+        for (xa, ya), (xb, yb) in zip(getattr(memory, name), getattr(streamed, name)):
+            np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+            np.testing.assert_array_equal(ya.numpy(), yb.numpy())

@@ -88,13 +88,30 @@ def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, A
     into memory."""
     import tensorflow_datasets as tfds
     builder = _prepared_builder(name, data_dir, download)
-    data = builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
+    # Features by name, not ``as_supervised``: a set without supervised keys (one made with
+    # `tfds.dataset_builders.store_as_tfds_dataset`, say) loads too. Read in blocks into one
+    # array per split: peak memory is the decoded images and one block, not several copies.
     out = {}
-    for split, (images, labels) in zip(("train", "test"), tfds.as_numpy(data)):
-        if images.dtype != np.uint8 or images.ndim != 4:
-            raise DataError(f"TFDS {name!r} images are {images.dtype} {images.shape}; tfvae "
-                            "needs uint8 images [N, H, W, C]")
-        out[split] = (images, labels.astype(np.int64))
+    for split in ("train", "test"):
+        n = builder.info.splits[split].num_examples
+        images = labels = None
+        i = 0
+        for example in tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)):
+            block = example["image"]
+            if images is None:
+                if block.dtype != np.uint8 or block.ndim != 4:
+                    raise DataError(f"TFDS {name!r} images are {block.dtype} {block.shape}; "
+                                    "tfvae needs uint8 images [N, H, W, C]")
+                images = np.empty((n,) + block.shape[1:], np.uint8)
+                labels = np.full(n, -1, np.int64)
+            images[i:i + len(block)] = block
+            if "label" in example:
+                labels[i:i + len(block)] = example["label"]
+            i += len(block)
+        if images is None or i != n:
+            raise DataError(f"TFDS {name!r} split {split!r} holds {i} images, its info says {n}; "
+                            f"prepare it again (`tfds build {name} --overwrite`)")
+        out[split] = (images, labels)
     return out
 
 
@@ -131,7 +148,9 @@ def _streamed_tfds(c, builder, seed: int, with_labels: bool, say, shard=None):
             # TFDS reads only this worker's files (its own sharding of an input pipeline).
             config = tfds.ReadConfig(shuffle_seed=seed, input_context=tf.distribute.InputContext(
                 num_input_pipelines=shard[0], input_pipeline_id=shard[1]))
-        ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=config)
+        # An ordered set (TFDS's disable_shuffling) refuses shuffled files: the buffer shuffles.
+        ds = builder.as_dataset(split=split, read_config=config, shuffle_files=shuffle and not
+                                getattr(builder.info, "disable_shuffling", False))
         if shuffle and shard and config is read:  # fewer files than workers: every n-th example
             ds = ds.shard(*shard)
         if shuffle and shard:
