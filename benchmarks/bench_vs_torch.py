@@ -9,7 +9,7 @@ images binarised once. Prints one line in the reference's format, e.g.
 
   tfvae epochs=1 batch=128 latent=40 hidden=512 train_img_per_s=... test_elbo=... test_iwae100=...
 
-``benchmarks/run_vs_torch.sh`` runs both, one right after the other, on the same machine.
+``scripts/benchmark.py --only=mlp1,mlp3`` runs both, one right after the other, on the same machine.
 """
 import argparse
 import os
@@ -24,7 +24,7 @@ import tf_keras as keras  # noqa: E402
 from tfvae import config as config_lib, data  # noqa: E402
 from tfvae.results import evaluation  # noqa: E402
 from tfvae.models import builder
-from tfvae.training import callbacks, optimizers
+from tfvae.training import callbacks, distribute, optimizers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,7 +40,7 @@ def main():
     a.add_argument("--iwae_k", type=int, default=100)
     a.add_argument("--test_n", type=int, default=1000)
     a.add_argument("--steps_per_execution", type=int, default=32)
-    a.add_argument("--jit_compile", type=int, default=1)
+    a.add_argument("--jit_compile", default="auto", help="auto (the product's choice), 1 or 0")
     a.add_argument("--precision", default="float32")
     a.add_argument("--seed", type=int, default=0)
     args = a.parse_args()
@@ -54,8 +54,9 @@ def main():
     keras.utils.set_random_seed(args.seed)
     splits = data.load(c.data, seed=args.seed)
     vae = builder.build(c, splits.image_shape, splits.steps_per_epoch)
+    jit = distribute.jit_compile(None, args.jit_compile, "mlp", precision=args.precision)
     vae.compile(optimizers.make("adam", args.lr), steps_per_execution=args.steps_per_execution,
-                jit_compile=bool(args.jit_compile))
+                jit_compile=jit)
 
     t0 = time.perf_counter()
     throughput = callbacks.Throughput(c.data.batch_size, splits.steps_per_epoch)
@@ -72,7 +73,7 @@ def main():
           f"hidden={args.hidden} train_img_per_s={images * args.epochs / total:.0f} "
           f"test_elbo={elbo:.2f} test_iwae{args.iwae_k}={iwae:.2f} "
           f"(steady_img_per_s={steady:.0f} first_epoch_s={epoch_times[0]:.1f} "
-          f"jit={bool(args.jit_compile)})")
+          f"jit={jit} precision={args.precision})")
 
 
 if __name__ == "__main__":
