@@ -11,10 +11,9 @@ training images, 2 epochs (the second is timed: the first holds tracing and comp
 ``train.precision`` from ``--precision``; one setting varied at a time. IS: k samples per image
 on 100 test images after a warm-up batch.
 
-Expected growth: time per epoch linear in the number of images; linear in the pixels for an
-MLP whose first and last layers dominate (784 x 512 of its 1.4 M weights at 28 x 28); nearly
-flat in the latent size (40 x 512 weights of 1.4 M); linear in the layers' weights for more
-layers; IS time per image linear in k. Memory: flat in everything but the data held in memory
+Expected growth: time per epoch linear in the number of images, and in proportion to the
+model's weights (`weights`) as the image size, the latent size and the number of latent
+layers change (the dashed lines); IS time per image linear in k. Memory: flat in everything but the data held in memory
 (the IDX images, 1 byte per pixel) and IS's chunks (cache-sized, so flat in k).
 """
 import argparse
@@ -89,6 +88,14 @@ def measure(precision):
     return points
 
 
+def weights(point) -> int:
+    """The model's dense weights: encoder P-512-512-2L and decoder L-512-512-P, and per further
+    latent layer two more networks L-512-512-2L (its q and its p)."""
+    pixels, latent, h = point["image_size"] ** 2, point["latent"], 512
+    one = (pixels * h + h * h + h * 2 * latent) + (latent * h + h * h + h * pixels)
+    return one + (point["layers"] - 1) * 2 * (latent * h + h * h + h * 2 * latent)
+
+
 def plot(points, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -105,10 +112,11 @@ def plot(points, path):
         key = "is_s_per_image" if axis == "k" else "epoch_s"
         y = np.array([p[key] for p in rows])
         ax.plot(x, y, "o-", label="measured")
-        grow = x ** 2 if axis == "image_size" else x  # pixels grow as the side squared
+        by_weights = axis in ("image_size", "latent", "layers")
+        grow = np.array([weights(p) for p in rows], float) if by_weights else x
         ref = grow / grow[len(x) // 2] * y[len(x) // 2]
-        ax.plot(x, ref, "k--", lw=0.8, label="linear" + (" in pixels" if axis == "image_size"
-                                                          else ""))
+        ax.plot(x, ref, "k--", lw=0.8, label="in proportion to the weights" if by_weights
+                else "linear")
         ax.set_xlabel(labels[axis])
         ax.set_ylabel("s per image (IS)" if axis == "k" else "s per epoch")
         twin = ax.twinx()

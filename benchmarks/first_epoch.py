@@ -16,7 +16,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 T0 = time.perf_counter()
 
-import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from tfvae import config as config_lib, data  # noqa: E402

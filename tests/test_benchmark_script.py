@@ -42,4 +42,4 @@ def test_unknown_comparison_is_one_line():
                           "--only=gpu"], capture_output=True, text=True)
     assert out.returncode != 0
     assert out.stderr.strip() == ("error: --only=gpu unknown; choose from mlp1, mlp3, iw, conv, "
-                                  "disarm")
+                                  "disarm, vimco")
