@@ -12,7 +12,7 @@ training images, 2 epochs (the second is timed: the first holds tracing and comp
 on 100 test images after a warm-up batch.
 
 Expected growth: time per epoch linear in the number of images, and in proportion to the
-model's weights (`weights`) as the image size, the latent size and the number of latent
+model's trainable weights as the image size, the latent size and the number of latent
 layers change (the dashed lines); IS time per image linear in k. Memory: flat in everything but the data held in memory
 (the IDX images, 1 byte per pixel) and IS's chunks (cache-sized, so flat in k).
 """
@@ -33,6 +33,7 @@ AXES = {"train_size": [5000, 10000, 20000, 40000], "image_size": [14, 28, 42, 56
 
 
 def one(point, precision):
+    import numpy as np
     import tf_keras as keras
 
     from tfvae import config as config_lib, data
@@ -52,7 +53,7 @@ def one(point, precision):
     vae = builder.build(c, splits.image_shape, splits.steps_per_epoch)
     vae.compile(optimizers.make("adam", 1e-3), steps_per_execution=32,
                 jit_compile=distribute.jit_compile(None, "auto", "mlp", precision=precision))
-    out = dict(point)
+    out = dict(point, weights=int(sum(np.prod(v.shape) for v in vae.trainable_variables)))
     if "k" in point:
         test = splits.test.unbatch().take(120).batch(20)
         evaluation.log_likelihood(vae, test.take(1), point["k"], batch_size=20, progress=None)
@@ -88,14 +89,6 @@ def measure(precision):
     return points
 
 
-def weights(point) -> int:
-    """The model's dense weights: encoder P-512-512-2L and decoder L-512-512-P, and per further
-    latent layer two more networks L-512-512-2L (its q and its p)."""
-    pixels, latent, h = point["image_size"] ** 2, point["latent"], 512
-    one = (pixels * h + h * h + h * 2 * latent) + (latent * h + h * h + h * pixels)
-    return one + (point["layers"] - 1) * 2 * (latent * h + h * h + h * 2 * latent)
-
-
 def plot(points, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -113,7 +106,7 @@ def plot(points, path):
         y = np.array([p[key] for p in rows])
         ax.plot(x, y, "o-", label="measured")
         by_weights = axis in ("image_size", "latent", "layers")
-        grow = np.array([weights(p) for p in rows], float) if by_weights else x
+        grow = np.array([p["weights"] for p in rows], float) if by_weights else x
         ref = grow / grow[len(x) // 2] * y[len(x) // 2]
         ax.plot(x, ref, "k--", lw=0.8, label="in proportion to the weights" if by_weights
                 else "linear")
