@@ -149,8 +149,9 @@ def prepare(config, workdir: str, lock: Optional[locks.WorkdirLock] = None) -> R
     model = build_model(config, splits, strategy)
     if (config.model.network.name in ("cnn", "mlp") and config.train.precision == "float32"
             and precision_lib.resolve("auto") == "mixed_bfloat16"):
+        speedup = "1.2-1.4x" if config.model.network.name == "cnn" else "1.1-1.3x"
         _say(f"note: this CPU computes bfloat16 natively: train.precision=auto (mixed bfloat16) "
-             f"trains this {config.model.network.name} network 1.2-1.3x faster, within "
+             f"trains this {config.model.network.name} network {speedup} faster, within "
              "float32's seed-to-seed spread of test ELBO (docs/RESULTS.md)")
     state = Run(config, workdir, splits, model, strategy, epochs_done)
     if state.chief:
