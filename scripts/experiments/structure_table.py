@@ -46,7 +46,7 @@ def config_of(row: str, seed: int):
     config.eval.iw_samples, config.eval.iw_examples = FLAGS.iw_samples, FLAGS.iw_examples
     if row in LABELLED:  # the mixture's components tied to the classes by those labels
         config.model.label = "component"
-        config.data.labels = LABELLED[row]
+        config.data.labels = str(LABELLED[row])  # data.labels is a string field: N per class
     if row == "pose":  # the pose decoder on 28 x 28: the cnn encoder's default channels
         config.model.network.conv_channels = (32, 64)
     return config
