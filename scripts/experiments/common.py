@@ -43,3 +43,27 @@ def write_table(workdir, filename, lines):
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     return path
+
+
+def finished_rows(workdir, row, seeds, values):
+    """``values(results)`` of each seed's finished run WORKDIR/{row}_seed{seed} (its
+    ``results.json``), for the seeds that finished."""
+    import json
+    found = []
+    for seed in seeds:
+        path = os.path.join(workdir, f"{row}_seed{seed}", "results.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                found.append(values(json.load(f)))
+    return found
+
+
+def run_rows(workdir, filename, rows, seeds, train_row, table, report_only=False):
+    """Trains every (row, seed) not yet finished, seeds outermost, rewriting the table
+    ``table(rows, seeds)`` after each; then writes it once more."""
+    if not report_only:
+        for seed in seeds:
+            for row in rows:
+                train_row(row, seed)
+                write_table(workdir, filename, table(rows, seeds))
+    return write_table(workdir, filename, table(rows, seeds))

@@ -10,11 +10,10 @@ What is cut from the paper's protocol (batch 2048, Adam 1e-3, the full 737,280 i
 epochs): batch 128 and Adam 5e-4 (more steps for the images seen), ``--train_size`` images for
 ``--epochs`` passes. Writes WORKDIR/dsprites_table.md (mean +- sd over the seeds that finished).
 """
-import json
 import os
 
 import common  # noqa: F401  (first: tfvae importable, TensorFlow quiet)
-from common import mean_sd, write_table  # noqa: E402
+from common import finished_rows, mean_sd, run_rows  # noqa: E402
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Where the runs and the table go.")
@@ -58,12 +57,8 @@ def table(objectives, seeds):
              "| DCI disentanglement | DCI completeness | SAP | FactorVAE score | test ELBO |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for objective in objectives:
-        found = []
-        for seed in seeds:
-            path = os.path.join(FLAGS.workdir, f"{objective}_seed{seed}", "results.json")
-            if os.path.exists(path):
-                r = json.load(open(path))
-                found.append([r[m] for m in METRICS] + [r["test"]["elbo"]["mean"]])
+        found = finished_rows(FLAGS.workdir, objective, seeds, lambda r: [
+            r[m] for m in METRICS] + [r["test"]["elbo"]["mean"]])
         if not found:
             lines.append(f"| {objective} | 0 |" + " |" * (len(METRICS) + 1))
             continue
@@ -76,13 +71,8 @@ def table(objectives, seeds):
 
 def main(argv):
     del argv
-    seeds = [int(s) for s in FLAGS.seeds]
-    if not FLAGS.report_only:
-        for seed in seeds:
-            for objective in FLAGS.objectives:
-                train_row(objective, seed)
-                write_table(FLAGS.workdir, "dsprites_table.md", table(FLAGS.objectives, seeds))
-    write_table(FLAGS.workdir, "dsprites_table.md", table(FLAGS.objectives, seeds))
+    run_rows(FLAGS.workdir, "dsprites_table.md", FLAGS.objectives,
+             [int(s) for s in FLAGS.seeds], train_row, table, FLAGS.report_only)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ script again to continue), the seeds apart:
 
 writes WORKDIR/structure_table.md (mean +- sd over the seeds that finished).
 """
-import json
 import os
 
 import common  # noqa: F401  (first: tfvae importable, TensorFlow quiet)
-from common import mean_sd, write_table
+from common import finished_rows, mean_sd, run_rows
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Where the runs and the table go.")
@@ -67,14 +66,10 @@ def table(rows, seeds):
              "| row | seeds | cluster accuracy | NMI | clusters used | test ELBO | test log p(x) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
-        found = []
-        for seed in seeds:
-            path = os.path.join(FLAGS.workdir, f"{row}_seed{seed}", "results.json")
-            if os.path.exists(path):
-                r = json.load(open(path))
-                found.append([r.get("cluster_accuracy", float("nan")), r.get("nmi", float("nan")),
-                              r.get("clusters_used", float("nan")), r["test"]["elbo"]["mean"],
-                              r["test"]["log_likelihood"]["mean"]])
+        found = finished_rows(FLAGS.workdir, row, seeds, lambda r: [
+            r.get("cluster_accuracy", float("nan")), r.get("nmi", float("nan")),
+            r.get("clusters_used", float("nan")), r["test"]["elbo"]["mean"],
+            r["test"]["log_likelihood"]["mean"]])
         if not found:
             lines.append(f"| {row} | 0 | | | | | |")
             continue
@@ -87,13 +82,8 @@ def table(rows, seeds):
 
 def main(argv):
     del argv
-    seeds = [int(s) for s in FLAGS.seeds]
-    if not FLAGS.report_only:
-        for seed in seeds:
-            for row in FLAGS.rows:
-                train_row(row, seed)
-                write_table(FLAGS.workdir, "structure_table.md", table(FLAGS.rows, seeds))
-    write_table(FLAGS.workdir, "structure_table.md", table(FLAGS.rows, seeds))
+    run_rows(FLAGS.workdir, "structure_table.md", FLAGS.rows, [int(s) for s in FLAGS.seeds],
+             train_row, table, FLAGS.report_only)
 
 
 if __name__ == "__main__":
