@@ -58,12 +58,16 @@ def finished_rows(workdir, row, seeds, values):
     return found
 
 
-def run_rows(workdir, filename, rows, seeds, train_row, table, report_only=False):
-    """Trains every (row, seed) not yet finished, seeds outermost, rewriting the table
+def run_rows(workdir, filename, rows, seeds, config_of, table, report_only=False):
+    """Trains every (row, seed) whose run WORKDIR/{row}_seed{seed} has not finished (from
+    ``config_of(row, seed)``; an interrupted one resumes), seeds outermost, rewriting the table
     ``table(rows, seeds)`` after each; then writes it once more."""
     if not report_only:
+        from tfvae.training import train
         for seed in seeds:
             for row in rows:
-                train_row(row, seed)
+                run = os.path.join(workdir, f"{row}_seed{seed}")
+                if not os.path.exists(os.path.join(run, "results.json")):
+                    train.train_and_evaluate(config_of(row, seed), run, verbose=2)
                 write_table(workdir, filename, table(rows, seeds))
     return write_table(workdir, filename, table(rows, seeds))
