@@ -13,8 +13,9 @@ on 100 test images after a warm-up batch.
 
 Expected growth: time per epoch linear in the number of images, and in proportion to the
 model's trainable weights as the image size, the latent size and the number of latent
-layers change (the dashed lines); IS time per image linear in k. Memory: flat in everything but the data held in memory
-(the IDX images, 1 byte per pixel) and IS's chunks (cache-sized, so flat in k).
+layers change (the dashed lines); IS time per image linear in k. Memory: flat in everything
+but the data held in memory (the IDX images, 1 byte per pixel) and the model's variables; IS's
+chunks are cache-sized, so flat in k.
 """
 import argparse
 import json

@@ -7,10 +7,11 @@ setting (`configs/literature.py`: dynamically binarised MNIST, gated 300-300 net
 """
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tfvae.cli import quiet_tensorflow  # noqa: E402
+from step_timing import median_step_seconds  # noqa: E402
 
 quiet_tensorflow()
 import numpy as np  # noqa: E402
@@ -41,14 +42,8 @@ def step_time(name, splits):
     default, groups = optimizers.for_training(config.train)
     jit = distribute.jit_compile(None, config.train.jit_compile, config.model.network.name)
     vae.compile(default, group_optimizers=groups, steps_per_execution=32, jit_compile=jit)
-    train = splits.train.repeat()
-    vae.fit(train, steps_per_epoch=64, epochs=1, verbose=0)  # trace + compile
-    times = []
-    for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        vae.fit(train, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
-        times.append((time.perf_counter() - start) / FLAGS.steps)
-    return float(np.median(times)), sum(int(np.prod(v.shape)) for v in vae.trainable_variables)
+    seconds = median_step_seconds(vae, splits.train.repeat(), FLAGS.steps, FLAGS.repeats)
+    return seconds, sum(int(np.prod(v.shape)) for v in vae.trainable_variables)
 
 
 def main(argv):

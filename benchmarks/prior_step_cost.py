@@ -7,13 +7,13 @@ does (XLA, steps_per_execution). Run on an otherwise idle machine:
 """
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tfvae.cli import quiet_tensorflow  # noqa: E402
+from step_timing import median_step_seconds  # noqa: E402
 
 quiet_tensorflow()
-import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -43,14 +43,7 @@ def step_time(prior, splits, arrays):
                         train_images=data.first_images(splits, 64))
     default, groups = optimizers.for_training(config.train)
     vae.compile(default, group_optimizers=groups, steps_per_execution=32, jit_compile=True)
-    train = splits.train.repeat()
-    vae.fit(train, steps_per_epoch=64, epochs=1, verbose=0)  # trace + compile
-    times = []
-    for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        vae.fit(train, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
-        times.append((time.perf_counter() - start) / FLAGS.steps)
-    return float(np.median(times))
+    return median_step_seconds(vae, splits.train.repeat(), FLAGS.steps, FLAGS.repeats, 64)
 
 
 def main(argv):

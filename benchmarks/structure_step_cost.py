@@ -11,7 +11,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tfvae.cli import quiet_tensorflow  # noqa: E402
+from step_timing import median_step_seconds  # noqa: E402
 
 quiet_tensorflow()
 import numpy as np  # noqa: E402
@@ -54,14 +56,7 @@ def step_time(objective):
     default, groups = optimizers.for_training(config.train)
     jit = distribute.jit_compile(None, "auto", config.model.network.name)
     vae.compile(default, group_optimizers=groups, steps_per_execution=25, jit_compile=jit)
-    train = splits.train.repeat()
-    vae.fit(train, steps_per_epoch=50, epochs=1, verbose=0)  # trace + compile
-    times = []
-    for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        vae.fit(train, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
-        times.append((time.perf_counter() - start) / FLAGS.steps)
-    return float(np.median(times))
+    return median_step_seconds(vae, splits.train.repeat(), FLAGS.steps, FLAGS.repeats, 50)
 
 
 def metric_times(n=10000):
