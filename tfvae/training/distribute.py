@@ -148,10 +148,10 @@ def jit_compile(strategy: tf.distribute.Strategy, requested, network: str = "mlp
     """Whether the train step is XLA-compiled under ``strategy``: ``requested`` True or False
     (also 'true' / 'false' from a command line), or 'auto': on with a GPU; on CPU devices
     `XLA_ON_CPU` of the network, and never under a bfloat16 ``precision`` (XLA:CPU's bfloat16
-    matmuls are slower than its float32 ones, where TensorFlow's oneDNN kernels run them about
-    1.2-1.3x faster than float32 on a CPU with AVX512-BF16: docs/RESULTS.md). Never where the replicas are CPU devices: XLA has no collectives for CPU devices
-    across workers ("Collectives are not yet implemented for CPU devices when compiling with
-    XLA", b/194942685), and within one process an XLA cluster cannot reach a variable placed on
+    matmuls are slower than its float32 ones, while TensorFlow's oneDNN kernels run them faster
+    than float32 on a CPU with AVX512-BF16: docs/RESULTS.md). Never where the replicas are CPU
+    devices: XLA has no collectives for CPU devices across workers ("Collectives are not yet
+    implemented for CPU devices when compiling with XLA", b/194942685), and within one process an XLA cluster cannot reach a variable placed on
     another CPU device ("Trying to access resource ... located in device CPU:1 from device
     CPU:0")."""
     requested = jit_setting(requested)
