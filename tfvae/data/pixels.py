@@ -13,6 +13,7 @@ a streamed evaluation image's (`PixelMode.fixed_image`, a stateless seed from it
 import numpy as np
 import tensorflow as tf
 
+from tfvae.data import memory
 from tfvae.registry import Registry
 
 PIXEL_MODES = ("binary", "dynamic", "continuous")
@@ -25,12 +26,15 @@ EVAL_BINARIZATION_SEED = 1
 class Continuous:
     """Intensities in [0, 1], as the image holds them."""
 
+    binarises = False  # pixels in {0, 1} (else intensities)
+
     def train(self, x, seed_pair, threshold):
         """A training batch of intensities ``x`` (float32 in [0, 1]) -> its pixels."""
         return x
 
-    def fixed(self, x: np.ndarray, seed: int, threshold) -> np.ndarray:
-        """An evaluation split's intensities -> its pixels, once (NumPy)."""
+    def fixed(self, x: np.ndarray, rng, threshold) -> np.ndarray:
+        """An evaluation split's intensities -> its pixels, once (NumPy; ``rng`` a
+        `np.random.Generator` where the mode draws)."""
         return x
 
     def fixed_image(self, x, seed_pair, threshold):
@@ -42,10 +46,12 @@ class Continuous:
 class Binary(Continuous):
     """x > threshold, for every split."""
 
+    binarises = True
+
     def train(self, x, seed_pair, threshold):
         return tf.cast(x > threshold, tf.float32)
 
-    def fixed(self, x, seed, threshold):
+    def fixed(self, x, rng, threshold):
         return (x > threshold).astype(np.float32)
 
     def fixed_image(self, x, seed_pair, threshold):
@@ -56,12 +62,13 @@ class Binary(Continuous):
 class Dynamic(Continuous):
     """x ~ Bernoulli(intensity): drawn afresh for each training batch, once for evaluation."""
 
+    binarises = True
+
     def train(self, x, seed_pair, threshold):
         noise = tf.random.stateless_uniform(tf.shape(x), seed=seed_pair)
         return tf.cast(noise < x, tf.float32)
 
-    def fixed(self, x, seed, threshold):
-        rng = np.random.default_rng(seed)
+    def fixed(self, x, rng, threshold):
         return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
 
     def fixed_image(self, x, seed_pair, threshold):
@@ -73,9 +80,21 @@ def mode(c):
     return PIXELS.build(c.pixels)
 
 
-def fixed_pixels(images: np.ndarray, pixels: str, threshold: float, seed: int) -> np.ndarray:
-    """Final float32 pixels of an evaluation split (binarised once where the mode says so)."""
-    return PIXELS.build(pixels).fixed(images.astype(np.float32) / 255.0, seed, threshold)
+def fixed_codes(images: np.ndarray, pixels: str, threshold: float, seed: int,
+                chunk: int = 4096):
+    """An evaluation split's final pixels, held compactly: ``(codes, scale)`` with uint8
+    ``codes`` and pixels = float32(codes) / scale (scale 255 for intensities, 1 for binarised
+    pixels, drawn once with ``seed`` where the mode draws). Made a chunk of images at a time,
+    so that no float32 temporary spans the split."""
+    mode = PIXELS.build(pixels)
+    if not mode.binarises:  # the intensities are the pixels: keep the uint8 images
+        return images, 255.0
+    codes = memory.aligned_empty(images.shape, np.uint8)  # shared with TensorFlow
+    rng = np.random.default_rng(seed)  # one stream over the chunks: the same draws as one call
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].astype(np.float32) / 255.0
+        codes[i:i + chunk] = mode.fixed(x, rng, threshold)
+    return codes, 1.0
 
 
 def pixel_transform(c):

@@ -9,6 +9,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfvae.data import memory
 from tfvae.data import pixels as pixels_lib
 from tfvae.errors import ConfigError, DataError
 
@@ -149,6 +150,7 @@ def keep_labels(labels: np.ndarray, setting, num_classes: int, seed: int) -> np.
         kept[chosen] = k
     return kept
 
+
 def in_memory(c, arrays, names, seed: int, with_labels: bool) -> Splits:
     """The splits of a source read into memory (``arrays``: uint8 images and labels per split it
     has; ``names``: its class names, or None): the missing splits held out, images resized, the
@@ -161,56 +163,78 @@ def in_memory(c, arrays, names, seed: int, with_labels: bool) -> Splits:
                                            "validation" in arrays)
     x_test, y_test = arrays["test"] if "test" in arrays else (x[test_idx], y[test_idx])
     x_val, y_val = arrays["validation"] if "validation" in arrays else (x[val_idx], y[val_idx])
-    x_train, y_train = pixels_lib.resize(x[train_idx], c.image_size), y[train_idx]
+    y_train = y[train_idx]
     num_classes = num_classes_of(names, y_train)
     y_train = keep_labels(y_train, c.labels, num_classes, seed)
-    x_val = pixels_lib.fixed_pixels(pixels_lib.resize(x_val, c.image_size), c.pixels,
-                                    c.threshold, pixels_lib.EVAL_BINARIZATION_SEED + 1)
-    x_test = pixels_lib.fixed_pixels(pixels_lib.resize(x_test, c.image_size), c.pixels,
-                                     c.threshold, pixels_lib.EVAL_BINARIZATION_SEED)
-    check_batch(c, len(x_train))
-
-    def eval_pipeline(images, labels):
-        ds = tf.data.Dataset.from_tensor_slices((images, labels) if with_labels else images)
-        return ds.batch(c.eval_batch_size).prefetch(2).with_options(options())
-
-    train_images = tf.constant(x_train)          # [N, H, W, C] uint8, held once in memory
+    check_batch(c, len(train_idx))
+    gather_images, image_shape = _training_images(x, train_idx, c.image_size)
     train_labels = tf.constant(y_train)
     pixels = pixels_lib.pixel_transform(c)
 
     def make_batch(indices, seed_pair):
-        images = pixels(tf.gather(train_images, indices), seed_pair)
+        images = pixels(gather_images(indices), seed_pair)
         return (images, tf.gather(train_labels, indices)) if with_labels else images
 
     # Shuffling indices, not images, keeps a new epoch's start cheap (no image buffer to refill).
-    order = tf.data.Dataset.range(len(x_train)).shuffle(
-        len(x_train), seed=seed, reshuffle_each_iteration=True)
+    order = tf.data.Dataset.range(len(train_idx)).shuffle(
+        len(train_idx), seed=seed, reshuffle_each_iteration=True)
     order = order.batch(c.batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     train = tf.data.Dataset.zip((order, seeds)).map(make_batch, num_parallel_calls=2)
     kept = np.flatnonzero(y_train >= 0)
+    validation = _evaluation(c, x_val, y_val, pixels_lib.EVAL_BINARIZATION_SEED + 1, with_labels)
+    test = _evaluation(c, x_test, y_test, pixels_lib.EVAL_BINARIZATION_SEED, with_labels)
     return Splits(
-        train=train.prefetch(2).with_options(options()),
-        validation=eval_pipeline(x_val, y_val),
-        test=eval_pipeline(x_test, y_test),
-        image_shape=tuple(int(d) for d in x_train.shape[1:]),
-        num_train=len(x_train), num_validation=len(x_val), num_test=len(x_test),
-        steps_per_epoch=len(x_train) // c.batch_size,
+        train=train.prefetch(2).with_options(memory.pipeline_options(options())),
+        validation=validation, test=test, image_shape=image_shape,
+        num_train=len(train_idx), num_validation=len(x_val), num_test=len(x_test),
+        steps_per_epoch=len(train_idx) // c.batch_size,
         class_names=names if with_labels else None,
         num_classes=num_classes,
         num_labelled=int(len(kept)),
-        labelled=_labelled_stream(c, kept, train_images, train_labels, pixels, seed),
+        labelled=_labelled_stream(c, kept, gather_images, train_labels, pixels, seed),
     )
 
 
-def _labelled_stream(c, kept, train_images, train_labels, pixels, seed):
+def _training_images(x, train_idx, image_size):
+    """``(gather, image_shape)``: ``gather(positions)`` the uint8 training images
+    ``x[train_idx][positions]`` from one copy held by TensorFlow. Where most of ``x`` trains
+    and no resize is asked for, that copy is ``x`` itself, indexed through ``train_idx``
+    (no second copy of the training images on the way)."""
+    aliased = len(train_idx) > len(x) // 2 and (
+        image_size <= 0 or tuple(x.shape[1:3]) == (image_size, image_size))
+    if aliased:
+        images, index = memory.as_tensor(x), tf.constant(train_idx, tf.int64)
+        return (lambda positions: tf.gather(images, tf.gather(index, positions))), \
+            tuple(int(d) for d in x.shape[1:])
+    held = pixels_lib.resize(x[train_idx], image_size)
+    images = memory.as_tensor(held)          # [N, H, W, C] uint8, held once in memory
+    return (lambda positions: tf.gather(images, positions)), tuple(int(d) for d in held.shape[1:])
+
+
+def _evaluation(c, images, labels, seed, with_labels):
+    """An evaluation split's batches, its pixels fixed once (`pixels.fixed_codes`) and held as
+    uint8, made float32 batch by batch."""
+    codes, scale = pixels_lib.fixed_codes(pixels_lib.resize(images, c.image_size), c.pixels,
+                                          c.threshold, seed)
+
+    def as_pixels(*batch):  # (images,) or (images, labels)
+        x = tf.cast(batch[0], tf.float32) / scale
+        return (x, batch[1]) if with_labels else x
+    codes = memory.as_tensor(codes)
+    ds = tf.data.Dataset.from_tensor_slices((codes, labels) if with_labels else codes)
+    return ds.batch(c.eval_batch_size).map(as_pixels).prefetch(2).with_options(
+        memory.pipeline_options(options()))
+
+
+def _labelled_stream(c, kept, gather_images, train_labels, pixels, seed):
     """Endless batches of ``(images, labels)`` of the training images at indices ``kept``
     (reshuffled each pass, pixels as the training pipeline's), or None without any."""
     if not len(kept):
         return None
 
     def labelled_batch(indices, seed_pair):
-        return (pixels(tf.gather(train_images, indices), seed_pair),
+        return (pixels(gather_images(indices), seed_pair),
                 tf.gather(train_labels, indices))
     picks = tf.data.Dataset.from_tensor_slices(kept).repeat().shuffle(
         len(kept), seed=seed + 1, reshuffle_each_iteration=True)
@@ -218,7 +242,7 @@ def _labelled_stream(c, kept, train_images, train_labels, pixels, seed):
         picks.batch(min(c.batch_size, len(kept)), drop_remainder=True),
         tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)))
     return labelled.map(labelled_batch, num_parallel_calls=2).prefetch(2).with_options(
-        options())
+        memory.pipeline_options(options()))
 
 
 def streamed(c, train, validation, test, shape, seed: int, with_labels: bool,

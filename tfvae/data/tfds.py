@@ -8,6 +8,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfvae.data import memory
 from tfvae.data import pixels as pixels_lib
 from tfvae.data import splits as splits_lib
 from tfvae.data.checks import Arrays
@@ -102,7 +103,7 @@ def load_tfds(name: str, data_dir: Optional[str], download: bool) -> Dict[str, A
                 if block.dtype != np.uint8 or block.ndim != 4:
                     raise DataError(f"TFDS {name!r} images are {block.dtype} {block.shape}; "
                                     "tfvae needs uint8 images [N, H, W, C]")
-                images = np.empty((n,) + block.shape[1:], np.uint8)
+                images = memory.aligned_empty((n,) + block.shape[1:], np.uint8)
                 labels = np.full(n, -1, np.int64)
             images[i:i + len(block)] = block
             if "label" in example:
