@@ -227,3 +227,22 @@ def test_a_tfds_set_without_supervised_keys_loads_in_memory_as_it_streams(tmp_pa
             np.testing.assert_array_equal(xa.numpy(), xb.numpy())
             np.testing.assert_array_equal(ya.numpy(), yb.numpy())
 
+
+def test_in_memory_images_are_shared_with_tensorflow_not_copied():
+    """`memory.as_tensor` hands TensorFlow the array's own buffer (a write to the array shows in
+    the tensor) where it is aligned, as the TFDS reader's arrays are; an unaligned array is
+    copied once into an aligned buffer, and either works in a tf.data pipeline."""
+    import tensorflow as tf
+    from tfvae.data import memory
+    shared = memory.aligned_empty((1000, 28, 28, 1), np.uint8)
+    shared[...] = 3
+    tensor = memory.as_tensor(shared)
+    shared[0, 0, 0, 0] = 200
+    assert int(tensor[0, 0, 0, 0]) == 200
+    unaligned = np.arange(1001, dtype=np.uint8)[1:]
+    copied = memory.as_tensor(unaligned)
+    unaligned[0] = 0
+    assert int(copied[0]) == 1
+    ds = tf.data.Dataset.range(10).batch(5).map(lambda i: tf.gather(copied, i))
+    assert [int(b.numpy().sum()) for b in ds.with_options(
+        memory.pipeline_options(tf.data.Options()))] == [15, 40]
